@@ -1,0 +1,222 @@
+"""The exception tree, split by whose fault an error is.
+
+Every error steppatch raises is a :class:`SteppatchError`. The four branches tell an operator where
+to look: their own input, the repository (or a mirror between it and them), the network, or the
+local environment. Exceptions carry data as attributes so that the CLI can render them and tests
+can assert on fields rather than on message text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadReference",
+    "ComponentSourceError",
+    "ConfigError",
+    "HomeError",
+    "InputError",
+    "IntegrityError",
+    "LocalEnvironmentError",
+    "LockedError",
+    "MalformedDocument",
+    "MissingFile",
+    "NetworkError",
+    "PathConflict",
+    "RecipeError",
+    "ReleaseError",
+    "RepositoryConflict",
+    "RepositoryError",
+    "ResolutionImpossible",
+    "SteppatchError",
+    "TooLarge",
+    "UnknownReference",
+    "UnsafePath",
+]
+
+
+class SteppatchError(Exception):
+    """The root of every error steppatch raises on purpose."""
+
+    #: exit code the CLI uses for this kind of error
+    exit_code = 1
+
+
+# --- the operator's input -----------------------------------------------------------------------
+
+
+class InputError(SteppatchError):
+    """Bad input from the person running the command: a file, an argument, a reference."""
+
+    exit_code = 2
+
+
+class ComponentSourceError(InputError):
+    """A component source directory is not valid.
+
+    ``path`` is the file at fault, ``field`` the field (or ``None`` when the whole file is).
+    """
+
+    def __init__(self, path: str, field: str | None, problem: str) -> None:
+        where = f"{path}: field {field!r}" if field else path
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.field = field
+        self.problem = problem
+
+
+class RecipeError(InputError):
+    """A ``.spr`` document is not a recipe steppatch can read; ``source`` says where it was."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source} is not a valid recipe: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+class BadReference(InputError):
+    """A REF argument is neither ``to:PATH`` nor the path of a local recipe file."""
+
+    def __init__(self, ref: str, problem: str) -> None:
+        super().__init__(f"bad reference {ref!r}: {problem}")
+        self.ref = ref
+        self.problem = problem
+
+
+class UnsafePath(InputError):
+    """A path would escape the tree it must stay inside (``..``, absolute, or a link outside)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"unsafe path {path!r}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class ConfigError(InputError):
+    """A config file is missing a field or has a wrong value."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class ReleaseError(InputError):
+    """A release recipe cannot be made: a pin is unknown or the set breaks its own ranges."""
+
+
+class ResolutionImpossible(InputError):
+    """No set of component versions satisfies the request.
+
+    ``derivation`` is the solver's account of why, as data; ``str()`` is the human explanation.
+    """
+
+    def __init__(self, explanation: str, derivation: object = None) -> None:
+        super().__init__(explanation)
+        self.explanation = explanation
+        self.derivation = derivation
+
+
+class PathConflict(InputError):
+    """Two components claim the same path in the managed tree."""
+
+    def __init__(self, path: str, first: str, second: str) -> None:
+        super().__init__(f"components {first!r} and {second!r} both install {path!r}")
+        self.path = path
+        self.components = (first, second)
+
+
+# --- the repository, or a mirror between it and us -----------------------------------------------
+
+
+class RepositoryError(SteppatchError):
+    """The repository (or a relay of it) is wrong: missing files, bad bytes, inconsistent data."""
+
+    exit_code = 3
+
+
+class UnknownReference(RepositoryError):
+    """A ``to:PATH`` reference names no recipe in the repository."""
+
+    def __init__(self, ref: str, repository: str) -> None:
+        super().__init__(f"{ref!r} is not a recipe in the repository {repository}")
+        self.ref = ref
+        self.repository = repository
+
+
+class IntegrityError(RepositoryError):
+    """Bytes do not match the hash or length that trusted metadata gave for them."""
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        super().__init__(f"{what}: expected {expected}, got {actual}")
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+
+
+class TooLarge(RepositoryError):
+    """A download or document is larger than its limit allows."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"{what} is larger than its limit of {limit} bytes")
+        self.what = what
+        self.limit = limit
+
+
+class MalformedDocument(RepositoryError):
+    """A repository document (index, manifest) cannot be parsed. ``source`` names it."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+class MissingFile(RepositoryError):
+    """The repository has no file at a path that it (or its index) says exists."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"{url}: no such file in the repository")
+        self.url = url
+
+
+class RepositoryConflict(RepositoryError):
+    """Publishing would change what a repository already holds under the same name and version."""
+
+
+# --- the network ----------------------------------------------------------------------------------
+
+
+class NetworkError(SteppatchError):
+    """A repository or mirror could not be reached or answered with an error."""
+
+    exit_code = 4
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(f"{url}: {problem}")
+        self.url = url
+        self.problem = problem
+
+
+# --- the local environment -----------------------------------------------------------------------
+
+
+class LocalEnvironmentError(SteppatchError):
+    """The local machine is in the way: a home that is missing or broken, a disk, a permission."""
+
+    exit_code = 5
+
+
+class HomeError(LocalEnvironmentError):
+    """A home is missing, not initialised, or its state cannot be read."""
+
+    def __init__(self, home: str, problem: str) -> None:
+        super().__init__(f"home {home}: {problem}")
+        self.home = home
+        self.problem = problem
+
+
+class LockedError(LocalEnvironmentError):
+    """Another live process holds the lock of this home or cache."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} is locked by another steppatch process")
+        self.path = path

@@ -1,0 +1,315 @@
+"""Reading and writing the repository's documents and a home's state: bytes in, values out.
+
+The formats are described, versioned, in ``docs/formats.md``. Parsing never trusts its input:
+every field is type-checked, every path made safe, every limit enforced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from steppatch._json import Fields, dump_json, load_json_object
+from steppatch.errors import MalformedDocument, TooLarge, UnsafePath
+from steppatch.limits import DEFAULT_LIMITS, Limits
+from steppatch.model import (
+    ComponentVersion,
+    EntryKind,
+    FileEntry,
+    FileRef,
+    HomeState,
+    InstalledComponent,
+    Manifest,
+    RepositoryIndex,
+)
+from steppatch.paths import link_stays_inside, safe_relpath
+from steppatch.versions import is_valid_name, parse_specifier, parse_version
+
+__all__ = [
+    "INDEX_FORMAT",
+    "MANIFEST_FORMAT",
+    "STATE_FORMAT",
+    "dump_index",
+    "dump_manifest",
+    "dump_state",
+    "index_to_json",
+    "manifest_from_json",
+    "manifest_to_json",
+    "parse_index",
+    "parse_manifest",
+    "parse_state",
+]
+
+MANIFEST_FORMAT = "steppatch-manifest/1"
+INDEX_FORMAT = "steppatch-index/1"
+STATE_FORMAT = "steppatch-state/1"
+
+
+def _failer(source: str) -> Callable[[str], NoReturn]:
+    def fail(problem: str) -> NoReturn:
+        raise MalformedDocument(source, problem)
+
+    return fail
+
+
+def _check_format(fields: Fields, expected: str) -> None:
+    found = fields.get("format", str)
+    if found != expected:
+        fields.fail("format", f"expected {expected!r}, got {found!r}")
+
+
+def _name(fields: Fields, field: str) -> str:
+    name = fields.get(field, str)
+    if not is_valid_name(name):
+        fields.fail(field, f"{name!r} is not a component name")
+    return name
+
+
+# --- manifests ------------------------------------------------------------------------------------
+
+
+def manifest_to_json(manifest: Manifest) -> dict[str, Any]:
+    """The JSON value of a manifest."""
+    entries: list[dict[str, Any]] = []
+    for e in manifest.entries:
+        item: dict[str, Any] = {"path": e.path, "type": e.kind.value}
+        if e.kind is EntryKind.FILE:
+            item.update(mode=f"{e.mode:04o}", size=e.size, sha256=e.sha256)
+        elif e.kind is EntryKind.DIR:
+            item["mode"] = f"{e.mode:04o}"
+        else:
+            item["target"] = e.target
+        entries.append(item)
+    return {
+        "format": MANIFEST_FORMAT,
+        "component": manifest.component,
+        "version": str(manifest.version),
+        "entries": entries,
+    }
+
+
+def dump_manifest(manifest: Manifest) -> bytes:
+    """The published bytes of a manifest."""
+    return dump_json(manifest_to_json(manifest))
+
+
+def _parse_mode(text: str) -> int:
+    mode = int(text, 8)
+    if not 0 <= mode <= 0o7777:
+        raise ValueError("mode out of range")
+    # set-id bits from a repository are never honoured
+    return mode & 0o1777
+
+
+def _sha256(fields: Fields, field: str) -> str:
+    value = fields.get(field, str)
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        fields.fail(field, "expected 64 lowercase hex digits")
+    return value
+
+
+def manifest_from_json(
+    obj: dict[str, Any], source: str, limits: Limits = DEFAULT_LIMITS
+) -> Manifest:
+    """Build a manifest from its JSON value. Raises :class:`MalformedDocument`."""
+    fail = _failer(source)
+    f = Fields(obj, "", fail)
+    _check_format(f, MANIFEST_FORMAT)
+    component = _name(f, "component")
+    version = f.parse("version", parse_version)
+    raw_entries = f.get("entries", list)
+    if len(raw_entries) > limits.max_manifest_entries:
+        fail(f"more than {limits.max_manifest_entries} entries")
+    entries: list[FileEntry] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_entries):
+        if not isinstance(raw, dict):
+            fail(f"entries[{i}]: expected an object")
+        ef = Fields(raw, f"entries[{i}].", fail)
+        try:
+            path = safe_relpath(ef.get("path", str))
+        except UnsafePath as e:
+            ef.fail("path", e.problem)
+        if path in seen:
+            ef.fail("path", f"{path!r} listed twice")
+        seen.add(path)
+        kind_text = ef.get("type", str)
+        try:
+            kind = EntryKind(kind_text)
+        except ValueError:
+            ef.fail("type", f"expected file, symlink or dir, got {kind_text!r}")
+        if kind is EntryKind.FILE:
+            size = ef.get("size", int)
+            if size < 0:
+                ef.fail("size", "negative")
+            entries.append(
+                FileEntry(path, kind, ef.parse("mode", _parse_mode), size, _sha256(ef, "sha256"))
+            )
+        elif kind is EntryKind.DIR:
+            entries.append(FileEntry(path, kind, ef.parse("mode", _parse_mode)))
+        else:
+            target = ef.get("target", str)
+            if not link_stays_inside(path, target):
+                ef.fail("target", f"{target!r} points outside the tree")
+            entries.append(FileEntry(path, kind, 0o777, target=target))
+    entries.sort(key=lambda e: e.path)
+    _check_parents(entries, fail)
+    return Manifest(component, version, tuple(entries))
+
+
+def _check_parents(entries: list[FileEntry], fail: Callable[[str], NoReturn]) -> None:
+    # A file under a path that is itself a file or a symlink would let a later write follow a link.
+    kinds = {e.path: e.kind for e in entries}
+    for e in entries:
+        parent = e.path.rpartition("/")[0]
+        while parent:
+            kind = kinds.get(parent)
+            if kind is not None and kind is not EntryKind.DIR:
+                fail(f"{e.path!r} lies under {parent!r}, which is a {kind.value}")
+            parent = parent.rpartition("/")[0]
+
+
+def parse_manifest(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Manifest:
+    """Parse a manifest document. Raises :class:`MalformedDocument` or :class:`TooLarge`."""
+    if len(data) > limits.max_manifest_bytes:
+        raise TooLarge(source, limits.max_manifest_bytes)
+    return manifest_from_json(load_json_object(data, _failer(source)), source, limits)
+
+
+# --- the repository index ------------------------------------------------------------------------
+
+
+def _ref_json(ref: FileRef) -> dict[str, Any]:
+    return {"path": ref.path, "sha256": ref.sha256, "length": ref.length}
+
+
+def index_to_json(index: RepositoryIndex) -> dict[str, Any]:
+    """The JSON value of a repository index."""
+    components: dict[str, Any] = {}
+    for name, versions in index.components.items():
+        components[name] = {
+            str(v): {
+                "summary": cv.summary,
+                "notes": cv.notes,
+                "hot": cv.hot,
+                "dependencies": {d: str(s) for d, s in sorted(cv.dependencies.items())},
+                "manifest": _ref_json(cv.manifest),
+                "recipe": cv.recipe,
+            }
+            for v, cv in sorted(versions.items())
+        }
+    recipes = {
+        path: {"sha256": ref.sha256, "length": ref.length}
+        for path, ref in sorted(index.recipes.items())
+    }
+    return {"format": INDEX_FORMAT, "components": components, "recipes": recipes}
+
+
+def dump_index(index: RepositoryIndex) -> bytes:
+    """The published bytes of a repository index."""
+    return dump_json(index_to_json(index))
+
+
+def _file_ref(f: Fields, path: str | None = None) -> FileRef:
+    if path is None:
+        try:
+            path = safe_relpath(f.get("path", str))
+        except UnsafePath as e:
+            f.fail("path", e.problem)
+    length = f.get("length", int)
+    if length < 0:
+        f.fail("length", "negative")
+    return FileRef(path, _sha256(f, "sha256"), length)
+
+
+def parse_index(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> RepositoryIndex:
+    """Parse a repository index. Raises :class:`MalformedDocument` or :class:`TooLarge`."""
+    if len(data) > limits.max_index_bytes:
+        raise TooLarge(source, limits.max_index_bytes)
+    fail = _failer(source)
+    f = Fields(load_json_object(data, fail), "", fail)
+    _check_format(f, INDEX_FORMAT)
+    components: dict[str, dict[Version, ComponentVersion]] = {}
+    comps = f.sub("components")
+    for name in sorted(comps.obj):
+        if not is_valid_name(name):
+            comps.fail(name, "not a component name")
+        versions = comps.sub(name)
+        parsed: dict[Version, ComponentVersion] = {}
+        for vtext in versions.obj:
+            try:
+                version = parse_version(vtext)
+            except ValueError as e:
+                versions.fail(vtext, str(e))
+            cf = versions.sub(vtext)
+            deps = cf.sub("dependencies")
+            dependencies: dict[str, SpecifierSet] = {}
+            for dep in sorted(deps.obj):
+                if not is_valid_name(dep):
+                    deps.fail(dep, "not a component name")
+                dependencies[dep] = deps.parse(dep, parse_specifier)
+            try:
+                recipe = safe_relpath(cf.get("recipe", str))
+            except UnsafePath as e:
+                cf.fail("recipe", e.problem)
+            parsed[version] = ComponentVersion(
+                name=name,
+                version=version,
+                manifest=_file_ref(cf.sub("manifest")),
+                recipe=recipe,
+                summary=cf.get("summary", str, ""),
+                notes=cf.get("notes", str, ""),
+                hot=cf.get("hot", bool, False),
+                dependencies=dependencies,
+            )
+        components[name] = parsed
+    recipes: dict[str, FileRef] = {}
+    rf = f.sub("recipes")
+    for path in sorted(rf.obj):
+        try:
+            safe = safe_relpath(path)
+        except UnsafePath as e:
+            rf.fail(path, e.problem)
+        recipes[safe] = _file_ref(rf.sub(path), safe)
+    return RepositoryIndex(components, recipes)
+
+
+# --- a home's state -------------------------------------------------------------------------------
+
+
+def dump_state(state: HomeState) -> bytes:
+    """The bytes of a home's state file."""
+    return dump_json(
+        {
+            "format": STATE_FORMAT,
+            "components": {
+                name: {
+                    "hot": c.hot,
+                    "manifest_sha256": c.manifest_sha256,
+                    "manifest": manifest_to_json(c.manifest),
+                }
+                for name, c in sorted(state.components.items())
+            },
+        }
+    )
+
+
+def parse_state(data: bytes, source: str) -> HomeState:
+    """Parse a home's state file. Raises :class:`MalformedDocument`."""
+    fail = _failer(source)
+    f = Fields(load_json_object(data, fail), "", fail)
+    _check_format(f, STATE_FORMAT)
+    comps = f.sub("components")
+    installed: dict[str, InstalledComponent] = {}
+    for name in sorted(comps.obj):
+        cf = comps.sub(name)
+        manifest = manifest_from_json(cf.get("manifest", dict), f"{source}: {name}")
+        if manifest.component != name:
+            cf.fail("manifest", f"is for {manifest.component!r}")
+        installed[name] = InstalledComponent(
+            manifest, _sha256(cf, "manifest_sha256"), cf.get("hot", bool, False)
+        )
+    return HomeState(installed)

@@ -1,0 +1,36 @@
+"""Every bound steppatch enforces, in one value.
+
+Nothing that comes from outside (a repository, a mirror, a recipe file) may make steppatch use
+unbounded memory, disk or time; each such bound lives here so that it is visible and settable.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["DEFAULT_LIMITS", "Limits"]
+
+MiB = 1024 * 1024
+
+
+@attrs.frozen
+class Limits:
+    """Size, count and time bounds.
+
+    Sizes are in bytes. The object size cap is a backstop only: every object download is bounded by
+    the exact length its manifest gives.
+    """
+
+    max_index_bytes: int = 32 * MiB
+    max_recipe_bytes: int = 4 * MiB
+    max_manifest_bytes: int = 64 * MiB
+    max_object_bytes: int = 16 * 1024 * MiB
+    max_component_toml_bytes: int = 1 * MiB
+    max_manifest_entries: int = 1_000_000
+    max_recipe_components: int = 10_000
+    solver_max_rounds: int = 100_000
+    chunk_bytes: int = 256 * 1024
+    lock_timeout_seconds: float = 30.0
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,183 @@
+"""The value types everything else passes around: immutable, parsed, checked.
+
+A *component version* has a *manifest* (its files); a *recipe* names component requirements; the
+repository's *index* lists every component version and recipe with the hash and length of the
+document that describes it; a home's *state* is what is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TypeVar
+
+import attrs
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+__all__ = [
+    "ComponentVersion",
+    "EntryKind",
+    "FileEntry",
+    "FileRef",
+    "HomeState",
+    "InstalledComponent",
+    "Manifest",
+    "Recipe",
+    "RecipeKind",
+    "RepositoryIndex",
+]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _frozen_map(items: Mapping[K, V] | Iterable[tuple[K, V]]) -> Mapping[K, V]:
+    return MappingProxyType(dict(items))
+
+
+class EntryKind(StrEnum):
+    """What a manifest entry is."""
+
+    FILE = "file"
+    SYMLINK = "symlink"
+    DIR = "dir"
+
+
+@attrs.frozen
+class FileEntry:
+    """One entry of a manifest: a regular file, a symlink or a directory, at a safe relative path.
+
+    ``sha256`` and ``size`` are set for files only, ``target`` for symlinks only.
+    """
+
+    path: str
+    kind: EntryKind
+    mode: int = 0o644
+    size: int = 0
+    sha256: str | None = None
+    target: str | None = None
+
+
+@attrs.frozen
+class Manifest:
+    """The files of one component version, sorted by path."""
+
+    component: str
+    version: Version
+    entries: tuple[FileEntry, ...]
+
+    def files(self) -> Iterable[FileEntry]:
+        """The regular-file entries."""
+        return (e for e in self.entries if e.kind is EntryKind.FILE)
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of all regular files."""
+        return sum(e.size for e in self.files())
+
+
+@attrs.frozen
+class FileRef:
+    """Where a document lies in a repository and the length and hash it must have."""
+
+    path: str
+    sha256: str
+    length: int
+
+
+@attrs.frozen
+class ComponentVersion:
+    """A published component version as the repository index lists it."""
+
+    name: str
+    version: Version
+    manifest: FileRef
+    recipe: str
+    summary: str = ""
+    notes: str = ""
+    hot: bool = False
+    dependencies: Mapping[str, SpecifierSet] = attrs.field(
+        factory=dict, converter=_frozen_map
+    )
+
+
+@attrs.frozen
+class RepositoryIndex:
+    """Every component version and every recipe a repository publishes."""
+
+    components: Mapping[str, Mapping[Version, ComponentVersion]] = attrs.field(
+        factory=dict, converter=_frozen_map
+    )
+    recipes: Mapping[str, FileRef] = attrs.field(factory=dict, converter=_frozen_map)
+
+    def get(self, name: str, version: Version) -> ComponentVersion | None:
+        """The listed component version, or ``None``."""
+        return self.components.get(name, {}).get(version)
+
+    def versions(self, name: str) -> list[Version]:
+        """The versions of ``name``, oldest first (empty for an unknown name)."""
+        return sorted(self.components.get(name, {}))
+
+    def dependencies(self, name: str, version: Version) -> Mapping[str, SpecifierSet]:
+        """The dependency ranges of a listed version (so an index is a solver's package index)."""
+        return self.components[name][version].dependencies
+
+
+class RecipeKind(StrEnum):
+    """The kinds of ``.spr`` documents."""
+
+    COMPONENT = "component"
+    RELEASE = "release"
+    SNAPSHOT = "snapshot"
+
+
+@attrs.frozen
+class Recipe:
+    """A document naming component requirements.
+
+    ``components`` maps a component name to the range it must be in. A snapshot is *exact*: a home
+    brought to it has those components and no others.
+    """
+
+    kind: RecipeKind
+    components: Mapping[str, SpecifierSet] = attrs.field(converter=_frozen_map)
+    name: str = ""
+    system: str = ""
+    created: str = ""
+
+    @property
+    def exact(self) -> bool:
+        """Whether components the recipe does not list are removed when it is applied."""
+        return self.kind is RecipeKind.SNAPSHOT
+
+
+@attrs.frozen
+class InstalledComponent:
+    """A component version installed in a home, with the manifest it was installed from."""
+
+    manifest: Manifest
+    manifest_sha256: str
+    hot: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.manifest.component
+
+    @property
+    def version(self) -> Version:
+        return self.manifest.version
+
+
+@attrs.frozen
+class HomeState:
+    """What a home has installed."""
+
+    components: Mapping[str, InstalledComponent] = attrs.field(
+        factory=dict, converter=_frozen_map
+    )
+
+    def versions(self) -> dict[str, Version]:
+        """Component name to installed version."""
+        return {name: c.version for name, c in sorted(self.components.items())}

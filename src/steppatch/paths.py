@@ -1,0 +1,48 @@
+"""Relative paths that cannot escape their tree (invariant 4: nothing escapes).
+
+Every path that comes from a recipe, a manifest, a reference or an archive goes through
+:func:`safe_relpath` before it is joined to a directory; the edges that write files also check the
+joined result with :func:`is_within`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import PurePosixPath
+
+from steppatch.errors import UnsafePath
+
+__all__ = ["is_within", "link_stays_inside", "safe_relpath"]
+
+
+def safe_relpath(path: str) -> str:
+    """Return ``path`` normalised as a relative POSIX path that stays inside its tree.
+
+    Raises :class:`UnsafePath` for an empty, absolute or ``..`` path, a NUL byte, a backslash or a
+    ``.`` component (a manifest path must name one entry exactly once).
+    """
+    if not path or "\0" in path or "\\" in path:
+        raise UnsafePath(path, "empty, or contains NUL or a backslash")
+    if path.startswith("/"):
+        raise UnsafePath(path, "absolute")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise UnsafePath(path, "empty, '.' or '..' component")
+    return path
+
+
+def link_stays_inside(link_path: str, target: str) -> bool:
+    """Whether a symlink at ``link_path`` (relative to its tree) pointing to ``target`` resolves
+    inside the tree, judged on the text alone (intermediate links are checked by their own entries).
+    """
+    if not target or target.startswith("/") or "\0" in target:
+        return False
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(link_path), target))
+    return joined != ".." and not joined.startswith("../")
+
+
+def is_within(root: PurePosixPath | str, candidate: PurePosixPath | str) -> bool:
+    """Whether ``candidate`` equals or lies below ``root`` (both already resolved, lexically)."""
+    root_p = PurePosixPath(root)
+    cand_p = PurePosixPath(candidate)
+    return cand_p == root_p or root_p in cand_p.parents

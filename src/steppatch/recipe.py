@@ -1,0 +1,101 @@
+"""``.spr`` recipes: parsing and serialization (bytes in, :class:`Recipe` out).
+
+A recipe is UTF-8 JSON (see ``docs/formats.md``)::
+
+    {"format": "steppatch-recipe/1", "kind": "release", "name": "step-trailblazer-9.0-mp5",
+     "components": {"restapi": "==7.0.40", "step-core": "==9.0.5"}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from steppatch._json import Fields, dump_json, load_json_object
+from steppatch.errors import RecipeError
+from steppatch.limits import DEFAULT_LIMITS, Limits
+from steppatch.model import Recipe, RecipeKind
+from steppatch.versions import is_valid_name, parse_specifier
+
+__all__ = [
+    "RECIPE_FORMAT",
+    "component_recipe",
+    "dump_recipe",
+    "parse_recipe",
+    "pinned_recipe",
+]
+
+RECIPE_FORMAT = "steppatch-recipe/1"
+
+
+def parse_recipe(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Recipe:
+    """Parse a ``.spr`` document; ``source`` names it in errors.
+
+    Raises :class:`RecipeError` naming the field at fault.
+    """
+
+    def fail(problem: str) -> NoReturn:
+        raise RecipeError(source, problem)
+
+    if len(data) > limits.max_recipe_bytes:
+        fail(f"larger than {limits.max_recipe_bytes} bytes")
+    f = Fields(load_json_object(data, fail), "", fail)
+    found = f.get("format", str)
+    if found != RECIPE_FORMAT:
+        f.fail("format", f"expected {RECIPE_FORMAT!r}, got {found!r}")
+    kind_text = f.get("kind", str)
+    try:
+        kind = RecipeKind(kind_text)
+    except ValueError:
+        f.fail("kind", f"expected one of {[k.value for k in RecipeKind]}, got {kind_text!r}")
+    comps = f.sub("components")
+    if len(comps.obj) > limits.max_recipe_components:
+        f.fail("components", f"more than {limits.max_recipe_components} entries")
+    components: dict[str, SpecifierSet] = {}
+    for name in sorted(comps.obj):
+        if not is_valid_name(name):
+            comps.fail(name, "not a component name")
+        components[name] = comps.parse(name, parse_specifier)
+    if not components and kind is not RecipeKind.SNAPSHOT:
+        f.fail("components", "names no component")
+    return Recipe(
+        kind=kind,
+        components=components,
+        name=f.get("name", str, ""),
+        system=f.get("system", str, ""),
+        created=f.get("created", str, ""),
+    )
+
+
+def dump_recipe(recipe: Recipe) -> bytes:
+    """The bytes of a recipe: deterministic, so equal recipes are equal files."""
+    doc: dict[str, Any] = {
+        "format": RECIPE_FORMAT,
+        "kind": recipe.kind.value,
+        "components": {n: str(s) for n, s in sorted(recipe.components.items())},
+    }
+    for key in ("name", "system", "created"):
+        value = getattr(recipe, key)
+        if value:
+            doc[key] = value
+    return dump_json(doc)
+
+
+def pinned_recipe(
+    kind: RecipeKind, pins: Mapping[str, Version], name: str = "", **extra: str
+) -> Recipe:
+    """A recipe that pins each component to one exact version."""
+    return Recipe(
+        kind=kind,
+        components={n: SpecifierSet(f"=={v}") for n, v in sorted(pins.items())},
+        name=name,
+        **extra,
+    )
+
+
+def component_recipe(name: str, version: Version) -> Recipe:
+    """The recipe published for one component version: that version, with its dependencies."""
+    return pinned_recipe(RecipeKind.COMPONENT, {name: version}, name=f"{name}-{version}")

@@ -1,0 +1,153 @@
+"""Reading a component source directory: ``component.toml`` plus ``files/``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from steppatch.errors import ComponentSourceError
+from steppatch.limits import DEFAULT_LIMITS, Limits
+from steppatch.model import EntryKind, FileEntry, Manifest
+from steppatch.paths import link_stays_inside
+from steppatch.store import hash_file
+from steppatch.versions import is_valid_name
+
+__all__ = ["ComponentSource", "read_source"]
+
+_KNOWN_KEYS = {"name", "version", "summary", "notes", "hot", "dependencies"}
+
+
+@attrs.frozen
+class ComponentSource:
+    """A component version read from its source directory, ready to publish."""
+
+    root: Path
+    name: str
+    version: Version
+    summary: str
+    notes: str
+    hot: bool
+    dependencies: dict[str, SpecifierSet]
+    manifest: Manifest
+
+    def file_path(self, entry: FileEntry) -> Path:
+        """Where an entry's content lies in the source."""
+        return self.root / "files" / entry.path
+
+
+def _field(meta: dict[str, Any], key: str, kind: type, where: str, required: bool) -> Any:
+    if key not in meta:
+        if required:
+            raise ComponentSourceError(where, key, "missing (required)")
+        return None
+    value = meta[key]
+    if not isinstance(value, kind):
+        raise ComponentSourceError(
+            where, key, f"expected {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _read_meta(path: Path, limits: Limits) -> dict[str, Any]:
+    where = str(path)
+    try:
+        if path.stat().st_size > limits.max_component_toml_bytes:
+            raise ComponentSourceError(where, None, "file too large")
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ComponentSourceError(where, None, "missing: a component source needs one") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ComponentSourceError(where, None, f"not valid TOML: {e}") from e
+
+
+def read_source(root: Path, limits: Limits = DEFAULT_LIMITS) -> ComponentSource:
+    """Read and check a component source directory, hashing every file.
+
+    Raises :class:`ComponentSourceError` naming the file and field at fault: a missing or invalid
+    field, a symlink that points outside ``files/``, or a file that is neither regular, directory
+    nor symlink. Cost: reads every file once.
+    """
+    toml_path = root / "component.toml"
+    where = str(toml_path)
+    meta = _read_meta(toml_path, limits)
+    unknown = sorted(set(meta) - _KNOWN_KEYS)
+    if unknown:
+        raise ComponentSourceError(where, unknown[0], "unknown field")
+    name = _field(meta, "name", str, where, True)
+    if not is_valid_name(name):
+        raise ComponentSourceError(
+            where, "name", f"{name!r} is not lowercase letters, digits and '-'"
+        )
+    version_text = _field(meta, "version", str, where, True)
+    try:
+        version = Version(version_text)
+    except InvalidVersion:
+        raise ComponentSourceError(
+            where, "version", f"{version_text!r} is not a PEP 440 version"
+        ) from None
+    deps_raw = _field(meta, "dependencies", dict, where, False) or {}
+    dependencies: dict[str, SpecifierSet] = {}
+    for dep, spec in sorted(deps_raw.items()):
+        field = f"dependencies.{dep}"
+        if not is_valid_name(dep):
+            raise ComponentSourceError(where, field, "not a component name")
+        if dep == name:
+            raise ComponentSourceError(where, field, "a component cannot depend on itself")
+        if not isinstance(spec, str):
+            raise ComponentSourceError(where, field, "expected a PEP 440 specifier string")
+        try:
+            dependencies[dep] = SpecifierSet(spec)
+        except InvalidSpecifier:
+            raise ComponentSourceError(
+                where, field, f"{spec!r} is not a PEP 440 specifier"
+            ) from None
+    files_root = root / "files"
+    if not files_root.is_dir() or files_root.is_symlink():
+        raise ComponentSourceError(str(files_root), None, "missing: expected a directory")
+    return ComponentSource(
+        root=root,
+        name=name,
+        version=version,
+        summary=_field(meta, "summary", str, where, False) or "",
+        notes=_field(meta, "notes", str, where, False) or "",
+        hot=bool(_field(meta, "hot", bool, where, False)),
+        dependencies=dependencies,
+        manifest=Manifest(name, version, tuple(_scan(files_root))),
+    )
+
+
+def _scan(files_root: Path) -> list[FileEntry]:
+    entries: list[FileEntry] = []
+    for dirpath, dirnames, filenames in os.walk(files_root):
+        dirnames.sort()
+        here = Path(dirpath)
+        for item in sorted([*dirnames, *filenames]):
+            full = here / item
+            rel = full.relative_to(files_root).as_posix()
+            st = full.lstat()
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(full)
+                if not link_stays_inside(rel, target):
+                    raise ComponentSourceError(
+                        str(full), None, f"symlink to {target!r} points outside files/"
+                    )
+                entries.append(FileEntry(rel, EntryKind.SYMLINK, 0o777, target=target))
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append(FileEntry(rel, EntryKind.DIR, mode & 0o1777))
+            elif stat.S_ISREG(st.st_mode):
+                sha256, size = hash_file(full)
+                entries.append(FileEntry(rel, EntryKind.FILE, mode & 0o1777, size, sha256))
+            else:
+                raise ComponentSourceError(
+                    str(full), None, "not a regular file, directory or symlink"
+                )
+    entries.sort(key=lambda e: e.path)
+    return entries

@@ -1,0 +1,1 @@
+"""The steppatch command line."""

@@ -1,0 +1,215 @@
+"""The Typer root: parse, call the library, render. Errors become one line and an exit code here.
+
+Exit codes: 0 success, 1 other steppatch error, 2 bad input, 3 repository, 4 network,
+5 local environment, 6 drift or pending work found by a check.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from packaging.version import Version
+
+from steppatch import Home, Repository, SteppatchError
+from steppatch.errors import InputError
+from steppatch.updater import Progress, split_refs
+from steppatch.versions import parse_requirement
+from steppatch_cli import render
+
+app = typer.Typer(
+    name="steppatch",
+    help="Keep a componentized server installation (a home) patched.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+repo_app = typer.Typer(
+    help="Build and publish a repository (the release side).", no_args_is_help=True
+)
+app.add_typer(repo_app, name="repo")
+
+
+class _Options:
+    home: Path | None = None
+    verbose: bool = False
+
+
+options = _Options()
+
+
+@app.callback()
+def _root(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="The home to work on (default: $STEPPATCH_HOME, else the current directory).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Tracebacks on error.")] = False,
+) -> None:
+    options.home = home
+    options.verbose = verbose
+
+
+def _home_path() -> Path:
+    if options.home is not None:
+        return options.home
+    env = os.environ.get("STEPPATCH_HOME")
+    return Path(env) if env else Path.cwd()
+
+
+def _refs(text: list[str]) -> list[str]:
+    refs = [ref for part in text for ref in split_refs(part)]
+    if not refs:
+        raise InputError("no reference given: name a to:PATH recipe or a local .spr file")
+    return refs
+
+
+# --- the release side ---------------------------------------------------------------------------
+
+
+@repo_app.command("init")
+def repo_init(directory: Annotated[Path, typer.Argument(help="Where to make it.")]) -> None:
+    """Make an empty repository."""
+    Repository.init(directory)
+    render.out.print(f"Made an empty repository in {directory}")
+
+
+@repo_app.command("add")
+def repo_add(
+    directory: Annotated[Path, typer.Argument(help="The repository.")],
+    sources: Annotated[list[Path], typer.Argument(help="Component source directories.")],
+) -> None:
+    """Publish component versions (each a directory with component.toml and files/)."""
+    repo = Repository.open(directory)
+    for source in sources:
+        result = repo.add(source)
+        verb = "Added" if result.added else "Already published, unchanged:"
+        render.out.print(f"{verb} {result.name} {result.version} -> to:{result.recipe}")
+
+
+@repo_app.command("release")
+def repo_release(
+    directory: Annotated[Path, typer.Argument(help="The repository.")],
+    path: Annotated[str, typer.Argument(help="Recipe path inside the repository (.spr).")],
+    pin: Annotated[
+        list[str], typer.Option("--pin", help="NAME==VERSION; repeat for each component.")
+    ],
+    name: Annotated[str, typer.Option(help="The release's name (default: from PATH).")] = "",
+) -> None:
+    """Publish a release recipe pinning a consistent set of component versions."""
+    pins = {}
+    for text in pin:
+        try:
+            req = parse_requirement(text)
+        except ValueError as e:
+            raise InputError(f"--pin {text!r}: {e}") from None
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
+            raise InputError(f"--pin {text!r}: expected NAME==VERSION")
+        pins[req.name] = Version(specs[0].version)
+    Repository.open(directory).release(path, pins, name=name)
+    render.out.print(f"Published release to:{path} pinning {len(pins)} component(s)")
+
+
+# --- a home -------------------------------------------------------------------------------------
+
+
+@app.command("init")
+def init(
+    updates: Annotated[str, typer.Option("--updates", help="The repository URL (file:///...).")],
+    system: Annotated[str, typer.Option(help="This environment's system name.")] = "",
+) -> None:
+    """Make the current home (see --home) with its config."""
+    home = Home.init(_home_path(), updates, system=system)
+    render.out.print(f"Made a home in {home.path} taking updates from {updates}")
+
+
+def _open_home(progress: Progress | None = None) -> Home:
+    return Home.open(_home_path(), progress=progress)
+
+
+@app.command("apply")
+def apply(
+    refs: Annotated[list[str], typer.Argument(help="to:PATH or a local .spr; comma lists too.")],
+    json_out: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
+) -> None:
+    """Bring the home to what the recipes ask for."""
+    with render.progress_bar() as bar:
+        plan = _open_home(bar).apply(_refs(refs))
+    if json_out:
+        render.print_json(render.plan_json(plan))
+    else:
+        render.show_plan(plan, applied=True)
+
+
+@app.command("prepare")
+def prepare(
+    refs: Annotated[list[str], typer.Argument(help="to:PATH or a local .spr; comma lists too.")],
+    json_out: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
+) -> None:
+    """Resolve and download ahead; print the plan. The managed tree is untouched."""
+    with render.progress_bar() as bar:
+        plan = _open_home(bar).prepare(_refs(refs))
+    if json_out:
+        render.print_json(render.plan_json(plan))
+    else:
+        render.show_plan(plan, applied=False)
+
+
+@app.command("status")
+def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The installed components."""
+    home = _open_home()
+    state = home.status()
+    if json_out:
+        render.print_json(render.state_json(state))
+    else:
+        render.show_status(state, str(home.path))
+
+
+@app.command("snapshot")
+def snapshot(file: Annotated[Path, typer.Argument(help="Where to write the .spr.")]) -> None:
+    """Write the home's thin snapshot (component versions only)."""
+    recipe = _open_home().snapshot(file)
+    render.out.print(f"Wrote a snapshot of {len(recipe.components)} component(s) to {file}")
+
+
+@app.command("showupdates")
+def showupdates(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """For each installed component, the newer versions with their release notes."""
+    updates = _open_home().showupdates()
+    if json_out:
+        render.print_json(render.updates_json(updates))
+    else:
+        render.show_updates(updates)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: run a command, map errors to one line on stderr and an exit code."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except SteppatchError as e:
+        if options.verbose:
+            traceback.print_exc()
+        render.err.print(f"error: {e}", markup=False)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        render.err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except OSError as e:
+        if options.verbose:
+            traceback.print_exc()
+        render.err.print(f"error: {e}", markup=False)
+        sys.exit(5)
+    sys.exit(code if isinstance(code, int) else 0)
