@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any
 
 import attrs
 from packaging.specifiers import SpecifierSet
@@ -29,11 +29,8 @@ __all__ = [
     "RepositoryIndex",
 ]
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def _frozen_map(items: Mapping[K, V] | Iterable[tuple[K, V]]) -> Mapping[K, V]:
+def _frozen_map(items: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    # Any: attrs converters cannot be generic; the field annotations keep the types.
     return MappingProxyType(dict(items))
 
 

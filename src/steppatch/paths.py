@@ -8,7 +8,7 @@ joined result with :func:`is_within`.
 from __future__ import annotations
 
 import posixpath
-from pathlib import PurePosixPath
+from pathlib import PurePath, PurePosixPath
 
 from steppatch.errors import UnsafePath
 
@@ -41,7 +41,7 @@ def link_stays_inside(link_path: str, target: str) -> bool:
     return joined != ".." and not joined.startswith("../")
 
 
-def is_within(root: PurePosixPath | str, candidate: PurePosixPath | str) -> bool:
+def is_within(root: PurePath | str, candidate: PurePath | str) -> bool:
     """Whether ``candidate`` equals or lies below ``root`` (both already resolved, lexically)."""
     root_p = PurePosixPath(root)
     cand_p = PurePosixPath(candidate)

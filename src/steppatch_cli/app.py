@@ -12,12 +12,11 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from packaging.version import Version
 
 from steppatch import Home, Repository, SteppatchError
-from steppatch.errors import InputError
+from steppatch.errors import InputError, LocalEnvironmentError
 from steppatch.updater import Progress, split_refs
 from steppatch.versions import parse_requirement
 from steppatch_cli import render
@@ -194,22 +193,17 @@ def showupdates(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
 
 def main(argv: list[str] | None = None) -> None:
     """The console script: run a command, map errors to one line on stderr and an exit code."""
+    # Typer handles usage errors and exits itself (standalone mode); ours propagate to here.
     try:
-        code = app(args=argv, standalone_mode=False)
+        app(args=argv)
     except SteppatchError as e:
-        if options.verbose:
-            traceback.print_exc()
-        render.err.print(f"error: {e}", markup=False)
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        render.err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
     except OSError as e:
-        if options.verbose:
-            traceback.print_exc()
-        render.err.print(f"error: {e}", markup=False)
-        sys.exit(5)
-    sys.exit(code if isinstance(code, int) else 0)
+        _fail(str(e), LocalEnvironmentError.exit_code)
+
+
+def _fail(message: str, code: int) -> None:
+    if options.verbose:
+        traceback.print_exc()
+    render.err.print(f"error: {message}", markup=False)
+    sys.exit(code)
