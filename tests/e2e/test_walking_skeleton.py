@@ -171,7 +171,7 @@ def test_the_home_flag_and_the_current_directory(repo: Path, run: Run, tmp_path:
     assert (other / "current/VERSION").read_text() == "STEP core 9.0.5\n"
 
 
-# --- bad input: one line on stderr, a non-zero exit, nothing changed --------------------------------
+# --- bad input: one line on stderr, a non-zero exit, nothing changed ---------------------------
 
 
 def one_line(err: str) -> str:

@@ -26,7 +26,11 @@ def test_add_and_copy_out(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("chunks", "error"),
-    [([DATA + b"x"], TooLarge), ([DATA[:-1]], IntegrityError), ([DATA[:-1] + b"?"], IntegrityError)],
+    [
+        ([DATA + b"x"], TooLarge),
+        ([DATA[:-1]], IntegrityError),
+        ([DATA[:-1] + b"?"], IntegrityError),
+    ],
 )
 def test_bad_bytes_are_never_stored(tmp_path: Path, chunks: list[bytes], error: type) -> None:
     store = ObjectStore(tmp_path / "s")
