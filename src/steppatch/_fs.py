@@ -6,6 +6,8 @@ Not part of the core: the core never imports this module.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import os
@@ -15,7 +17,14 @@ from pathlib import Path
 
 from steppatch.errors import LockedError
 
-__all__ = ["atomic_write", "file_lock", "fsync_dir"]
+__all__ = ["atomic_write", "file_lock", "fsync_dir", "sync_filesystem"]
+
+_libc: ctypes.CDLL | None
+try:
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    _libc.syncfs.argtypes = [ctypes.c_int]
+except (OSError, AttributeError):
+    _libc = None
 
 
 def fsync_dir(path: Path) -> None:
@@ -25,6 +34,22 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Make everything written to the filesystem holding ``path`` durable.
+
+    One ``syncfs(2)`` instead of an ``fsync`` per file: building a tree of thousands of files is
+    then bounded by the disk, not by thousands of flushes. Falls back to ``sync(2)``.
+    """
+    if _libc is not None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    os.sync()
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

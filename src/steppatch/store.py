@@ -34,8 +34,11 @@ def hash_file(path: Path) -> tuple[str, int]:
 class ObjectStore:
     """Objects under ``root/ab/abcdef...``, written atomically, verified on write and on use."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, durable: bool = False) -> None:
         self.root = root
+        # A cache need not survive a power cut: every use re-verifies, and a damaged entry is
+        # fetched again. A repository's objects must, since its index will name them.
+        self.durable = durable
 
     def path(self, sha256: str) -> Path:
         """Where the object with this hash lives (whether or not it is there)."""
@@ -70,8 +73,9 @@ class ObjectStore:
                         raise TooLarge(what, length)
                     h.update(chunk)
                     f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             if size != length:
                 raise IntegrityError(what, f"{length} bytes", f"{size} bytes")
             if h.hexdigest() != sha256:
@@ -108,7 +112,7 @@ def copy_verified(
     """Copy ``source`` to the new file ``dest`` (mode ``mode``) only if it hashes to ``sha256``.
 
     ``dest`` must not exist and is never followed if it is a symlink; on any failure it is
-    removed. Raises :class:`IntegrityError` on a mismatch, ``OSError`` from the filesystem.
+    removed. Not flushed to disk: the caller syncs the whole tree once. Raises :class:`IntegrityError` on a mismatch, ``OSError`` from the filesystem.
     """
     h = hashlib.sha256()
     size = 0
@@ -121,8 +125,6 @@ def copy_verified(
                 if size > length:
                     break
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
         if size != length or h.hexdigest() != sha256:
             raise IntegrityError(
                 what, f"{length} bytes with sha256 {sha256}",

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from steppatch._fs import atomic_write, file_lock, fsync_dir
+from steppatch._fs import atomic_write, file_lock, fsync_dir, sync_filesystem
 from steppatch.config import CONFIG_NAME, HomeConfig, dump_home_config, parse_home_config
 from steppatch.errors import HomeError, MalformedDocument, UnsafePath
 from steppatch.formats import dump_state, parse_state
@@ -191,7 +191,7 @@ class HomeDir:
             # Modes last, deepest first, so a read-only directory does not block its own filling.
             for d, mode in sorted(dirs, key=lambda item: len(item[0].parts), reverse=True):
                 os.chmod(d, mode)
-            _fsync_tree(dest)
+            sync_filesystem(dest)
         except BaseException:
             _remove(dest)
             raise
@@ -242,8 +242,3 @@ def _remove(path: Path) -> None:
         os.chmod(path, 0o700)
         shutil.rmtree(path)
 
-
-def _fsync_tree(root: Path) -> None:
-    # Files copied out of the cache were fsynced as written; directories still need it.
-    for dirpath, _dirnames, _files in os.walk(root):
-        fsync_dir(Path(dirpath))

@@ -80,7 +80,7 @@ class Repository:
         self.root = root
         self._index = index
         self.limits = limits
-        self.objects = ObjectStore(root / "objects")
+        self.objects = ObjectStore(root / "objects", durable=True)
 
     @property
     def index(self) -> RepositoryIndex:
