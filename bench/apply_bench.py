@@ -9,7 +9,8 @@ Two tasks, each timed R times (median reported), all tools side by side in one r
 
 steppatch's times include what the others do not do: hashing every byte it installs (twice on
 install: into the cache, then out of it), making the tree durable, an atomic switch. The
-``; sync`` row shows ``cp -a`` made durable too. The page cache is flushed before every run. The last table compares the bytes an upgrade downloads with the bytes that changed.
+``; sync`` row shows ``cp -a`` made durable too. Dirty pages are flushed before every run. The
+last table compares the bytes an upgrade downloads with the bytes that changed.
 """
 
 from __future__ import annotations
@@ -65,13 +66,14 @@ def main() -> None:
         repo.add(v1)
         repo.add(v2)
         url = repo.root.as_uri()
+        root = (repo.root / "root.json").read_bytes()
         rsync = shutil.which("rsync")
         dest = work / "dest"
         results: dict[str, dict[str, float]] = {"install": {}, "upgrade": {}}
         counter = iter(range(10**6))
 
         def fresh_home() -> Home:
-            return Home.init(work / f"home-{next(counter)}", updates=url)
+            return Home.init(work / f"home-{next(counter)}", updates=url, root=root)
 
         def clear() -> None:
             shutil.rmtree(dest, ignore_errors=True)

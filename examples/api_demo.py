@@ -27,7 +27,8 @@ def main(work: Path) -> None:
     repo.release(RELEASE, {"step-core": Version("9.0.0"), "restapi": Version("7.0.39")})
 
     # The operator's side: a home, the release plus an add-on, an upgrade, a fallback.
-    home = Home.init(work / "home", updates=repo.root.absolute().as_uri(), system="api-demo")
+    root = (repo.root / "root.json").read_bytes()  # handed to operators out of band
+    home = Home.init(work / "home", updates=repo.root.as_uri(), root=root, system="api-demo")
     home.apply([f"to:{RELEASE}", "to:acme-addon/7.0/acme-addon-7.0.1.spr"])
     print("installed:", {n: str(v) for n, v in home.status().versions().items()})
 

@@ -37,7 +37,10 @@ def main() -> int:
             raise SystemExit(1)
 
     print(f"steppatch demo in {work}")
-    step("The release engineer makes an empty repository", "repo", "init", str(repo))
+    step(
+        "The release engineer makes an empty repository, signed with new keys",
+        "repo", "init", str(repo),
+    )
     step(
         "... and publishes component versions from their source directories",
         "repo", "add", str(repo), *sorted(str(p) for p in COMPONENTS.iterdir()),
@@ -48,8 +51,9 @@ def main() -> int:
         "--pin", "restapi==7.0.39",
     )
     step(
-        "The operator makes a home that takes updates from the repository",
-        "init", "--updates", repo.as_uri(), "--system", "demo-prod",
+        "The operator makes a home that trusts the repository's root keys (given out of band)",
+        "init", "--updates", repo.as_uri(), "--root", str(repo / "root.json"),
+        "--system", "demo-prod",
     )
     step(
         "Install the release together with the customer's add-on (a comma list)",

@@ -32,13 +32,12 @@ __all__ = [
     "INDEX_FORMAT",
     "MANIFEST_FORMAT",
     "STATE_FORMAT",
-    "dump_index",
     "dump_manifest",
     "dump_state",
+    "index_from_json",
     "index_to_json",
     "manifest_from_json",
     "manifest_to_json",
-    "parse_index",
     "parse_manifest",
     "parse_state",
 ]
@@ -208,11 +207,6 @@ def index_to_json(index: RepositoryIndex) -> dict[str, Any]:
     return {"format": INDEX_FORMAT, "components": components, "recipes": recipes}
 
 
-def dump_index(index: RepositoryIndex) -> bytes:
-    """The published bytes of a repository index."""
-    return dump_json(index_to_json(index))
-
-
 def _file_ref(f: Fields, path: str | None = None) -> FileRef:
     if path is None:
         try:
@@ -225,12 +219,13 @@ def _file_ref(f: Fields, path: str | None = None) -> FileRef:
     return FileRef(path, _sha256(f, "sha256"), length)
 
 
-def parse_index(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> RepositoryIndex:
-    """Parse a repository index. Raises :class:`MalformedDocument` or :class:`TooLarge`."""
-    if len(data) > limits.max_index_bytes:
-        raise TooLarge(source, limits.max_index_bytes)
+def index_from_json(obj: dict[str, Any], source: str) -> RepositoryIndex:
+    """Build a repository index from the payload of verified index metadata.
+
+    Raises :class:`MalformedDocument` naming the field at fault.
+    """
     fail = _failer(source)
-    f = Fields(load_json_object(data, fail), "", fail)
+    f = Fields(obj, "", fail)
     _check_format(f, INDEX_FORMAT)
     components: dict[str, dict[Version, ComponentVersion]] = {}
     comps = f.sub("components")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import attrs
 
+from steppatch.trust.limits import TrustLimits
+
 __all__ = ["DEFAULT_LIMITS", "Limits"]
 
 MiB = 1024 * 1024
@@ -21,7 +23,10 @@ class Limits:
     the exact length its manifest gives.
     """
 
+    max_root_bytes: int = 512 * 1024
+    max_timestamp_bytes: int = 16 * 1024
     max_index_bytes: int = 32 * MiB
+    max_root_rotations: int = 32
     max_recipe_bytes: int = 4 * MiB
     max_manifest_bytes: int = 64 * MiB
     max_object_bytes: int = 16 * 1024 * MiB
@@ -31,6 +36,15 @@ class Limits:
     solver_max_rounds: int = 100_000
     chunk_bytes: int = 256 * 1024
     lock_timeout_seconds: float = 30.0
+
+    def trust(self) -> TrustLimits:
+        """The bounds the metadata verification core checks."""
+        return TrustLimits(
+            max_root_bytes=self.max_root_bytes,
+            max_timestamp_bytes=self.max_timestamp_bytes,
+            max_index_bytes=self.max_index_bytes,
+            max_root_rotations=self.max_root_rotations,
+        )
 
 
 DEFAULT_LIMITS = Limits()

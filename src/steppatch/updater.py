@@ -7,7 +7,6 @@ core (recipes, solver, plan). Every CLI command about a home is one call of it.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -18,34 +17,35 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from steppatch.config import HomeConfig
-from steppatch.errors import BadReference, IntegrityError, UnknownReference
-from steppatch.formats import parse_index, parse_manifest
+from steppatch.errors import BadReference, HomeError, InputError
 from steppatch.home import HomeDir
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import (
     ComponentVersion,
     EntryKind,
-    FileRef,
     HomeState,
     InstalledComponent,
-    Manifest,
     Recipe,
     RecipeKind,
-    RepositoryIndex,
 )
 from steppatch.plan import Plan, TreeEntry, component_changes, merge_manifests
 from steppatch.recipe import dump_recipe, parse_recipe, pinned_recipe
+from steppatch.remote import (
+    Clock,
+    MetadataStore,
+    RepositoryClient,
+    fetch_root_for_tofu,
+    utcnow,
+)
 from steppatch.solver import solve
 from steppatch.store import ObjectStore
-from steppatch.transport import Fetcher, fetch_bytes, fetcher_for
+from steppatch.transport import Fetcher, fetcher_for
+from steppatch.trust import Root, load_trusted_root
 
-__all__ = ["Home", "Progress", "RepositoryClient", "Update", "split_refs"]
+__all__ = ["Home", "Progress", "Update", "split_refs"]
 
 #: ``progress(stage, done, total)``: called as long work advances (bytes for downloads)
 Progress = Callable[[str, int, int], None]
-
-INDEX_PATH = "index.json"
-
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     pass
@@ -54,58 +54,6 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 def split_refs(text: str) -> list[str]:
     """``"to:a.spr,to:b.spr"`` -> ``["to:a.spr", "to:b.spr"]``; blanks are dropped."""
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _check(data: bytes, ref: FileRef, what: str) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if len(data) != ref.length or digest != ref.sha256:
-        raise IntegrityError(
-            what,
-            f"{ref.length} bytes with sha256 {ref.sha256}",
-            f"{len(data)} bytes with sha256 {digest}",
-        )
-
-
-class RepositoryClient:
-    """Reads one repository through a fetcher, checking every document against the index."""
-
-    def __init__(self, fetcher: Fetcher, limits: Limits = DEFAULT_LIMITS) -> None:
-        self.fetcher = fetcher
-        self.limits = limits
-        self._index: RepositoryIndex | None = None
-
-    def index(self) -> RepositoryIndex:
-        """The repository's index (fetched once per client)."""
-        if self._index is None:
-            data = fetch_bytes(self.fetcher, INDEX_PATH, self.limits.max_index_bytes, "index")
-            self._index = parse_index(data, f"{self.fetcher.url}/{INDEX_PATH}", self.limits)
-        return self._index
-
-    def recipe(self, path: str) -> Recipe:
-        """The recipe published at ``path``. Raises :class:`UnknownReference` if there is none."""
-        ref = self.index().recipes.get(path)
-        if ref is None:
-            raise UnknownReference(f"to:{path}", self.fetcher.url)
-        data = fetch_bytes(self.fetcher, path, ref.length, f"recipe {path}")
-        _check(data, ref, f"recipe {path}")
-        return parse_recipe(data, f"to:{path}", self.limits)
-
-    def manifest(self, cv: ComponentVersion) -> Manifest:
-        """The manifest of a listed component version, checked against the index."""
-        what = f"manifest of {cv.name} {cv.version}"
-        data = fetch_bytes(self.fetcher, cv.manifest.path, cv.manifest.length, what)
-        _check(data, cv.manifest, what)
-        manifest = parse_manifest(data, what, self.limits)
-        if (manifest.component, manifest.version) != (cv.name, cv.version):
-            raise IntegrityError(
-                what, f"{cv.name} {cv.version}", f"{manifest.component} {manifest.version}"
-            )
-        return manifest
-
-    def fetch_object(self, sha256: str, size: int, store: ObjectStore) -> None:
-        """Download one object into ``store``, verified (length and hash) before it is kept."""
-        path = f"objects/{sha256[:2]}/{sha256}"
-        store.add(self.fetcher.fetch(path), sha256, size, f"object {sha256}")
 
 
 @attrs.frozen
@@ -135,24 +83,48 @@ class Home:
         fetcher: Fetcher | None = None,
         limits: Limits = DEFAULT_LIMITS,
         progress: Progress | None = None,
+        clock: Clock = utcnow,
     ) -> None:
         self.files = files
         self.limits = limits
         self.progress = progress or _no_progress
+        self.clock = clock
         self._fetcher = fetcher
         self._client: RepositoryClient | None = None
 
     @classmethod
     def init(
-        cls, path: Path | str, updates: str, system: str = "", limits: Limits = DEFAULT_LIMITS
+        cls,
+        path: Path | str,
+        updates: str,
+        *,
+        root: bytes | None = None,
+        trust_on_first_use: bool = False,
+        system: str = "",
+        limits: Limits = DEFAULT_LIMITS,
+        fetcher: Fetcher | None = None,
     ) -> Home:
         """Make a new, empty home at ``path`` that takes updates from ``updates``.
 
-        Raises :class:`~steppatch.errors.ConfigError` for a URL steppatch cannot use and
+        ``root`` is the repository's root metadata, obtained from its publisher out of band; or,
+        with ``trust_on_first_use``, the root the repository serves now is trusted (see
+        :attr:`trusted_root` for its key ids). Raises :class:`InputError` if neither or both are
+        given, metadata errors if the root is not a valid self-signed root,
+        :class:`~steppatch.errors.ConfigError` for a URL steppatch cannot use and
         :class:`~steppatch.errors.HomeError` if ``path`` is a home already.
         """
-        fetcher = fetcher_for(updates)
+        if (root is None) == (not trust_on_first_use):
+            raise InputError(
+                "give the repository's root metadata (--root FILE) or, knowingly, "
+                "--trust-on-first-use"
+            )
+        fetcher = fetcher or fetcher_for(updates)
+        if root is None:
+            root, _ = fetch_root_for_tofu(fetcher, limits)
+        else:
+            load_trusted_root(root, limits.trust())
         files = HomeDir.create(Path(path), HomeConfig(updates=updates, system=system))
+        MetadataStore(files.metadata_dir).write("root", root)
         return cls(files, fetcher, limits)
 
     @classmethod
@@ -162,9 +134,18 @@ class Home:
         limits: Limits = DEFAULT_LIMITS,
         fetcher: Fetcher | None = None,
         progress: Progress | None = None,
+        clock: Clock = utcnow,
     ) -> Home:
         """Open the home at ``path``. Raises :class:`~steppatch.errors.HomeError`."""
-        return cls(HomeDir.open(Path(path)), fetcher, limits, progress)
+        return cls(HomeDir.open(Path(path)), fetcher, limits, progress, clock)
+
+    @property
+    def trusted_root(self) -> Root:
+        """The root metadata this home trusts now (its keys, thresholds, version)."""
+        data = MetadataStore(self.files.metadata_dir).read("root")
+        if data is None:
+            raise HomeError(str(self.files.root), "no trusted root")
+        return load_trusted_root(data, self.limits.trust())
 
     @property
     def path(self) -> Path:
@@ -175,7 +156,9 @@ class Home:
         """The client for the home's repository (made on first use)."""
         if self._client is None:
             fetcher = self._fetcher or fetcher_for(self.files.config.updates)
-            self._client = RepositoryClient(fetcher, self.limits)
+            self._client = RepositoryClient(
+                fetcher, MetadataStore(self.files.metadata_dir), self.limits, self.clock
+            )
         return self._client
 
     # --- reading -------------------------------------------------------------------------------

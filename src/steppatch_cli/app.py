@@ -20,6 +20,7 @@ from steppatch.errors import InputError, LocalEnvironmentError
 from steppatch.updater import Progress, split_refs
 from steppatch.versions import parse_requirement
 from steppatch_cli import render
+from steppatch_cli.parsing import parse_expiry
 
 app = typer.Typer(
     name="steppatch",
@@ -74,20 +75,40 @@ def _refs(text: list[str]) -> list[str]:
 # --- the release side ---------------------------------------------------------------------------
 
 
+KeysOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys",
+        help="The signing key directory (default: DIR.keys beside the repository).",
+    ),
+]
+
+
 @repo_app.command("init")
-def repo_init(directory: Annotated[Path, typer.Argument(help="Where to make it.")]) -> None:
-    """Make an empty repository."""
-    Repository.init(directory)
-    render.out.print(f"Made an empty repository in {directory}")
+def repo_init(
+    directory: Annotated[Path, typer.Argument(help="Where to make it.")],
+    keys: KeysOption = None,
+) -> None:
+    """Make an empty, signed repository (and signing keys, unless --keys holds some)."""
+    repo = Repository.init(directory, keys=keys)
+    render.out.print(f"Made an empty repository in {repo.root}")
+    render.out.print(f"Signing keys (keep them private, off the served tree): {repo.key_dir}")
+    for role in ("root", "timestamp", "index"):
+        ids = ", ".join(sorted(k[:16] for k in repo.trusted_root.role(role).keyids))
+        render.out.print(f"  {role} key(s): {ids}")
+    render.out.print(
+        f"Give homes {repo.root / 'root.json'} out of band: steppatch init --root FILE"
+    )
 
 
 @repo_app.command("add")
 def repo_add(
     directory: Annotated[Path, typer.Argument(help="The repository.")],
     sources: Annotated[list[Path], typer.Argument(help="Component source directories.")],
+    keys: KeysOption = None,
 ) -> None:
     """Publish component versions (each a directory with component.toml and files/)."""
-    repo = Repository.open(directory)
+    repo = Repository.open(directory, keys=keys)
     for source in sources:
         result = repo.add(source)
         verb = "Added" if result.added else "Already published, unchanged:"
@@ -102,6 +123,7 @@ def repo_release(
         list[str], typer.Option("--pin", help="NAME==VERSION; repeat for each component.")
     ],
     name: Annotated[str, typer.Option(help="The release's name (default: from PATH).")] = "",
+    keys: KeysOption = None,
 ) -> None:
     """Publish a release recipe pinning a consistent set of component versions."""
     pins = {}
@@ -114,8 +136,38 @@ def repo_release(
         if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
             raise InputError(f"--pin {text!r}: expected NAME==VERSION")
         pins[req.name] = Version(specs[0].version)
-    Repository.open(directory).release(path, pins, name=name)
+    Repository.open(directory, keys=keys).release(path, pins, name=name)
     render.out.print(f"Published release to:{path} pinning {len(pins)} component(s)")
+
+
+@repo_app.command("sign")
+def repo_sign(
+    directory: Annotated[Path, typer.Argument(help="The repository.")],
+    expires: Annotated[
+        str | None,
+        typer.Option(help="When the new index and timestamp expire: 7d, 12h, or ISO 8601."),
+    ] = None,
+    keys: KeysOption = None,
+) -> None:
+    """Re-sign the index and timestamp with new versions (run it before the timestamp expires)."""
+    when = parse_expiry(expires) if expires else None
+    version = Repository.open(directory, keys=keys).sign(when)
+    until = f", expiring {when:%Y-%m-%dT%H:%M:%SZ}" if when else ""
+    render.out.print(f"Signed index version {version}{until}")
+
+
+@repo_app.command("rotate-keys")
+def repo_rotate_keys(
+    directory: Annotated[Path, typer.Argument(help="The repository.")],
+    role: Annotated[str, typer.Option(help="root, timestamp or index.")],
+    keys: KeysOption = None,
+) -> None:
+    """Replace a role's keys: publish root N+1 signed by the old and the new keys."""
+    if role not in ("root", "timestamp", "index"):
+        raise InputError(f"--role {role!r}: expected root, timestamp or index")
+    root = Repository.open(directory, keys=keys).rotate_keys(role)
+    ids = ", ".join(sorted(k[:16] for k in root.role(role).keyids))
+    render.out.print(f"Published root version {root.version}; {role} key(s) now: {ids}")
 
 
 # --- a home -------------------------------------------------------------------------------------
@@ -124,11 +176,41 @@ def repo_release(
 @app.command("init")
 def init(
     updates: Annotated[str, typer.Option("--updates", help="The repository URL (file:///...).")],
+    root: Annotated[
+        Path | None,
+        typer.Option("--root", help="The repository's root.json, obtained out of band."),
+    ] = None,
+    trust_on_first_use: Annotated[
+        bool,
+        typer.Option(
+            "--trust-on-first-use",
+            help="Trust the root the repository serves now (its key ids are printed).",
+        ),
+    ] = False,
     system: Annotated[str, typer.Option(help="This environment's system name.")] = "",
 ) -> None:
-    """Make the current home (see --home) with its config."""
-    home = Home.init(_home_path(), updates, system=system)
+    """Make the current home (see --home) with its config and its trusted root."""
+    root_bytes = _read_input_file(root, "--root") if root else None
+    home = Home.init(
+        _home_path(), updates, root=root_bytes, trust_on_first_use=trust_on_first_use,
+        system=system,
+    )
     render.out.print(f"Made a home in {home.path} taking updates from {updates}")
+    if trust_on_first_use:
+        trusted = home.trusted_root
+        render.err.print(
+            f"warning: trusting root version {trusted.version} on first use; check these "
+            "root key ids with the repository's publisher:"
+        )
+        for keyid in sorted(trusted.root_role.keyids):
+            render.err.print(f"  {keyid}")
+
+
+def _read_input_file(path: Path, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{option} {path}: {e.strerror or e}") from None
 
 
 def _open_home(progress: Progress | None = None) -> Home:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,9 +58,17 @@ def repo(tmp_path: Path, sources: Path, run: Run) -> Path:
 
 @pytest.fixture
 def installed(repo: Path, run: Run, home: Path) -> Path:
-    run("init", "--updates", repo.as_uri(), "--system", "test-env")
+    run("init", "--updates", repo.as_uri(), "--root", repo / "root.json", "--system", "test-env")
     run("apply", f"to:{RELEASE},to:acme-addon/7.0/acme-addon-7.0.1.spr")
     return home
+
+
+def current_index(repo: Path) -> dict[str, Any]:
+    """The payload of the index the repository's timestamp pins."""
+    pin = json.loads((repo / "timestamp.json").read_text())["signed"]["index"]
+    signed = json.loads((repo / f"indexes/{pin['version']}.index.json").read_text())["signed"]
+    payload: dict[str, Any] = signed["index"]
+    return payload
 
 
 def status(run: Run) -> dict[str, str]:
@@ -71,7 +80,7 @@ def test_repository_layout(repo: Path) -> None:
     assert (repo / RELEASE).is_file()
     latest = json.loads((repo / "restapi/latest.spr").read_text())
     assert latest["components"] == {"restapi": "==7.0.40"}
-    index = json.loads((repo / "index.json").read_text())
+    index = current_index(repo)
     assert sorted(index["components"]["step-core"]) == ["9.0.0", "9.0.5"]
 
 
@@ -162,7 +171,7 @@ def test_showupdates_lists_newer_versions_with_notes(installed: Path, run: Run) 
 
 def test_the_home_flag_and_the_current_directory(repo: Path, run: Run, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    run("--home", other, "init", "--updates", repo.as_uri())
+    run("--home", other, "init", "--updates", repo.as_uri(), "--trust-on-first-use")
     run("--home", other, "apply", "to:step-core/latest.spr")
     assert json.loads(run("--home", other, "status", "--json").out)["components"] == {
         "step-core": "9.0.5"
@@ -238,10 +247,8 @@ def test_tampered_object_is_refused_and_the_cache_entry_removed(
     installed: Path, run: Run
 ) -> None:
     repo = installed.parent / "repo"
-    manifest = json.loads(
-        (repo / json.loads((repo / "index.json").read_text())["components"]["restapi"]["7.0.40"]
-         ["manifest"]["path"]).read_text()
-    )
+    listed = current_index(repo)["components"]["restapi"]["7.0.40"]
+    manifest = json.loads((repo / listed["manifest"]["path"]).read_text())
     version_file = next(e for e in manifest["entries"] if e["path"] == "lib/restapi/VERSION")
     obj = repo / "objects" / version_file["sha256"][:2] / version_file["sha256"]
     os.chmod(obj, 0o644)

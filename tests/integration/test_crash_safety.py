@@ -41,7 +41,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     repo.add(make_source(root, "2.0", 2, files=80, size=512 * 1024))
     digests = {}
     for version in ("1.0", "2.0"):
-        home = Home.init(root / f"ref-{version}", updates=repo.root.as_uri())
+        home = Home.init(root / f"ref-{version}", updates=repo.root.as_uri(), root=root_of(repo))
         home.apply([f"to:big/1.0/big-{version}.spr" if version == "1.0" else "to:big/latest.spr"])
         digests[version] = tree_digest(home.path / "current")
     assert digests["1.0"] != digests["2.0"]
@@ -56,13 +56,13 @@ def test_sigkill_during_apply_leaves_old_or_new(world: dict[str, object], tmp_pa
     rng = random.Random(20261122)
     outcomes = {"1.0": 0, "2.0": 0}
     # Time one full apply to spread the kills over its whole duration.
-    probe = Home.init(tmp_path / "probe", updates=repo.root.as_uri())
+    probe = Home.init(tmp_path / "probe", updates=repo.root.as_uri(), root=root_of(repo))
     probe.apply(["to:big/1.0/big-1.0.spr"])
     started = time.monotonic()
     run_apply(probe.path, wait=True)
     duration = time.monotonic() - started
     for attempt in range(12):
-        home = Home.init(tmp_path / f"h{attempt}", updates=repo.root.as_uri())
+        home = Home.init(tmp_path / f"h{attempt}", updates=repo.root.as_uri(), root=root_of(repo))
         home.apply(["to:big/1.0/big-1.0.spr"])
         proc = run_apply(home.path, wait=False)
         time.sleep(rng.uniform(0.0, duration * 1.1))
@@ -76,6 +76,10 @@ def test_sigkill_during_apply_leaves_old_or_new(world: dict[str, object], tmp_pa
         outcomes[version] += 1
     print("outcomes", outcomes, "apply took", round(duration, 2))
     assert sum(outcomes.values()) == 12
+
+
+def root_of(repo: Repository) -> bytes:
+    return (repo.root / "root.json").read_bytes()
 
 
 def run_apply(home: Path, wait: bool) -> subprocess.Popen[bytes]:

@@ -7,10 +7,10 @@ from packaging.version import Version
 
 from steppatch.errors import MalformedDocument, TooLarge
 from steppatch.formats import (
-    dump_index,
     dump_manifest,
     dump_state,
-    parse_index,
+    index_from_json,
+    index_to_json,
     parse_manifest,
     parse_state,
 )
@@ -113,20 +113,28 @@ def index() -> RepositoryIndex:
 
 
 def test_index_round_trip() -> None:
-    data = dump_index(index())
-    parsed = parse_index(data, "index.json")
+    value = index_to_json(index())
+    parsed = index_from_json(json.loads(json.dumps(value)), "index")
     assert parsed == index()
     assert parsed.versions("restapi") == [Version("7.0.40")]
     assert parsed.versions("nope") == []
-    assert dump_index(parsed) == data
+    assert index_to_json(parsed) == value
 
 
 def test_index_refuses_escaping_recipe_paths() -> None:
-    value = json.loads(dump_index(index()))
+    value = index_to_json(index())
     value["recipes"]["../evil.spr"] = {"sha256": SHA, "length": 1}
     with pytest.raises(MalformedDocument) as info:
-        parse_index(json.dumps(value).encode(), "index.json")
+        index_from_json(value, "index")
     assert "../evil.spr" in str(info.value)
+
+
+def test_index_names_the_bad_field() -> None:
+    value = index_to_json(index())
+    value["components"]["restapi"]["7.0.40"]["manifest"]["length"] = "many"
+    with pytest.raises(MalformedDocument) as info:
+        index_from_json(value, "index")
+    assert "components.restapi.7.0.40.manifest.length" in str(info.value)
 
 
 def test_state_round_trip() -> None:

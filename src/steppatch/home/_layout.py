@@ -8,6 +8,7 @@ Layout (``docs/formats.md``)::
     HOME/.steppatch/trees/T.state.json   what tree T holds (components, manifests)
     HOME/.steppatch/cache/objects/       content-addressed download cache
     HOME/.steppatch/history/             thin snapshots of states an apply replaced
+    HOME/.steppatch/metadata/            the signed metadata this home trusts (verified only)
     HOME/.steppatch/lock                 one writer at a time
 
 The commit point of an apply is the rename of a new ``current`` symlink over the old one: before
@@ -51,6 +52,7 @@ class HomeDir:
         self.trees = self.state_dir / "trees"
         self.cache = ObjectStore(self.state_dir / "cache" / "objects")
         self.history = self.state_dir / "history"
+        self.metadata_dir = self.state_dir / "metadata"
 
     # --- creating and opening -------------------------------------------------------------------
 
@@ -69,6 +71,7 @@ class HomeDir:
         home = cls(root, config)
         for d in (home.trees, home.history, home.cache.root):
             d.mkdir(parents=True, exist_ok=True)
+        (home.state_dir / "lock").touch()
         tree_id = home._new_tree_id()
         (home.trees / tree_id).mkdir()
         atomic_write(home.trees / f"{tree_id}.state.json", dump_state(HomeState()))

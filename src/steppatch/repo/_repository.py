@@ -2,19 +2,24 @@
 
 Layout (``docs/formats.md``)::
 
-    index.json                             every component version and recipe, with hashes
+    root.json, roots/N.root.json           the root of trust: keys and thresholds of each role
+    timestamp.json                         short-lived; pins the current index by version and hash
+    indexes/N.index.json                   the signed index: every component version and recipe
     NAME/MAJOR.MINOR/NAME-VERSION.spr       component recipes
     NAME/latest.spr                        the newest version's recipe
     manifests/ab/abcdef....json            manifests, by sha256 of their bytes
     objects/ab/abcdef...                   file contents, by sha256
 
-``index.json`` is written last, atomically: it is the repository's commit point, and a reader
-never sees a version whose manifest or objects are missing.
+``timestamp.json`` is written last, atomically: it is the repository's commit point, and a reader
+never sees a version whose manifest or objects are missing. Indexes are written under their version
+so that a reader holding an older timestamp still finds the index it pins. Signing keys live in a
+key directory outside the published tree (by default ``REPO.keys`` beside ``REPO``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,7 +36,7 @@ from steppatch.errors import (
     ResolutionImpossible,
     UnsafePath,
 )
-from steppatch.formats import dump_index, dump_manifest, parse_index
+from steppatch.formats import dump_manifest, index_from_json, index_to_json
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import (
     ComponentVersion,
@@ -42,15 +47,59 @@ from steppatch.model import (
 )
 from steppatch.paths import safe_relpath
 from steppatch.recipe import component_recipe, dump_recipe, pinned_recipe
+from steppatch.repo._keys import KeyRing, default_key_dir
 from steppatch.repo._source import ComponentSource, read_source
 from steppatch.solver import solve
 from steppatch.store import ObjectStore
+from steppatch.trust import (
+    ROLES,
+    Root,
+    SigningKey,
+    TrustedMetadataSet,
+    load_trusted_root,
+    make_index,
+    make_root,
+    make_timestamp,
+    rotate,
+    sign,
+    verify_length_and_hash,
+)
 from steppatch.versions import major_minor
 
-__all__ = ["AddResult", "Repository"]
+__all__ = ["AddResult", "Expiry", "Repository", "component_recipe_path"]
 
-INDEX_PATH = "index.json"
+ROOT_PATH = "root.json"
+TIMESTAMP_PATH = "timestamp.json"
 _LOCK_NAME = ".steppatch-repo.lock"
+_RESERVED = ("root.json", "timestamp.json", "roots/", "indexes/", "objects/", "manifests/")
+
+
+def root_path(version: int) -> str:
+    """Where root version ``version`` is published."""
+    return f"roots/{version}.root.json"
+
+
+def index_path(version: int) -> str:
+    """Where index version ``version`` is published."""
+    return f"indexes/{version}.index.json"
+
+
+@attrs.frozen
+class Expiry:
+    """How long each role's metadata stays valid after signing (days)."""
+
+    root_days: float = 365
+    index_days: float = 365
+    timestamp_days: float = 7
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def sha256_bytes(data: bytes) -> str:
+    """The sha256 hex digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
 
 
 @attrs.frozen
@@ -63,61 +112,114 @@ class AddResult:
     recipe: str
 
 
-def sha256_bytes(data: bytes) -> str:
-    """The sha256 hex digest of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def component_recipe_path(name: str, version: Version) -> str:
     """``restapi/7.0/restapi-7.0.40.spr``."""
     return f"{name}/{major_minor(version)}/{name}-{version}.spr"
 
 
 class Repository:
-    """A repository directory that this process may write. Open with :meth:`open`."""
+    """A repository directory that this process publishes to. Make with :meth:`init`, or
+    :meth:`open` an existing one.
+    """
 
-    def __init__(self, root: Path, index: RepositoryIndex, limits: Limits) -> None:
+    def __init__(
+        self,
+        root: Path,
+        trusted: _Published,
+        key_dir: Path,
+        limits: Limits,
+        expiry: Expiry,
+    ) -> None:
         self.root = root
-        self._index = index
+        self.key_dir = key_dir
         self.limits = limits
+        self.expiry = expiry
         self.objects = ObjectStore(root / "objects", durable=True)
+        self._published = trusted
+        self._ring: KeyRing | None = None
 
     @property
     def index(self) -> RepositoryIndex:
         """The repository's current index."""
-        return self._index
+        return self._published.index
+
+    @property
+    def trusted_root(self) -> Root:
+        """The current root metadata (keys and thresholds)."""
+        return self._published.root
 
     @classmethod
-    def init(cls, root: Path | str, limits: Limits = DEFAULT_LIMITS) -> Repository:
-        """Make an empty repository in ``root`` (created if missing, else it must be empty).
+    def init(
+        cls,
+        root: Path | str,
+        keys: Path | str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        expiry: Expiry = Expiry(),
+    ) -> Repository:
+        """Make an empty, signed repository in ``root`` (created if missing, else empty).
 
-        Raises :class:`ConfigError` if ``root`` holds anything.
+        ``keys`` is the key directory: existing keys there are used, else new ones are made
+        (default ``ROOT.keys`` beside ``root``). Raises :class:`ConfigError` if ``root`` holds
+        anything or ``keys`` lies inside it.
         """
-        root = Path(root)
+        root = Path(root).absolute()
+        key_dir = Path(keys).absolute() if keys else default_key_dir(root)
+        if key_dir == root or root in key_dir.parents:
+            raise ConfigError(str(key_dir), "signing keys must not live inside the repository")
         root.mkdir(parents=True, exist_ok=True)
         if any(root.iterdir()):
             raise ConfigError(str(root), "not empty: a new repository needs an empty directory")
-        index = RepositoryIndex()
-        atomic_write(root / INDEX_PATH, dump_index(index))
-        return cls(root, index, limits)
+        ring = KeyRing.load(key_dir) if any(key_dir.glob("*.pem")) else KeyRing.create(key_dir)
+        now = _utcnow()
+        root_bytes = sign(
+            make_root(
+                {role: [k.public for k in ring.keys[role]] for role in ROLES},
+                {role: 1 for role in ROLES},
+                1,
+                now + dt.timedelta(days=expiry.root_days),
+            ),
+            ring.keys["root"],
+        )
+        (root / "roots").mkdir()
+        atomic_write(root / root_path(1), root_bytes)
+        atomic_write(root / ROOT_PATH, root_bytes)
+        trusted_root = load_trusted_root(root_bytes, limits.trust())
+        published = _Published(trusted_root, RepositoryIndex(), 0, 0)
+        repo = cls(root, published, key_dir, limits, expiry)
+        repo._ring = ring
+        repo._commit(RepositoryIndex())
+        return repo
 
     @classmethod
-    def open(cls, root: Path | str, limits: Limits = DEFAULT_LIMITS) -> Repository:
-        """Open an existing repository. Raises :class:`ConfigError` if it is not one."""
-        root = Path(root)
-        try:
-            data = (root / INDEX_PATH).read_bytes()
-        except FileNotFoundError:
-            raise ConfigError(str(root), "not a repository (no index.json)") from None
-        return cls(root, parse_index(data, str(root / INDEX_PATH), limits), limits)
+    def open(
+        cls,
+        root: Path | str,
+        keys: Path | str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        expiry: Expiry = Expiry(),
+    ) -> Repository:
+        """Open an existing repository. Keys are read only when something is signed.
+
+        Raises :class:`ConfigError` if ``root`` is not a repository, and metadata errors if its
+        published metadata does not verify against its own root.
+        """
+        root = Path(root).absolute()
+        key_dir = Path(keys).absolute() if keys else default_key_dir(root)
+        if not (root / TIMESTAMP_PATH).is_file():
+            raise ConfigError(str(root), "not a repository (no timestamp.json)")
+        return cls(root, _read_published(root, limits), key_dir, limits, expiry)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        # Re-read the index under the lock: another process may have published meanwhile.
+        # Re-read under the lock: another process may have published meanwhile.
         with file_lock(self.root / _LOCK_NAME, timeout=60):
-            data = (self.root / INDEX_PATH).read_bytes()
-            self._index = parse_index(data, str(self.root / INDEX_PATH), self.limits)
+            self._published = _read_published(self.root, self.limits)
             yield
+
+    def _keys(self) -> KeyRing:
+        if self._ring is None:
+            self._ring = KeyRing.load(self.key_dir)
+        return self._ring
 
     def add(self, source_dir: Path | str) -> AddResult:
         """Publish the component version in ``source_dir``.
@@ -145,7 +247,7 @@ class Repository:
             dependencies=source.dependencies,
         )
         with self._locked():
-            existing = self._index.get(source.name, source.version)
+            existing = self.index.get(source.name, source.version)
             if existing == entry:
                 return AddResult(source.name, source.version, False, recipe_path)
             if existing is not None:
@@ -156,9 +258,9 @@ class Repository:
             self._write_objects(source)
             self._write_file(entry.manifest.path, manifest_bytes)
             recipe_bytes = dump_recipe(component_recipe(source.name, source.version))
-            recipes = dict(self._index.recipes)
+            recipes = dict(self.index.recipes)
             recipes[recipe_path] = self._write_file(recipe_path, recipe_bytes)
-            components = {n: dict(vs) for n, vs in self._index.components.items()}
+            components = {n: dict(vs) for n, vs in self.index.components.items()}
             components.setdefault(source.name, {})[source.version] = entry
             newest = max(components[source.name])
             latest_path = f"{source.name}/latest.spr"
@@ -188,7 +290,7 @@ class Repository:
         )
         data = dump_recipe(recipe)
         with self._locked():
-            index = self._index
+            index = self.index
             for pin_name, version in sorted(pins.items()):
                 if index.get(pin_name, version) is None:
                     known = ", ".join(str(v) for v in index.versions(pin_name)) or "none"
@@ -211,7 +313,7 @@ class Repository:
                 if held.sha256 == sha256_bytes(data):
                     return recipe
                 raise RepositoryConflict(f"{path} already holds a different recipe")
-            if path == INDEX_PATH or path.startswith(("objects/", "manifests/")):
+            if path.startswith(_RESERVED):
                 raise ReleaseError(f"release path {path!r} is reserved by the repository layout")
             recipes = dict(index.recipes)
             recipes[path] = self._write_file(path, data)
@@ -237,9 +339,106 @@ class Repository:
         atomic_write(target, data)
         return FileRef(path, sha256_bytes(data), len(data))
 
-    def _commit(self, index: RepositoryIndex) -> None:
-        atomic_write(self.root / INDEX_PATH, dump_index(index))
-        self._index = index
+    def sign(self, expires: dt.datetime | None = None) -> int:
+        """Re-sign the index and timestamp with new versions; return the new index version.
+
+        ``expires`` (aware) overrides both documents' expiry. Raises :class:`ConfigError` when
+        the signing keys cannot be read.
+        """
+        with self._locked():
+            self._commit(self.index, expires)
+        return self._published.index_version
+
+    def rotate_keys(self, role: str) -> Root:
+        """Replace every key of ``role`` by a new one and publish root N+1.
+
+        Root N+1 is signed by the old root keys and (when the root role rotates) the new ones,
+        so clients trusting root N move to it. The index and timestamp are re-signed. The old
+        keys move to the key directory's ``retired/``. Raises ValueError for an unknown role.
+        """
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        with self._locked():
+            ring = self._keys()
+            current = self._published.root
+            new_key = SigningKey.generate()
+            signing = [*ring.keys["root"], *([new_key] if role == "root" else [])]
+            data = rotate(
+                current,
+                signing_keys=signing,
+                expires=_utcnow() + dt.timedelta(days=self.expiry.root_days),
+                keys_by_role={role: [new_key.public]},
+                limits=self.limits.trust(),
+            )
+            old_keys = list(ring.keys[role])
+            ring.add(role, new_key)  # written before anything refers to it: never lost
+            new_root = load_trusted_root(data, self.limits.trust())
+            atomic_write(self.root / root_path(new_root.version), data)
+            atomic_write(self.root / ROOT_PATH, data)
+            ring.retire(role, old_keys)
+            self._published = attrs.evolve(self._published, root=new_root)
+            self._commit(self.index)
+        return self._published.root
+
+    def _commit(self, index: RepositoryIndex, expires: dt.datetime | None = None) -> None:
+        ring = self._keys()
+        now = _utcnow()
+        published = self._published
+        version = published.index_version + 1
+        index_bytes = sign(
+            make_index(
+                index_to_json(index),
+                version,
+                expires or now + dt.timedelta(days=self.expiry.index_days),
+            ),
+            ring.keys["index"],
+        )
+        (self.root / "indexes").mkdir(exist_ok=True)
+        atomic_write(self.root / index_path(version), index_bytes)
+        timestamp_bytes = sign(
+            make_timestamp(
+                index_bytes,
+                version,
+                published.timestamp_version + 1,
+                expires or now + dt.timedelta(days=self.expiry.timestamp_days),
+            ),
+            ring.keys["timestamp"],
+        )
+        atomic_write(self.root / TIMESTAMP_PATH, timestamp_bytes)
+        self._published = _Published(
+            published.root, index, version, published.timestamp_version + 1
+        )
+
+
+@attrs.frozen
+class _Published:
+    root: Root
+    index: RepositoryIndex
+    index_version: int
+    timestamp_version: int
+
+
+def _read_published(root: Path, limits: Limits) -> _Published:
+    """The repository's own metadata, signatures and pins checked (expiry is not: the release
+    engineer must be able to re-sign an expired repository).
+    """
+    trust_limits = limits.trust()
+    root_bytes = (root / ROOT_PATH).read_bytes()
+    timestamp_bytes = (root / TIMESTAMP_PATH).read_bytes()
+    trusted = TrustedMetadataSet.reload(
+        root_bytes, timestamp_bytes, None, now=_utcnow(), limits=trust_limits
+    )
+    timestamp = trusted.timestamp
+    assert timestamp is not None
+    pin = timestamp.index
+    index_bytes = (root / index_path(pin.version)).read_bytes()
+    verify_length_and_hash(index_bytes, pin.length, pin.sha256, index_path(pin.version))
+    trusted = TrustedMetadataSet.reload(
+        root_bytes, timestamp_bytes, index_bytes, now=_utcnow(), limits=trust_limits
+    )
+    assert trusted.index is not None
+    index = index_from_json(trusted.index.payload, str(root / index_path(pin.version)))
+    return _Published(trusted.root, index, pin.version, timestamp.version)
 
 
 def _difference(old: ComponentVersion, new: ComponentVersion) -> str:

@@ -37,7 +37,9 @@ def describe(inc: Incompatibility) -> str:
     if isinstance(cause, Dependency):
         return f"{cause.depender.text(allow_every=True)} depends on {_dependee_text(inc)}"
     if isinstance(cause, NoVersions):
-        return f"no versions of {cause.term.name} match {cause.specifier or 'any version'}"
+        if not cause.specifier:
+            return f"{cause.term.name} has only pre-releases"
+        return f"no versions of {cause.term.name} match {cause.specifier}"
     if isinstance(cause, UnknownComponent):
         return f"{cause.name} doesn't exist"
     if inc.is_failure:

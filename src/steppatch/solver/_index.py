@@ -31,9 +31,8 @@ class DictIndex:
     """An in-memory :class:`PackageIndex` built from plain data.
 
     ``DictIndex({"restapi": {"7.0.40": {"step-core": ">=9.0,<10"}}, "step-core": {"9.0.0": {}}})``
-    maps component name -> version string -> dependency name -> specifier string (a parsed
-    :class:`~packaging.specifiers.SpecifierSet` or :class:`~packaging.version.Version` key is
-    accepted too). Everything is parsed once, here.
+    maps component name -> version string -> dependency name -> specifier string (or a parsed
+    :class:`~packaging.specifiers.SpecifierSet`). Everything is parsed once, here.
 
     Raises :class:`packaging.version.InvalidVersion` or
     :class:`packaging.specifiers.InvalidSpecifier` (both ``ValueError``) on bad input. Costs one
@@ -42,7 +41,7 @@ class DictIndex:
 
     def __init__(
         self,
-        data: Mapping[str, Mapping[str | Version, Mapping[str, str | SpecifierSet]]],
+        data: Mapping[str, Mapping[str, Mapping[str, str | SpecifierSet]]],
     ) -> None:
         self._versions: dict[str, tuple[Version, ...]] = {}
         self._deps: dict[tuple[str, Version], dict[str, SpecifierSet]] = {}
@@ -52,7 +51,7 @@ class DictIndex:
         for name, versions in data.items():
             vs: list[Version] = []
             for raw_version, deps in versions.items():
-                version = raw_version if isinstance(raw_version, Version) else Version(raw_version)
+                version = Version(raw_version)
                 vs.append(version)
                 dep_map: dict[str, SpecifierSet] = {}
                 for dep, raw_spec in deps.items():

@@ -106,14 +106,24 @@ def _run_mask(lo: int, hi: int) -> int:
 
 
 class _Solver:
-    def __init__(self, index: PackageIndex, max_rounds: int) -> None:
+    def __init__(
+        self, index: PackageIndex, max_rounds: int, installed: Mapping[str, Version]
+    ) -> None:
         self.index = index
+        self.installed = installed
         self.max_rounds = max_rounds
         self.rounds = 0
         self.spaces: dict[str, Space] = {}
         self.first_seen: dict[str, int] = {}
-        # The active incompatibilities of each component, oldest first, keyed by id.
-        self.incompats: dict[str, dict[int, Incompatibility]] = {}
+        # Two watched terms per incompatibility (one for a single-term one), and the
+        # incompatibilities watching each component, oldest first, keyed by id. Propagation
+        # visits an incompatibility only when one of its watched terms becomes satisfied, as
+        # CDCL's two watched literals do; without this every change of a component re-checks all
+        # its facts, which is quadratic in the versions tried.
+        self.watches: dict[int, tuple[Term, Term | None]] = {}
+        self.watchers: dict[str, dict[int, Incompatibility]] = {}
+        # Incompatibilities added since the last propagation, to be examined once in full.
+        self.pending: deque[Incompatibility] = deque()
         # The partial solution: its assignments, per component too, their running intersection
         # per component, and the decisions (version indices).
         self.assignments: list[_Assignment] = []
@@ -121,10 +131,6 @@ class _Solver:
         self.acc: dict[str, tuple[bool, int]] = {}
         self.decisions: dict[str, int] = {}
         self.level = 0
-        # Incompatibilities found contradicted are parked under the decision level that made
-        # them so, and stay out of propagation until a backtrack drops that level. Without this,
-        # every change of a component re-checks all its old facts (quadratic in versions).
-        self.parked: list[list[Incompatibility]] = [[]]
         # Candidates for the next decision: (versions left, first seen, name). Entries go stale
         # when a component's versions change; a fresh one is pushed then, stale ones are skipped.
         self.heap: list[tuple[int, int, str]] = []
@@ -140,7 +146,8 @@ class _Solver:
     def space(self, name: str) -> Space:
         space = self.spaces.get(name)
         if space is None:
-            space = self.spaces[name] = Space(name, self.index.versions(name))
+            space = Space(name, self.index.versions(name), self.installed.get(name))
+            self.spaces[name] = space
             self.first_seen[name] = len(self.first_seen)
         return space
 
@@ -217,16 +224,43 @@ class _Solver:
         return out
 
     def add(self, inc: Incompatibility) -> None:
+        """Add to the incompatibility set; it is examined at the next propagation."""
         inc.added = True
-        for term in inc.terms:
-            self.incompats.setdefault(term.name, {})[id(inc)] = inc
+        terms = inc.terms
+        if len(terms) == 1:
+            self.watch(inc, terms[0], None)
+        else:
+            # Watch unsatisfied terms; failing that, the ones satisfied last, which are the first
+            # to become unsatisfied again on backtracking.
+            unsatisfied = [t for t in terms if not self.holds(t)]
+            if len(unsatisfied) >= 2:
+                self.watch(inc, unsatisfied[0], unsatisfied[1])
+            else:
+                latest = sorted(
+                    (t for t in terms if t not in unsatisfied),
+                    key=lambda t: -self.satisfier(t).index,
+                )
+                picked = unsatisfied + latest
+                self.watch(inc, picked[0], picked[1])
+        self.pending.append(inc)
 
-    def park(self, inc: Incompatibility, level: int) -> None:
-        for term in inc.terms:
-            del self.incompats[term.name][id(inc)]
-        while len(self.parked) <= level:
-            self.parked.append([])
-        self.parked[level].append(inc)
+    def watch(self, inc: Incompatibility, first: Term, second: Term | None) -> None:
+        key = id(inc)
+        old = self.watches.get(key)
+        if old is not None:
+            for term in old:
+                if term is not None:
+                    del self.watchers[term.name][key]
+        self.watches[key] = (first, second)
+        self.watchers.setdefault(first.name, {})[key] = inc
+        if second is not None:
+            self.watchers.setdefault(second.name, {})[key] = inc
+
+    def rewatch_unit(self, inc: Incompatibility, unit: Term) -> None:
+        """After deriving from ``inc``: watch its open term and its last satisfied one."""
+        others = [t for t in inc.terms if t is not unit]
+        latest = max(others, key=lambda t: self.satisfier(t).index) if others else None
+        self.watch(inc, unit, latest)
 
     # --- the partial solution --------------------------------------------------------------
 
@@ -255,15 +289,7 @@ class _Solver:
         self.assign(Term(self.spaces[name], True, 1 << i), None)
 
     def backtrack(self, level: int) -> None:
-        """Drop every assignment above ``level``, and bring back what they had parked.
-
-        O(dropped assignments + restored incompatibilities x their terms).
-        """
-        for parked in self.parked[level + 1 :]:
-            for inc in parked:
-                for term in inc.terms:
-                    self.incompats[term.name][id(inc)] = inc
-        del self.parked[level + 1 :]
+        """Drop every assignment above ``level``. Watches stay valid. O(dropped assignments)."""
         touched: dict[str, None] = {}
         assignments = self.assignments
         while assignments and assignments[-1].level > level:
@@ -349,39 +375,93 @@ class _Solver:
 
     # --- the algorithm -----------------------------------------------------------------------
 
+    def status(self, term: Term) -> int:
+        """Whether the partial solution satisfies, contradicts or is inconclusive for ``term``."""
+        known = self.acc.get(term.name)
+        tb = term.bits
+        if known is None:
+            return _SATISFIED if not term.positive and tb == 0 else _INCONCLUSIVE
+        sp, sb = known
+        if sp:
+            if term.positive:
+                if sb & ~tb == 0:
+                    return _SATISFIED
+                return _CONTRADICTED if sb & tb == 0 else _INCONCLUSIVE
+            if sb & tb == 0:
+                return _SATISFIED
+            return _CONTRADICTED if sb & ~tb == 0 else _INCONCLUSIVE
+        if term.positive:
+            return _CONTRADICTED if tb & ~sb == 0 else _INCONCLUSIVE
+        return _SATISFIED if tb & ~sb == 0 else _INCONCLUSIVE
+
     def propagate(self, start: str) -> None:
-        """Unit propagation from ``start``; resolves any conflict it meets (or raises)."""
+        """Unit propagation from ``start`` and the new incompatibilities; resolves any conflict
+        it meets (or raises). Costs O(watchers of each changed component)."""
         queue: deque[str] = deque([start])
         queued = {start}
-        while queue:
-            name = queue.popleft()
-            queued.discard(name)
-            active = self.incompats.get(name)
-            if not active:
-                continue
-            # Newest first: learned incompatibilities are the more general ones.
-            for inc in list(reversed(active.values())):
+
+        def changed(name: str) -> None:
+            if name not in queued:
+                queue.append(name)
+                queued.add(name)
+
+        def conflict(inc: Incompatibility) -> None:
+            root_cause = self.resolve(inc)
+            kind, term = self.relation(root_cause)
+            assert kind == _ALMOST and term is not None, "a learned fact must be unit"
+            self.assign(term.negate(), root_cause)
+            self.rewatch_unit(root_cause, term)
+            queue.clear()
+            queued.clear()
+            changed(term.name)
+
+        pending = self.pending
+        while True:
+            if pending:
+                inc = pending.popleft()
                 kind, term = self.relation(inc)
-                if kind == _CONTRADICTED:
-                    assert term is not None
-                    self.park(inc, self.by_name[term.name][-1].level)
-                    continue
                 if kind == _SATISFIED:
-                    root_cause = self.resolve(inc)
-                    kind, term = self.relation(root_cause)
-                    assert kind == _ALMOST and term is not None, "learned fact must be unit"
-                    self.assign(term.negate(), root_cause)
-                    queue.clear()
-                    queued.clear()
-                    queue.append(term.name)
-                    queued.add(term.name)
-                    break
-                if kind == _ALMOST:
+                    conflict(inc)
+                elif kind == _ALMOST:
                     assert term is not None
                     self.assign(term.negate(), inc)
-                    if term.name not in queued:
-                        queue.append(term.name)
-                        queued.add(term.name)
+                    self.rewatch_unit(inc, term)
+                    changed(term.name)
+                continue
+            if not queue:
+                return
+            name = queue.popleft()
+            queued.discard(name)
+            watching = self.watchers.get(name)
+            if not watching:
+                continue
+            # Newest first: learned incompatibilities are the more general ones.
+            for inc in list(reversed(watching.values())):
+                first, second = self.watches[id(inc)]
+                if first.name == name:
+                    watched, other = first, second
+                elif second is not None and second.name == name:
+                    watched, other = second, first
+                else:
+                    continue  # moved off this component earlier in this loop
+                if self.status(watched) != _SATISFIED:
+                    continue
+                replacement = None
+                for t in inc.terms:
+                    if t is not watched and t is not other and self.status(t) != _SATISFIED:
+                        replacement = t
+                        break
+                if replacement is not None:
+                    self.watch(inc, replacement, other)
+                    continue
+                state = _SATISFIED if other is None else self.status(other)
+                if state == _SATISFIED:
+                    conflict(inc)
+                    break
+                if state == _INCONCLUSIVE:
+                    assert other is not None
+                    self.assign(other.negate(), inc)
+                    changed(other.name)
 
     def resolve(self, inc: Incompatibility) -> Incompatibility:
         """Conflict resolution: learn the root cause of ``inc`` being satisfied, and backjump.
@@ -465,14 +545,16 @@ class _Solver:
             if not inc.added:
                 self.add(inc)
             if not conflict:
-                conflict = all(t.name == name or self.holds(t) for t in inc.terms)
+                # Would deciding version i satisfy the whole incompatibility?
+                conflict = all(
+                    (t.bits >> i & 1 == t.positive) if t.name == name else self.holds(t)
+                    for t in inc.terms
+                )
         if not conflict:
             self.decide(name, i)
         return name
 
-    def solve(
-        self, requirements: list[tuple[str, SpecifierSet]], installed: Mapping[str, Version]
-    ) -> dict[str, Version]:
+    def solve(self, requirements: list[tuple[str, SpecifierSet]]) -> dict[str, Version]:
         root = Space(ROOT, [Version("0")])
         self.spaces[ROOT] = root
         self.first_seen[ROOT] = 0
@@ -484,13 +566,13 @@ class _Solver:
             inc = self.dependency(root, 0, 0, name, spec)
             if inc is not None:
                 self.add(inc)
-        for name in sorted(installed):
+        for name in sorted(self.installed):
             if name in requested:
                 continue
-            position = self.space(name).position.get(installed[name])
-            if position is not None:
-                self.keep[name] = position
-            self.add(self.dependency_on_installed(root, name, position))
+            space = self.space(name)
+            if space.installed is not None:
+                self.keep[name] = space.position[space.installed]
+            self.add(self.dependency_on_installed(root, name))
         next_name: str | None = ROOT
         while next_name is not None:
             self.propagate(next_name)
@@ -501,14 +583,10 @@ class _Solver:
             if name != ROOT
         }
 
-    def dependency_on_installed(
-        self, root: Space, name: str, position: int | None
-    ) -> Incompatibility:
+    def dependency_on_installed(self, root: Space, name: str) -> Incompatibility:
         """The request keeps installed ``name``: any release, or its installed version."""
         target = self.spaces[name]
         bits = target.bits_for(_ANY)
-        if position is not None:
-            bits |= 1 << position
         depender = Term(root, True, 1)
         cause = Dependency(depender, Term(target, True, bits), "")
         inc = Incompatibility((depender, Term(target, False, bits)), cause)
@@ -541,7 +619,9 @@ def solve(
 
     ``installed`` components stay in the solution, each at its installed version unless a
     requirement forces it to move; requested components and new dependencies get their newest
-    possible version. The result maps every requested, installed and (transitively) needed
+    possible version. Pre-releases are allowed only by specifiers that name one, except that an
+    installed pre-release satisfies any specifier whose range holds it (packaging's rule for
+    installed versions). The result maps every requested, installed and (transitively) needed
     component to its version, sorted by name, and nothing else. Deterministic for a given input.
 
     Raises :class:`~steppatch.errors.ResolutionImpossible` (with the derivation and a pub-style
@@ -557,4 +637,4 @@ def solve(
         if item not in seen:
             seen.add(item)
             parsed.append(item)
-    return _Solver(index, max_rounds).solve(parsed, installed or {})
+    return _Solver(index, max_rounds, installed or {}).solve(parsed)

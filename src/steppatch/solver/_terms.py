@@ -9,7 +9,8 @@ came from), used only for explanations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 
 from packaging.specifiers import Specifier, SpecifierSet
 from packaging.version import Version
@@ -36,19 +37,42 @@ def format_specifier(spec: SpecifierSet) -> str:
     return ",".join(str(s) for s in sorted(spec, key=key))
 
 
+def _admits(item: Specifier, versions: Sequence[Version]) -> Callable[[int], bool]:
+    return lambda i: item.contains(versions[i], prereleases=True)
+
+
+def _refuses(item: Specifier, versions: Sequence[Version]) -> Callable[[int], bool]:
+    return lambda i: not item.contains(versions[i], prereleases=True)
+
+
 class Space:
     """The versions of one component, sorted ascending, and the display labels of its sets.
 
     Costs O(n log n) to build for n versions. Not thread-safe (caches are filled lazily).
     """
 
-    __slots__ = ("_bits_cache", "_labels", "full", "name", "position", "versions")
+    __slots__ = (
+        "_bits_cache",
+        "_labels",
+        "full",
+        "installed",
+        "name",
+        "position",
+        "prereleases",
+        "versions",
+    )
 
-    def __init__(self, name: str, versions: Sequence[Version]) -> None:
+    def __init__(
+        self, name: str, versions: Sequence[Version], installed: Version | None = None
+    ) -> None:
         self.name = name
         self.versions: tuple[Version, ...] = tuple(sorted(set(versions)))
         self.position: dict[Version, int] = {v: i for i, v in enumerate(self.versions)}
         self.full: int = (1 << len(self.versions)) - 1
+        #: the installed version, if the index still has it
+        self.installed = installed if installed in self.position else None
+        #: the pre-releases, as a bitset
+        self.prereleases = sum(1 << i for i, v in enumerate(self.versions) if v.is_prerelease)
         self._labels: dict[int, str] = {}
         self._bits_cache: dict[SpecifierSet, int] = {}
 
@@ -56,16 +80,57 @@ class Space:
         """The versions ``spec`` allows, as a bitset. O(n) the first time per ``spec``.
 
         Pre-releases match only when the specifier names one (or was built with
-        ``prereleases=True``), as packaging's ``SpecifierSet.prereleases`` says.
+        ``prereleases=True``), as packaging's ``SpecifierSet.prereleases`` says, except the
+        installed version, which matches when it is in range (packaging's ``installed=True``).
         """
         bits = self._bits_cache.get(spec)
         if bits is None:
-            position = self.position
-            bits = 0
-            for version in spec.filter(self.versions, prereleases=spec.prereleases is True):
-                bits |= 1 << position[version]
+            bits = self._bounded(spec)
+            if bits is None:
+                position = self.position
+                bits = 0
+                for version in spec.filter(self.versions, prereleases=spec.prereleases is True):
+                    bits |= 1 << position[version]
+            elif spec.prereleases is not True:
+                bits &= ~self.prereleases
+            installed = self.installed
+            if installed is not None and spec.contains(installed, installed=True):
+                bits |= 1 << self.position[installed]
             self._bits_cache[spec] = bits
         return bits
+
+    def _bounded(self, spec: SpecifierSet) -> int | None:
+        """The versions ``spec`` allows with pre-releases admitted, found by bisection, or
+        ``None`` when ``spec`` has an operator this does not handle (``!=``, ``~=``, ``===``,
+        wildcards). O(log n) ``contains`` calls per specifier.
+
+        Each of ``>``, ``>=``, ``<``, ``<=`` and an exact ``==`` admits a contiguous run of the
+        sorted versions (PEP 440's exceptions - post-releases for ``>``, pre-releases for ``<``,
+        local versions - sit at the run's edge), so a run's ends are found by bisecting on
+        ``contains``. This keeps many distinct specifiers (exact pins, shifting ranges) from
+        costing O(n) each.
+        """
+        versions = self.versions
+        lo, hi = 0, len(versions)
+        for item in spec:
+            op = item.operator
+            if op in (">", ">="):
+                lo = max(lo, bisect_left(range(len(versions)), True, key=_admits(item, versions)))
+            elif op in ("<", "<="):
+                hi = min(hi, bisect_left(range(len(versions)), True, key=_refuses(item, versions)))
+            elif op == "==" and not item.version.endswith(".*") and "+" not in item.version:
+                start = bisect_left(versions, Version(item.version))
+                end = start
+                while end < len(versions) and item.contains(versions[end], prereleases=True):
+                    end += 1
+                if end == start:
+                    return 0
+                lo, hi = max(lo, start), min(hi, end)
+            else:
+                return None
+        if lo >= hi:
+            return 0
+        return ((1 << hi) - 1) ^ ((1 << lo) - 1)
 
     def label(self, bits: int, text: str) -> None:
         """Remember ``text`` as the display of ``bits`` unless one is already known. O(1)."""

@@ -192,7 +192,7 @@ def test_incompatibility_strings() -> None:
 def test_long_chain_explanation_does_not_overflow() -> None:
     # 1500 versions failing one by one, each for its own missing pin, then the root fails.
     n = 1500
-    data = {
+    data: dict[str, dict[str, dict[str, str]]] = {
         "a": {f"1.{i}": {"b": f"==9.{i}"} for i in range(n)},
         "b": {"1.0": {}},
     }

@@ -131,12 +131,23 @@ def test_prereleases_only_when_named() -> None:
     only_pre = DictIndex({"a": {"2.0b1": {}}})
     with pytest.raises(ResolutionImpossible) as info:
         solve(["a"], only_pre)
-    assert "no versions of a match" in str(info.value)
+    assert str(info.value) == (
+        "Because the request depends on a and a has only pre-releases, version solving failed."
+    )
 
 
 def test_installed_prerelease_is_kept() -> None:
     index = DictIndex({"a": {"1.0": {}, "2.0rc1": {}}})
     assert versions(solve([], index, installed={"a": V("2.0rc1")})) == {"a": "2.0rc1"}
+
+
+def test_installed_prerelease_meets_plain_ranges() -> None:
+    # packaging's rule for installed versions: an installed pre-release in range is accepted.
+    index = DictIndex({"a": {"2.0rc1": {}}, "b": {"1.0": {"a": ">=1"}}})
+    installed = {"a": V("2.0rc1")}
+    assert versions(solve(["a", "b"], index, installed=installed)) == {"a": "2.0rc1", "b": "1.0"}
+    with pytest.raises(ResolutionImpossible):
+        solve(["a", "b"], index)
 
 
 def test_cycles_are_solved() -> None:
@@ -224,7 +235,7 @@ def test_merged_runs_make_many_versions_fail_at_once() -> None:
 
 
 def test_dict_index() -> None:
-    index = DictIndex({"a": {"1.0": {"b": ">=1"}, V("2.0"): {"b": SpecifierSet("<3")}}})
+    index = DictIndex({"a": {"1.0": {"b": ">=1"}, "2.0": {"b": SpecifierSet("<3")}}})
     assert list(index.versions("a")) == [V("1.0"), V("2.0")]
     assert index.versions("nope") == ()
     assert index.dependencies("a", V("1.0")) == {"b": SpecifierSet(">=1")}

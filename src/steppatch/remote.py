@@ -1,0 +1,195 @@
+"""Reading a repository through an untrusted channel: every byte traced to signed metadata.
+
+:class:`RepositoryClient` runs one update session in the order TUF prescribes: root one version
+at a time (N -> N+1), then the timestamp, then the index it pins; each verified by the core
+(:mod:`steppatch.trust`) before it is stored (atomically) or used. Recipes and manifests are then
+checked against the lengths and hashes of the verified index, objects against their manifests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from steppatch._fs import atomic_write
+from steppatch.errors import HomeError, IntegrityError, MissingFile, UnknownReference
+from steppatch.formats import index_from_json, parse_manifest
+from steppatch.limits import DEFAULT_LIMITS, Limits
+from steppatch.model import ComponentVersion, FileRef, Manifest, Recipe, RepositoryIndex
+from steppatch.recipe import parse_recipe
+from steppatch.store import ObjectStore
+from steppatch.transport import Fetcher, fetch_bytes
+from steppatch.trust import Root, TrustedMetadataSet, load_trusted_root
+
+__all__ = ["Clock", "MetadataStore", "RepositoryClient", "fetch_root_for_tofu", "utcnow"]
+
+#: returns the current time, timezone-aware; read once per update session
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    """The default clock."""
+    return dt.datetime.now(dt.UTC)
+
+
+class MetadataStore:
+    """The verified metadata a home trusts: ``root.json``, ``timestamp.json``, ``index.json``.
+
+    Only bytes that passed verification are written here, each atomically.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, role: str) -> bytes | None:
+        """The stored document of ``role``, or ``None``."""
+        try:
+            return (self.root / f"{role}.json").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, role: str, data: bytes) -> None:
+        """Store a verified document."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.root / f"{role}.json", data)
+
+    def forget(self, role: str) -> None:
+        """Drop a document that is no longer trusted (after a key rotation)."""
+        (self.root / f"{role}.json").unlink(missing_ok=True)
+
+
+def fetch_root_for_tofu(fetcher: Fetcher, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, Root]:
+    """Trust on first use: the repository's current ``root.json``, checked to be self-signed.
+
+    Raises metadata errors if it is not a valid root; the caller shows the key ids to the operator.
+    """
+    data = fetch_bytes(fetcher, "root.json", limits.max_root_bytes, "root metadata")
+    return data, load_trusted_root(data, limits.trust())
+
+
+def _check(data: bytes, ref: FileRef, what: str) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != ref.length or digest != ref.sha256:
+        raise IntegrityError(
+            what,
+            f"{ref.length} bytes with sha256 {ref.sha256} (as the signed index says)",
+            f"{len(data)} bytes with sha256 {digest}",
+        )
+
+
+class RepositoryClient:
+    """Reads one repository through a fetcher, trusting only what the signed metadata vouches for.
+
+    ``metadata`` holds what this client trusted last time; it must hold a root.
+    """
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        metadata: MetadataStore,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.fetcher = fetcher
+        self.metadata = metadata
+        self.limits = limits
+        self.clock = clock
+        self._index: RepositoryIndex | None = None
+
+    def refresh(self) -> TrustedMetadataSet:
+        """Run one update session: root rotations, timestamp, index. Store what verified.
+
+        Raises :class:`~steppatch.trust.MetadataError` subclasses for every attack the core
+        detects (bad signatures, rollback, freeze by expiry, mix-and-match), network and
+        repository errors from fetching, and :class:`HomeError` if no root is trusted.
+        """
+        limits = self.limits.trust()
+        root_bytes = self.metadata.read("root")
+        if root_bytes is None:
+            raise HomeError(str(self.metadata.root), "no trusted root (run 'steppatch init')")
+        # One clock reading for the whole session.
+        trusted = TrustedMetadataSet.reload(
+            root_bytes,
+            self.metadata.read("timestamp"),
+            self.metadata.read("index"),
+            now=self.clock(),
+            limits=limits,
+        )
+        for _ in range(limits.max_root_rotations + 1):
+            path = f"roots/{trusted.root.version + 1}.root.json"
+            try:
+                data = fetch_bytes(self.fetcher, path, limits.max_root_bytes, "root metadata")
+            except MissingFile:
+                break
+            before = (trusted.timestamp, trusted.index)
+            trusted.update_root(data)  # raises RotationLimitReached past the limit
+            self.metadata.write("root", data)
+            if before != (None, None) and (trusted.timestamp, trusted.index) == (None, None):
+                self.metadata.forget("timestamp")
+                self.metadata.forget("index")
+        data = fetch_bytes(
+            self.fetcher, "timestamp.json", limits.max_timestamp_bytes, "timestamp metadata"
+        )
+        timestamp = trusted.update_timestamp(data)
+        self.metadata.write("timestamp", data)
+        if not self._holds_pinned_index(trusted):
+            path = f"indexes/{timestamp.index.version}.index.json"
+            # Never read past the length the signed timestamp gives.
+            data = fetch_bytes(self.fetcher, path, timestamp.index.length, "index metadata")
+            trusted.update_index(data)
+            self.metadata.write("index", data)
+        return trusted
+
+    @staticmethod
+    def _holds_pinned_index(trusted: TrustedMetadataSet) -> bool:
+        # The stored index is the one the new timestamp pins: no need to download it again.
+        held, timestamp = trusted.index, trusted.timestamp
+        if held is None or timestamp is None:
+            return False
+        pin = timestamp.index
+        return (
+            held.version == pin.version
+            and len(held.raw) == pin.length
+            and hashlib.sha256(held.raw).hexdigest() == pin.sha256
+        )
+
+    def index(self) -> RepositoryIndex:
+        """The verified index (one update session per client).
+
+        Raises what :meth:`refresh` raises, and :class:`~steppatch.errors.MalformedDocument` if
+        the signed payload is not an index.
+        """
+        if self._index is None:
+            trusted = self.refresh()
+            index = trusted.current_index()
+            self._index = index_from_json(index.payload, f"{self.fetcher.url} index")
+        return self._index
+
+    def recipe(self, path: str) -> Recipe:
+        """The recipe published at ``path``. Raises :class:`UnknownReference` if there is none."""
+        ref = self.index().recipes.get(path)
+        if ref is None:
+            raise UnknownReference(f"to:{path}", self.fetcher.url)
+        data = fetch_bytes(self.fetcher, path, ref.length, f"recipe {path}")
+        _check(data, ref, f"recipe {path}")
+        return parse_recipe(data, f"to:{path}", self.limits)
+
+    def manifest(self, cv: ComponentVersion) -> Manifest:
+        """The manifest of a listed component version, checked against the index."""
+        what = f"manifest of {cv.name} {cv.version}"
+        data = fetch_bytes(self.fetcher, cv.manifest.path, cv.manifest.length, what)
+        _check(data, cv.manifest, what)
+        manifest = parse_manifest(data, what, self.limits)
+        if (manifest.component, manifest.version) != (cv.name, cv.version):
+            raise IntegrityError(
+                what, f"{cv.name} {cv.version}", f"{manifest.component} {manifest.version}"
+            )
+        return manifest
+
+    def fetch_object(self, sha256: str, size: int, store: ObjectStore) -> None:
+        """Download one object into ``store``, verified (length and hash) before it is kept."""
+        path = f"objects/{sha256[:2]}/{sha256}"
+        store.add(self.fetcher.fetch(path), sha256, size, f"object {sha256}")
+

@@ -1,0 +1,31 @@
+"""Parsing of option values that the library takes as typed values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from steppatch.errors import InputError
+
+__all__ = ["parse_expiry"]
+
+_DURATION = re.compile(r"(\d+)([dhm])\Z")
+
+
+def parse_expiry(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``7d``, ``12h``, ``30m`` from now, or an ISO 8601 time (UTC if no zone is given).
+
+    Raises :class:`InputError` for anything else.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    match = _DURATION.match(text.strip())
+    if match:
+        amount, unit = int(match[1]), match[2]
+        delta = {"d": dt.timedelta(days=amount), "h": dt.timedelta(hours=amount),
+                 "m": dt.timedelta(minutes=amount)}[unit]
+        return (now + delta).replace(microsecond=0)
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--expires {text!r}: expected 7d, 12h, 30m or an ISO 8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
