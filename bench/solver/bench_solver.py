@@ -36,7 +36,7 @@ Outcome = tuple[str, dict[str, Version] | None]  # ("ok" | "impossible" | "limit
 MAX_ROUNDS = 200_000
 
 
-# --- problem families ------------------------------------------------------------------------------
+# --- problem families ----------------------------------------------------------------------------
 
 
 def fan_out(n: int) -> Problem:
@@ -79,11 +79,8 @@ def shifting(versions: int, components: int = 5) -> Problem:
     for i in range(components):
         universe[f"r{i}"] = {}
         for j in range(1, versions + 1):
-            if i + 1 < components:
-                deps = {f"r{i + 1}": f">={j},<{j + 2}"}
-            else:
-                deps = {"r0": "<=1"}
-            universe[f"r{i}"][f"{j}"] = deps
+            last = i + 1 == components
+            universe[f"r{i}"][f"{j}"] = {"r0": "<=1"} if last else {f"r{i + 1}": f">={j},<{j + 2}"}
     return universe, ["r0"]
 
 
@@ -117,7 +114,7 @@ FAMILIES: dict[str, tuple[Callable[[int], Problem], list[int]]] = {
 }
 
 
-# --- adapters --------------------------------------------------------------------------------------
+# --- adapters ------------------------------------------------------------------------------------
 
 
 class _Versions:
@@ -325,7 +322,7 @@ SOLVERS: dict[str, Callable[[DictIndex, list[str]], Outcome]] = {
 }
 
 
-# --- measuring -------------------------------------------------------------------------------------
+# --- measuring -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -374,11 +371,12 @@ def measure(
     for name in names:
         samples = []
         last: list[Outcome] = []
+        run = SOLVERS[name]
         for _ in range(runs):
             total = 0.0
             last = []
             for index, (_, requirements) in zip(indexes, problems, strict=True):
-                took, outcome = _timed(lambda i=index, r=requirements: SOLVERS[name](i, r))
+                took, outcome = _timed(lambda i=index, r=requirements, f=run: f(i, r))
                 total += took
                 last.append(outcome)
             samples.append(total)

@@ -11,13 +11,24 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from steppatch.errors import LockedError
 
-__all__ = ["atomic_write", "file_lock", "fsync_dir", "sync_filesystem"]
+__all__ = ["atomic_write", "checkpoint", "file_lock", "fsync_dir", "sync_filesystem"]
+
+#: ``STEPPATCH_TEST_KILL_AT=NAME`` makes the process SIGKILL itself at checkpoint NAME: the crash
+#: tests use it to stop an apply at every named step. Read once; unset in normal use.
+_KILL_AT = os.environ.get("STEPPATCH_TEST_KILL_AT", "")
+
+
+def checkpoint(name: str) -> None:
+    """A named step of a change to a home, where the crash tests may kill the process."""
+    if name == _KILL_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 _libc: ctypes.CDLL | None
 try:

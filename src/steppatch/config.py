@@ -13,17 +13,35 @@ import attrs
 
 from steppatch.errors import ConfigError
 
-__all__ = ["CONFIG_NAME", "HomeConfig", "dump_home_config", "parse_home_config"]
+__all__ = [
+    "CONFIG_NAME",
+    "HomeConfig",
+    "ServiceConfig",
+    "dump_home_config",
+    "parse_home_config",
+]
 
 CONFIG_NAME = "steppatch.toml"
 
 
 @attrs.frozen
+class ServiceConfig:
+    """Shell commands that stop, start and check the application (empty: none)."""
+
+    start: str = ""
+    stop: str = ""
+    status: str = ""
+
+
+@attrs.frozen
 class HomeConfig:
-    """``updates``: the repository URL; ``system``: this environment's system name."""
+    """``updates``: the repository URL; ``system``: this environment's system name;
+    ``service``: how to stop and start the application around an apply.
+    """
 
     updates: str
     system: str = ""
+    service: ServiceConfig = ServiceConfig()
 
 
 def parse_home_config(data: bytes, source: str) -> HomeConfig:
@@ -41,7 +59,17 @@ def parse_home_config(data: bytes, source: str) -> HomeConfig:
         if not isinstance(raw[key], str):
             raise ConfigError(source, f"field {key!r}: expected a string")
         values[key] = raw[key]
-    return HomeConfig(**values)
+    service = raw.get("service", {})
+    if not isinstance(service, dict):
+        raise ConfigError(source, "[service]: expected a table")
+    commands: dict[str, str] = {}
+    for key, value in service.items():
+        if key not in ("start", "stop", "status"):
+            raise ConfigError(source, f"field 'service.{key}': unknown (start, stop, status)")
+        if not isinstance(value, str):
+            raise ConfigError(source, f"field 'service.{key}': expected a string")
+        commands[key] = value
+    return HomeConfig(**values, service=ServiceConfig(**commands))
 
 
 def dump_home_config(config: HomeConfig) -> bytes:
@@ -51,5 +79,11 @@ def dump_home_config(config: HomeConfig) -> bytes:
         "# steppatch home configuration (docs/formats.md)",
         f"updates = {json.dumps(config.updates)}",
         f"system = {json.dumps(config.system)}",
+        "",
+        "# Shell commands run in the home around an apply; empty means there is none.",
+        "[service]",
+        f"start = {json.dumps(config.service.start)}",
+        f"stop = {json.dumps(config.service.stop)}",
+        f"status = {json.dumps(config.service.status)}",
     ]
     return ("\n".join(lines) + "\n").encode()

@@ -12,20 +12,25 @@ __all__ = [
     "BadReference",
     "ComponentSourceError",
     "ConfigError",
+    "ConfigOutdated",
     "HomeError",
     "InputError",
+    "InsufficientSpace",
     "IntegrityError",
     "LocalEnvironmentError",
     "LockedError",
     "MalformedDocument",
     "MissingFile",
     "NetworkError",
+    "NotHot",
+    "NothingToRollBack",
     "PathConflict",
     "RecipeError",
     "ReleaseError",
     "RepositoryConflict",
     "RepositoryError",
     "ResolutionImpossible",
+    "ServiceError",
     "SteppatchError",
     "TooLarge",
     "UnknownReference",
@@ -113,6 +118,18 @@ class ResolutionImpossible(InputError):
         super().__init__(explanation)
         self.explanation = explanation
         self.derivation = derivation
+
+
+class NotHot(InputError):
+    """``apply --hot`` was asked for a change that needs a restart; ``components`` are why."""
+
+    def __init__(self, components: tuple[str, ...]) -> None:
+        names = ", ".join(components)
+        super().__init__(
+            f"this change cannot be applied hot: {names} must be applied with a restart "
+            "(run without --hot)"
+        )
+        self.components = components
 
 
 class PathConflict(InputError):
@@ -212,6 +229,55 @@ class HomeError(LocalEnvironmentError):
         super().__init__(f"home {home}: {problem}")
         self.home = home
         self.problem = problem
+
+
+class ServiceError(LocalEnvironmentError):
+    """A start, stop or status command of the application failed."""
+
+    def __init__(self, action: str, command: str, returncode: int | None, output: str) -> None:
+        how = f"exit code {returncode}" if returncode is not None else "did not run"
+        detail = f": {output}" if output else ""
+        super().__init__(f"{action} command {command!r} failed ({how}){detail}")
+        self.action = action
+        self.command = command
+        self.returncode = returncode
+        self.output = output
+
+
+class InsufficientSpace(LocalEnvironmentError):
+    """Not enough free disk space for staging; ``needed`` and ``free`` are bytes."""
+
+    def __init__(self, path: str, needed: int, free: int) -> None:
+        super().__init__(
+            f"{path}: needs about {needed / 2**20:.1f} MiB free to stage this apply, "
+            f"has {free / 2**20:.1f} MiB"
+        )
+        self.path = path
+        self.needed = needed
+        self.free = free
+
+
+class ConfigOutdated(LocalEnvironmentError):
+    """``config.properties`` holds settings the installed components no longer accept.
+
+    ``findings`` lists each (a :class:`steppatch.configcheck.ConfigFinding`).
+    """
+
+    def __init__(self, findings: tuple[object, ...]) -> None:
+        lines = "; ".join(str(f) for f in findings)
+        super().__init__(
+            f"config.properties needs {len(findings)} correction(s) before the application "
+            f"starts: {lines} (or start with --force)"
+        )
+        self.findings = findings
+
+
+class NothingToRollBack(LocalEnvironmentError):
+    """The home has no recorded state to return to."""
+
+    def __init__(self, home: str) -> None:
+        super().__init__(f"home {home}: no earlier state recorded (nothing to roll back to)")
+        self.home = home
 
 
 class LockedError(LocalEnvironmentError):

@@ -17,6 +17,7 @@ from steppatch.errors import MalformedDocument, TooLarge, UnsafePath
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import (
     ComponentVersion,
+    ConfigChecks,
     EntryKind,
     FileEntry,
     FileRef,
@@ -34,6 +35,8 @@ __all__ = [
     "STATE_FORMAT",
     "dump_manifest",
     "dump_state",
+    "entries_from_json",
+    "entry_to_json",
     "index_from_json",
     "index_to_json",
     "manifest_from_json",
@@ -70,56 +73,26 @@ def _name(fields: Fields, field: str) -> str:
 # --- manifests ------------------------------------------------------------------------------------
 
 
-def manifest_to_json(manifest: Manifest) -> dict[str, Any]:
-    """The JSON value of a manifest."""
-    entries: list[dict[str, Any]] = []
-    for e in manifest.entries:
-        item: dict[str, Any] = {"path": e.path, "type": e.kind.value}
-        if e.kind is EntryKind.FILE:
-            item.update(mode=f"{e.mode:04o}", size=e.size, sha256=e.sha256)
-        elif e.kind is EntryKind.DIR:
-            item["mode"] = f"{e.mode:04o}"
-        else:
-            item["target"] = e.target
-        entries.append(item)
-    return {
-        "format": MANIFEST_FORMAT,
-        "component": manifest.component,
-        "version": str(manifest.version),
-        "entries": entries,
-    }
+def entry_to_json(e: FileEntry) -> dict[str, Any]:
+    """The JSON value of one manifest entry."""
+    item: dict[str, Any] = {"path": e.path, "type": e.kind.value}
+    if e.kind is EntryKind.FILE:
+        item.update(mode=f"{e.mode:04o}", size=e.size, sha256=e.sha256)
+    elif e.kind is EntryKind.DIR:
+        item["mode"] = f"{e.mode:04o}"
+    else:
+        item["target"] = e.target
+    return item
 
 
-def dump_manifest(manifest: Manifest) -> bytes:
-    """The published bytes of a manifest."""
-    return dump_json(manifest_to_json(manifest))
+def entries_from_json(
+    raw_entries: list[Any], fail: Callable[[str], NoReturn], limits: Limits = DEFAULT_LIMITS
+) -> tuple[FileEntry, ...]:
+    """Manifest entries from their JSON values, sorted by path; ``fail(problem)`` raises.
 
-
-def _parse_mode(text: str) -> int:
-    mode = int(text, 8)
-    if not 0 <= mode <= 0o7777:
-        raise ValueError("mode out of range")
-    # set-id bits from a repository are never honoured
-    return mode & 0o1777
-
-
-def _sha256(fields: Fields, field: str) -> str:
-    value = fields.get(field, str)
-    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        fields.fail(field, "expected 64 lowercase hex digits")
-    return value
-
-
-def manifest_from_json(
-    obj: dict[str, Any], source: str, limits: Limits = DEFAULT_LIMITS
-) -> Manifest:
-    """Build a manifest from its JSON value. Raises :class:`MalformedDocument`."""
-    fail = _failer(source)
-    f = Fields(obj, "", fail)
-    _check_format(f, MANIFEST_FORMAT)
-    component = _name(f, "component")
-    version = f.parse("version", parse_version)
-    raw_entries = f.get("entries", list)
+    Every path is made safe, every link checked to stay inside, no entry may lie under a file or
+    link, set-uid and set-gid modes are refused.
+    """
     if len(raw_entries) > limits.max_manifest_entries:
         fail(f"more than {limits.max_manifest_entries} entries")
     entries: list[FileEntry] = []
@@ -156,7 +129,53 @@ def manifest_from_json(
             entries.append(FileEntry(path, kind, 0o777, target=target))
     entries.sort(key=lambda e: e.path)
     _check_parents(entries, fail)
-    return Manifest(component, version, tuple(entries))
+    return tuple(entries)
+
+
+def manifest_to_json(manifest: Manifest) -> dict[str, Any]:
+    """The JSON value of a manifest."""
+    entries = [entry_to_json(e) for e in manifest.entries]
+    return {
+        "format": MANIFEST_FORMAT,
+        "component": manifest.component,
+        "version": str(manifest.version),
+        "entries": entries,
+    }
+
+
+def dump_manifest(manifest: Manifest) -> bytes:
+    """The published bytes of a manifest."""
+    return dump_json(manifest_to_json(manifest))
+
+
+def _parse_mode(text: str) -> int:
+    mode = int(text, 8)
+    if not 0 <= mode <= 0o7777:
+        raise ValueError("mode out of range")
+    if mode & 0o6000:
+        # A patch never installs set-user-id or set-group-id files.
+        raise ValueError(f"{text}: set-uid and set-gid modes are refused")
+    return mode
+
+
+def _sha256(fields: Fields, field: str) -> str:
+    value = fields.get(field, str)
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        fields.fail(field, "expected 64 lowercase hex digits")
+    return value
+
+
+def manifest_from_json(
+    obj: dict[str, Any], source: str, limits: Limits = DEFAULT_LIMITS
+) -> Manifest:
+    """Build a manifest from its JSON value. Raises :class:`MalformedDocument`."""
+    fail = _failer(source)
+    f = Fields(obj, "", fail)
+    _check_format(f, MANIFEST_FORMAT)
+    component = _name(f, "component")
+    version = f.parse("version", parse_version)
+    entries = entries_from_json(f.get("entries", list), fail, limits)
+    return Manifest(component, version, entries)
 
 
 def _check_parents(entries: list[FileEntry], fail: Callable[[str], NoReturn]) -> None:
@@ -185,6 +204,31 @@ def _ref_json(ref: FileRef) -> dict[str, Any]:
     return {"path": ref.path, "sha256": ref.sha256, "length": ref.length}
 
 
+def _config_json(config: ConfigChecks) -> dict[str, Any]:
+    # Omitted when empty, so indexes of components without checks stay as they were.
+    if not config:
+        return {}
+    return {
+        "config": {
+            "deprecated": list(config.deprecated),
+            "renamed": dict(sorted(config.renamed.items())),
+        }
+    }
+
+
+def _config_from(f: Fields) -> ConfigChecks:
+    if "config" not in f.obj:
+        return ConfigChecks()
+    cf = f.sub("config")
+    deprecated = cf.get("deprecated", list, [])
+    if not all(isinstance(k, str) and k for k in deprecated):
+        cf.fail("deprecated", "expected a list of setting names")
+    renamed = cf.get("renamed", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in renamed.items()):
+        cf.fail("renamed", "expected an object of old name to new name")
+    return ConfigChecks(tuple(deprecated), renamed)
+
+
 def index_to_json(index: RepositoryIndex) -> dict[str, Any]:
     """The JSON value of a repository index."""
     components: dict[str, Any] = {}
@@ -197,6 +241,7 @@ def index_to_json(index: RepositoryIndex) -> dict[str, Any]:
                 "dependencies": {d: str(s) for d, s in sorted(cv.dependencies.items())},
                 "manifest": _ref_json(cv.manifest),
                 "recipe": cv.recipe,
+                **_config_json(cv.config),
             }
             for v, cv in sorted(versions.items())
         }
@@ -259,6 +304,7 @@ def index_from_json(obj: dict[str, Any], source: str) -> RepositoryIndex:
                 notes=cf.get("notes", str, ""),
                 hot=cf.get("hot", bool, False),
                 dependencies=dependencies,
+                config=_config_from(cf),
             )
         components[name] = parsed
     recipes: dict[str, FileRef] = {}
@@ -285,6 +331,7 @@ def dump_state(state: HomeState) -> bytes:
                     "hot": c.hot,
                     "manifest_sha256": c.manifest_sha256,
                     "manifest": manifest_to_json(c.manifest),
+                    **_config_json(c.config),
                 }
                 for name, c in sorted(state.components.items())
             },
@@ -305,6 +352,6 @@ def parse_state(data: bytes, source: str) -> HomeState:
         if manifest.component != name:
             cf.fail("manifest", f"is for {manifest.component!r}")
         installed[name] = InstalledComponent(
-            manifest, _sha256(cf, "manifest_sha256"), cf.get("hot", bool, False)
+            manifest, _sha256(cf, "manifest_sha256"), cf.get("hot", bool, False), _config_from(cf)
         )
     return HomeState(installed)

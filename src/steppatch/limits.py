@@ -36,6 +36,10 @@ class Limits:
     solver_max_rounds: int = 100_000
     chunk_bytes: int = 256 * 1024
     lock_timeout_seconds: float = 30.0
+    service_timeout_seconds: float = 600.0
+    hash_workers: int = 4
+    #: free space kept in reserve beyond an apply's own estimate
+    disk_reserve_bytes: int = 16 * MiB
 
     def trust(self) -> TrustLimits:
         """The bounds the metadata verification core checks."""

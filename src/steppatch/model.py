@@ -18,6 +18,7 @@ from packaging.version import Version
 
 __all__ = [
     "ComponentVersion",
+    "ConfigChecks",
     "EntryKind",
     "FileEntry",
     "FileRef",
@@ -85,6 +86,20 @@ class FileRef:
 
 
 @attrs.frozen
+class ConfigChecks:
+    """Settings of the home's ``config.properties`` that a component version no longer accepts.
+
+    ``deprecated``: keys to remove; ``renamed``: old key to its new name.
+    """
+
+    deprecated: tuple[str, ...] = ()
+    renamed: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+
+    def __bool__(self) -> bool:
+        return bool(self.deprecated or self.renamed)
+
+
+@attrs.frozen
 class ComponentVersion:
     """A published component version as the repository index lists it."""
 
@@ -98,6 +113,7 @@ class ComponentVersion:
     dependencies: Mapping[str, SpecifierSet] = attrs.field(
         factory=dict, converter=_frozen_map
     )
+    config: ConfigChecks = ConfigChecks()
 
 
 @attrs.frozen
@@ -143,6 +159,8 @@ class Recipe:
     name: str = ""
     system: str = ""
     created: str = ""
+    #: a full snapshot: every managed entry as it was on disk (path -> entry)
+    files: Mapping[str, FileEntry] = attrs.field(factory=dict, converter=_frozen_map)
 
     @property
     def exact(self) -> bool:
@@ -157,6 +175,7 @@ class InstalledComponent:
     manifest: Manifest
     manifest_sha256: str
     hot: bool = False
+    config: ConfigChecks = ConfigChecks()
 
     @property
     def name(self) -> str:

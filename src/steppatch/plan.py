@@ -6,7 +6,7 @@ the result says what apply will do, before anything is done.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from enum import StrEnum
 
 import attrs
@@ -18,10 +18,16 @@ from steppatch.model import EntryKind, FileEntry, Manifest
 __all__ = [
     "ChangeReason",
     "ComponentChange",
+    "Drift",
     "Plan",
+    "StepKind",
+    "SyncMode",
     "TreeEntry",
+    "TreeStep",
     "component_changes",
+    "diff_tree",
     "merge_manifests",
+    "tree_steps",
 ]
 
 
@@ -54,7 +60,8 @@ class Plan:
 
     ``target`` is every component version the home will have; ``changes`` the ones that move;
     ``download_objects``/``download_bytes`` what is not yet in the cache; ``hot`` whether every
-    changed component may be applied without a restart.
+    changed component may be applied without a restart; ``repairs`` how many drifted paths a
+    sync apply restores or removes.
     """
 
     target: Mapping[str, Version]
@@ -62,11 +69,12 @@ class Plan:
     hot: bool
     download_objects: int = 0
     download_bytes: int = 0
+    repairs: int = 0
 
     @property
     def empty(self) -> bool:
-        """Whether the home is already at the target."""
-        return not self.changes
+        """Whether the home is already at the target, with nothing to repair."""
+        return not self.changes and not self.repairs
 
 
 def component_changes(
@@ -125,3 +133,134 @@ def _check_dirs(tree: dict[str, TreeEntry]) -> None:
             if above is not None and above.entry.kind is not EntryKind.DIR:
                 raise PathConflict(parent, above.owner, held.owner)
             parent = parent.rpartition("/")[0]
+
+
+@attrs.frozen
+class Drift:
+    """How a tree on disk differs from what it should hold (paths, sorted)."""
+
+    changed: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.missing or self.extra)
+
+
+def _same(expected: FileEntry, actual: FileEntry) -> bool:
+    if expected.kind is not actual.kind:
+        return False
+    if expected.kind is EntryKind.SYMLINK:
+        return expected.target == actual.target
+    if expected.kind is EntryKind.DIR:
+        return expected.mode == actual.mode
+    return (expected.sha256, expected.size, expected.mode) == (
+        actual.sha256,
+        actual.size,
+        actual.mode,
+    )
+
+
+def diff_tree(expected: Mapping[str, FileEntry], actual: Mapping[str, FileEntry]) -> Drift:
+    """Compare a tree's expected entries with the ones found on disk, by content hash.
+
+    An entry below an extra or missing directory is reported once, at the topmost path.
+    Cost: O(entries).
+    """
+    changed = [p for p, e in expected.items() if p in actual and not _same(e, actual[p])]
+    missing = _topmost(p for p in expected if p not in actual)
+    extra = _topmost(p for p in actual if p not in expected)
+    return Drift(tuple(sorted(changed)), missing, extra)
+
+
+def _topmost(paths: Iterable[str]) -> tuple[str, ...]:
+    chosen = set(paths)
+    result = []
+    for path in sorted(chosen):
+        parent = path.rpartition("/")[0]
+        while parent and parent not in chosen:
+            parent = parent.rpartition("/")[0]
+        if not parent:
+            result.append(path)
+    return tuple(result)
+
+
+class SyncMode(StrEnum):
+    """``--syncmode``: what a sync apply does with files the manifests do not list."""
+
+    KEEP = "keep"
+    DELETE = "delete"
+
+
+class StepKind(StrEnum):
+    """How one path of a new managed tree is made."""
+
+    MKDIR = "mkdir"  # a directory of the manifests
+    SYMLINK = "symlink"  # a link of the manifests
+    LINK = "link"  # an unchanged file, hard-linked from the live tree
+    FETCH = "fetch"  # a file copied out of the verified cache
+    CARRY = "carry"  # a file the operator added to the live tree, kept
+    DISPLACE = "displace"  # an added file in the way of a new entry: kept aside, reported
+
+
+@attrs.frozen
+class TreeStep:
+    """One step of building a new managed tree: ``entry`` says what the path must become."""
+
+    path: str
+    kind: StepKind
+    entry: FileEntry
+
+
+def tree_steps(
+    new: Mapping[str, TreeEntry],
+    old: Mapping[str, TreeEntry],
+    live: Mapping[str, FileEntry],
+    sync: SyncMode | None,
+) -> list[TreeStep]:
+    """How to build the tree ``new`` beside the live one, given what is on disk (``live``).
+
+    Without ``sync``, a file of an unchanged entry is linked from the live tree as it is, and
+    files the operator added (not in ``old``) are carried over, or displaced when a new entry
+    needs their path: nothing the operator put there is lost. With ``sync`` (``live`` must then
+    carry hashes), a live file is linked only if it matches its manifest entry, else restored
+    from the cache; ``SyncMode.DELETE`` drops added files, so the tree equals the manifests.
+    Cost: O(entries).
+    """
+    steps: list[TreeStep] = []
+    for path, held in new.items():
+        e = held.entry
+        if e.kind is EntryKind.DIR:
+            steps.append(TreeStep(path, StepKind.MKDIR, e))
+        elif e.kind is EntryKind.SYMLINK:
+            steps.append(TreeStep(path, StepKind.SYMLINK, e))
+        else:
+            before, now = old.get(path), live.get(path)
+            reusable = (
+                before is not None
+                and before.entry == e
+                and now is not None
+                and now.kind is EntryKind.FILE
+                and (sync is None or (now.sha256, now.mode) == (e.sha256, e.mode))
+            )
+            steps.append(TreeStep(path, StepKind.LINK if reusable else StepKind.FETCH, e))
+    if sync is not SyncMode.DELETE:
+        for path, found in live.items():
+            if path in old:
+                continue
+            kind = StepKind.DISPLACE if _blocked(path, new) else StepKind.CARRY
+            steps.append(TreeStep(path, kind, found))
+    return steps
+
+
+def _blocked(path: str, new: Mapping[str, TreeEntry]) -> bool:
+    # An added path collides with a new entry, or lies under a new file or link.
+    if path in new:
+        return True
+    parent = path.rpartition("/")[0]
+    while parent:
+        held = new.get(parent)
+        if held is not None and held.entry.kind is not EntryKind.DIR:
+            return True
+        parent = parent.rpartition("/")[0]
+    return False

@@ -16,8 +16,9 @@ from packaging.version import Version
 
 from steppatch._json import Fields, dump_json, load_json_object
 from steppatch.errors import RecipeError
+from steppatch.formats import entries_from_json, entry_to_json
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import Recipe, RecipeKind
+from steppatch.model import FileEntry, Recipe, RecipeKind
 from steppatch.versions import is_valid_name, parse_specifier
 
 __all__ = [
@@ -61,12 +62,18 @@ def parse_recipe(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> R
         components[name] = comps.parse(name, parse_specifier)
     if not components and kind is not RecipeKind.SNAPSHOT:
         f.fail("components", "names no component")
+    files: tuple[FileEntry, ...] = ()
+    if "files" in f.obj:
+        if kind is not RecipeKind.SNAPSHOT:
+            f.fail("files", "only a snapshot lists files")
+        files = entries_from_json(f.get("files", list), fail, limits)
     return Recipe(
         kind=kind,
         components=components,
         name=f.get("name", str, ""),
         system=f.get("system", str, ""),
         created=f.get("created", str, ""),
+        files={e.path: e for e in files},
     )
 
 
@@ -81,18 +88,27 @@ def dump_recipe(recipe: Recipe) -> bytes:
         value = getattr(recipe, key)
         if value:
             doc[key] = value
+    if recipe.files:
+        doc["files"] = [entry_to_json(e) for _path, e in sorted(recipe.files.items())]
     return dump_json(doc)
 
 
 def pinned_recipe(
-    kind: RecipeKind, pins: Mapping[str, Version], name: str = "", **extra: str
+    kind: RecipeKind,
+    pins: Mapping[str, Version],
+    name: str = "",
+    system: str = "",
+    created: str = "",
+    files: Mapping[str, FileEntry] | None = None,
 ) -> Recipe:
     """A recipe that pins each component to one exact version."""
     return Recipe(
         kind=kind,
         components={n: SpecifierSet(f"=={v}") for n, v in sorted(pins.items())},
         name=name,
-        **extra,
+        system=system,
+        created=created,
+        files=files or {},
     )
 
 

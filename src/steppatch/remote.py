@@ -51,7 +51,9 @@ class MetadataStore:
             return None
 
     def write(self, role: str, data: bytes) -> None:
-        """Store a verified document."""
+        """Store a verified document (nothing is written when it is stored already)."""
+        if self.read(role) == data:
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write(self.root / f"{role}.json", data)
 

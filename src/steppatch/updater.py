@@ -7,8 +7,10 @@ core (recipes, solver, plan). Every CLI command about a home is one call of it.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -16,19 +18,41 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from steppatch._fs import checkpoint
 from steppatch.config import HomeConfig
-from steppatch.errors import BadReference, HomeError, InputError
-from steppatch.home import HomeDir
+from steppatch.configcheck import ConfigFinding, check_config
+from steppatch.errors import (
+    BadReference,
+    ConfigOutdated,
+    HomeError,
+    InputError,
+    InsufficientSpace,
+    LocalEnvironmentError,
+    NothingToRollBack,
+    NotHot,
+    ServiceError,
+)
+from steppatch.home import HomeDir, Service, ShellService, scan_tree
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import (
     ComponentVersion,
-    EntryKind,
+    FileEntry,
     HomeState,
     InstalledComponent,
     Recipe,
     RecipeKind,
 )
-from steppatch.plan import Plan, TreeEntry, component_changes, merge_manifests
+from steppatch.plan import (
+    Drift,
+    Plan,
+    StepKind,
+    SyncMode,
+    TreeStep,
+    component_changes,
+    diff_tree,
+    merge_manifests,
+    tree_steps,
+)
 from steppatch.recipe import dump_recipe, parse_recipe, pinned_recipe
 from steppatch.remote import (
     Clock,
@@ -42,7 +66,7 @@ from steppatch.store import ObjectStore
 from steppatch.transport import Fetcher, fetcher_for
 from steppatch.trust import Root, load_trusted_root
 
-__all__ = ["Home", "Progress", "Update", "split_refs"]
+__all__ = ["ApplyReport", "ApplyStartFailed", "Home", "Progress", "Update", "split_refs"]
 
 #: ``progress(stage, done, total)``: called as long work advances (bytes for downloads)
 Progress = Callable[[str, int, int], None]
@@ -66,12 +90,48 @@ class Update:
 
 
 @attrs.frozen
+class ApplyReport:
+    """What an apply did.
+
+    ``displaced``: files the operator had added where a new entry needed the path, kept under
+    ``.steppatch/displaced/``; ``config_findings``: settings to correct before the next start;
+    ``restarted``: whether the application was stopped and started; ``snapshot_drift``: for a
+    full snapshot, how the tree differs from the files it recorded (``None`` otherwise).
+    """
+
+    plan: Plan
+    displaced: tuple[str, ...] = ()
+    config_findings: tuple[ConfigFinding, ...] = ()
+    restarted: bool = False
+    snapshot_drift: Drift | None = None
+
+
+class ApplyStartFailed(LocalEnvironmentError):
+    """The apply switched the home, but the application did not start afterwards.
+
+    ``report`` says what was applied; ``cause`` is the failed start. ``steppatch rollback``
+    returns to the state before.
+    """
+
+    def __init__(self, report: ApplyReport, cause: ServiceError) -> None:
+        super().__init__(
+            f"the apply completed, but the application did not start: {cause}. "
+            "Fix the cause and run 'steppatch start', or go back with 'steppatch rollback'"
+        )
+        self.report = report
+        self.cause = cause
+
+
+@attrs.frozen
 class _Resolution:
     plan: Plan
     state: HomeState
-    tree: dict[str, TreeEntry]
-    old_tree: dict[str, TreeEntry]
+    steps: tuple[TreeStep, ...]
     missing: tuple[tuple[str, int], ...]
+
+    def is_hot(self, name: str) -> bool:
+        held = self.state.components.get(name)
+        return held is not None and held.hot
 
 
 class Home:
@@ -161,20 +221,49 @@ class Home:
             )
         return self._client
 
+    @property
+    def service(self) -> Service:
+        """The application's start/stop commands, from the home's config."""
+        return ShellService(
+            self.files.config.service, self.files.root, self.limits.service_timeout_seconds
+        )
+
     # --- reading -------------------------------------------------------------------------------
 
     def status(self) -> HomeState:
         """What is installed."""
-        with self.files.locked(self.limits.lock_timeout_seconds):
+        with self._locked():
             return self.files.state()
 
-    def snapshot(self, path: Path | str | None = None) -> Recipe:
-        """The home's thin snapshot (component versions only); written to ``path`` if given."""
-        with self.files.locked(self.limits.lock_timeout_seconds):
-            recipe = self._thin_snapshot(self.files.state())
+    def snapshot(self, path: Path | str | None = None, *, full: bool = False) -> Recipe:
+        """The home's snapshot; written to ``path`` if given.
+
+        Thin: component versions only (what may go upstream). ``full`` adds every managed
+        entry as it is on disk now: hash, mode, link target.
+        """
+        with self._locked():
+            state = self.files.state()
+            files = scan_tree(self.files.current, hashes=True) if full else None
+        recipe = self._thin_snapshot(state, files)
         if path is not None:
             Path(path).write_bytes(dump_recipe(recipe))
         return recipe
+
+    def verify(self, against: Recipe | None = None) -> Drift:
+        """How the managed tree differs from its manifests (or a full snapshot's files).
+
+        Every file is hashed: size and modification time are never trusted alone.
+        Raises :class:`InputError` if ``against`` is not a full snapshot.
+        """
+        if against is not None and not against.files:
+            raise InputError("verify needs a full snapshot (steppatch snapshot --full)")
+        with self._locked():
+            if against is not None:
+                expected: Mapping[str, FileEntry] = against.files
+            else:
+                expected = _entries(self.files.state())
+            actual = scan_tree(self.files.current, hashes=True, workers=self.limits.hash_workers)
+        return diff_tree(expected, actual)
 
     def showupdates(self) -> list[Update]:
         """For each installed component, the newer versions the repository has."""
@@ -188,54 +277,161 @@ class Home:
             updates.append(Update(name, version, newer))
         return updates
 
+    def config_findings(self) -> list[ConfigFinding]:
+        """Settings in ``HOME/config.properties`` that installed components deprecate or renamed."""
+        with self._locked():
+            state = self.files.state()
+        return self._config_findings(state)
+
+    # --- the application --------------------------------------------------------------------------
+
+    def start(self, *, force: bool = False) -> None:
+        """Start the application. Refuses (:class:`ConfigOutdated`) while ``config.properties``
+        holds settings the installed components no longer accept, unless ``force``.
+        Raises :class:`~steppatch.errors.ServiceError` when the start command fails.
+        """
+        findings = self.config_findings()
+        if findings and not force:
+            raise ConfigOutdated(tuple(findings))
+        self.service.start()
+
+    def stop(self) -> None:
+        """Stop the application. Raises :class:`~steppatch.errors.ServiceError`."""
+        self.service.stop()
+
     # --- changing -------------------------------------------------------------------------------
 
-    def prepare(self, refs: Sequence[str]) -> Plan:
+    def prepare(self, refs: Sequence[str], *, sync: SyncMode | None = None) -> Plan:
         """Resolve ``refs`` and download what applying them needs; the managed tree is untouched.
 
         Raises :class:`~steppatch.errors.ResolutionImpossible` when the request cannot be met,
         :class:`~steppatch.errors.UnknownReference` / :class:`BadReference` for bad references,
-        :class:`~steppatch.errors.PathConflict` when two components claim a path, and
-        repository or network errors from fetching.
+        :class:`~steppatch.errors.PathConflict` when two components claim a path, metadata,
+        repository and network errors from fetching.
         """
-        with self.files.locked(self.limits.lock_timeout_seconds):
-            resolution = self._resolve(refs)
+        with self._locked():
+            resolution = self._resolve(self._load_refs(refs), sync)
             self._download(resolution.missing)
             return resolution.plan
 
-    def apply(self, refs: Sequence[str]) -> Plan:
-        """Bring the home to what ``refs`` ask for: resolve, download, build, switch.
+    def apply(
+        self, refs: Sequence[str], *, hot: bool = False, sync: SyncMode | None = None
+    ) -> ApplyReport:
+        """Bring the home to what ``refs`` ask for: resolve, download, build, stop, switch, start.
 
-        A crash at any point leaves the old state or the new one. Raises what :meth:`prepare`
-        raises, and :class:`~steppatch.errors.IntegrityError` for a corrupt object (the cache
-        entry is removed; the home is unchanged).
+        ``hot`` switches without stopping the application, and is refused (:class:`NotHot`)
+        before anything happens unless every changed component allows it. ``sync`` also repairs
+        drift: changed and missing managed files are restored, and with ``SyncMode.DELETE`` files
+        the manifests do not list are removed. A crash at any point leaves the old state or the
+        new one. Raises what :meth:`prepare` raises, :class:`InsufficientSpace` before staging,
+        :class:`~steppatch.errors.IntegrityError` for a corrupt object (home unchanged),
+        :class:`~steppatch.errors.ServiceError` when stopping fails (home unchanged), and
+        :class:`ApplyStartFailed` when the application does not start after the switch.
         """
-        with self.files.locked(self.limits.lock_timeout_seconds):
-            resolution = self._resolve(refs)
-            if resolution.plan.empty:
-                return resolution.plan
-            self._download(resolution.missing)
-            self.progress("install", 0, len(resolution.tree))
-            tree_id = self.files.build_tree(resolution.tree, resolution.old_tree)
-            old_state = self.files.state()
-            self.files.record_history(
-                f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.spr",
-                dump_recipe(self._thin_snapshot(old_state)),
-            )
-            self.files.commit(tree_id, resolution.state)
-            self.progress("install", len(resolution.tree), len(resolution.tree))
-            return resolution.plan
+        with self._locked():
+            return self._apply(self._load_refs(refs), hot=hot, sync=sync, record=True)
+
+    def rollback(self) -> ApplyReport:
+        """Return to the state the last apply replaced (its thin snapshot in the history).
+
+        Each rollback consumes one history entry, so repeated rollbacks go further back.
+        Raises :class:`NothingToRollBack` when there is no history.
+        """
+        with self._locked():
+            entries = sorted(self.files.history.glob("*.spr"))
+            if not entries:
+                raise NothingToRollBack(str(self.files.root))
+            last = entries[-1]
+            recipe = parse_recipe(last.read_bytes(), str(last), self.limits)
+            report = self._apply([recipe], hot=False, sync=None, record=False)
+            last.unlink()
+            return report
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _thin_snapshot(self, state: HomeState) -> Recipe:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return self.files.locked(self.limits.lock_timeout_seconds)
+
+    def _apply(
+        self, recipes: list[Recipe], *, hot: bool, sync: SyncMode | None, record: bool
+    ) -> ApplyReport:
+        resolution = self._resolve(recipes, sync)
+        plan = resolution.plan
+        if hot and not plan.hot:
+            raise NotHot(tuple(c.name for c in plan.changes if not resolution.is_hot(c.name)))
+        if plan.empty:
+            return ApplyReport(plan)
+        self._check_space(resolution)
+        self._download(resolution.missing)
+        checkpoint("downloaded")
+        tree_id, displaced = self.files.build_tree(
+            resolution.steps, lambda done, total: self.progress("stage", done, total)
+        )
+        checkpoint("staged")
+        old_state = self.files.state()
+        history = None
+        if record:
+            history = self.files.record_history(
+                f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.spr",
+                dump_recipe(self._thin_snapshot(old_state)),
+            )
+        restart = not hot and bool(plan.changes)
+        if restart:
+            try:
+                self.service.stop()
+            except ServiceError:
+                self.files.discard(tree_id)
+                if history is not None:
+                    history.unlink()
+                raise
+            checkpoint("stopped")
+        self.files.commit(tree_id, resolution.state)
+        report = ApplyReport(
+            plan,
+            displaced=tuple(displaced),
+            config_findings=tuple(self._config_findings(resolution.state)),
+            restarted=restart,
+            snapshot_drift=_snapshot_drift(recipes, self.files.current),
+        )
+        if restart:
+            try:
+                self.service.start()
+            except ServiceError as e:
+                raise ApplyStartFailed(report, e) from e
+        return report
+
+    def _config_findings(self, state: HomeState) -> list[ConfigFinding]:
+        path = self.files.root / "config.properties"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        return check_config(text, {n: c.config for n, c in state.components.items() if c.config})
+
+    def _check_space(self, resolution: _Resolution) -> None:
+        needed = resolution.plan.download_bytes + sum(
+            s.entry.size for s in resolution.steps if s.kind is StepKind.FETCH
+        )
+        free = shutil.disk_usage(self.files.state_dir).free
+        if needed + self.limits.disk_reserve_bytes > free:
+            raise InsufficientSpace(str(self.files.state_dir), needed, free)
+
+    def _thin_snapshot(
+        self, state: HomeState, files: Mapping[str, FileEntry] | None = None
+    ) -> Recipe:
         return pinned_recipe(
             RecipeKind.SNAPSHOT,
             state.versions(),
             name=f"snapshot-{self.files.config.system or 'home'}",
             system=self.files.config.system,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            files=files,
         )
+
+    def _load_refs(self, refs: Sequence[str]) -> list[Recipe]:
+        if not refs:
+            raise BadReference("", "no reference given")
+        return [self._load_ref(ref) for ref in refs]
 
     def _load_ref(self, ref: str) -> Recipe:
         if ref.startswith("to:"):
@@ -249,10 +445,7 @@ class Home:
         data = local.read_bytes()
         return parse_recipe(data, ref, self.limits)
 
-    def _resolve(self, refs: Sequence[str]) -> _Resolution:
-        if not refs:
-            raise BadReference("", "no reference given")
-        recipes = [self._load_ref(ref) for ref in refs]
+    def _resolve(self, recipes: list[Recipe], sync: SyncMode | None) -> _Resolution:
         wanted: dict[str, SpecifierSet] = {}
         for recipe in recipes:
             for name, spec in recipe.components.items():
@@ -277,10 +470,22 @@ class Home:
                 continue
             cv = index.components[name][version]
             manifest = self.repository.manifest(cv)
-            components[name] = InstalledComponent(manifest, cv.manifest.sha256, cv.hot)
+            components[name] = InstalledComponent(
+                manifest, cv.manifest.sha256, cv.hot, cv.config
+            )
         tree = merge_manifests({n: c.manifest for n, c in components.items()})
         old_tree = merge_manifests({n: c.manifest for n, c in state.components.items()})
-        missing = _missing_objects(tree, old_tree, self.files.cache)
+        live = scan_tree(
+            self.files.current, hashes=sync is not None, workers=self.limits.hash_workers
+        )
+        steps = tree_steps(tree, old_tree, live, sync)
+        missing = _missing_objects(steps, self.files.cache)
+        repairs = 0
+        if sync is not None:
+            drift = diff_tree({p: t.entry for p, t in tree.items()}, live)
+            repairs = len(drift.changed) + len(drift.missing)
+            if sync is SyncMode.DELETE:
+                repairs += len(drift.extra)
         hot = all(c.new is not None and components[c.name].hot for c in changes)
         plan = Plan(
             target=target,
@@ -288,8 +493,9 @@ class Home:
             hot=hot,
             download_objects=len(missing),
             download_bytes=sum(size for _sha, size in missing),
+            repairs=repairs,
         )
-        return _Resolution(plan, HomeState(components), tree, old_tree, missing)
+        return _Resolution(plan, HomeState(components), tuple(steps), missing)
 
     def _download(self, missing: Iterable[tuple[str, int]]) -> None:
         items = list(missing)
@@ -302,19 +508,28 @@ class Home:
             self.progress("download", done, total)
 
 
-def _missing_objects(
-    tree: dict[str, TreeEntry], old_tree: dict[str, TreeEntry], cache: ObjectStore
-) -> tuple[tuple[str, int], ...]:
-    """Objects the new tree needs that neither the live tree (same entry) nor the cache holds."""
-    needed: dict[str, int] = {}
-    for path, held in tree.items():
-        e = held.entry
-        if e.kind is not EntryKind.FILE or e.sha256 is None:
-            continue
-        before = old_tree.get(path)
-        if before is not None and before.entry == e:
-            continue
-        if not cache.has(e.sha256):
-            needed[e.sha256] = e.size
-    return tuple(sorted(needed.items()))
+def _entries(state: HomeState) -> dict[str, FileEntry]:
+    tree = merge_manifests({n: c.manifest for n, c in state.components.items()})
+    return {path: held.entry for path, held in tree.items()}
 
+
+def _snapshot_drift(recipes: list[Recipe], tree: Path) -> Drift | None:
+    """For a full snapshot, how the new tree differs from the files it recorded."""
+    files: dict[str, FileEntry] = {}
+    for recipe in recipes:
+        files.update(recipe.files)
+    if not files:
+        return None
+    return diff_tree(files, scan_tree(tree, hashes=True))
+
+
+def _missing_objects(
+    steps: Iterable[TreeStep], cache: ObjectStore
+) -> tuple[tuple[str, int], ...]:
+    """Objects the new tree copies out of the cache that the cache does not hold yet."""
+    needed: dict[str, int] = {}
+    for step in steps:
+        sha256 = step.entry.sha256
+        if step.kind is StepKind.FETCH and sha256 is not None and not cache.has(sha256):
+            needed[sha256] = step.entry.size
+    return tuple(sorted(needed.items()))

@@ -1,7 +1,7 @@
 """The Typer root: parse, call the library, render. Errors become one line and an exit code here.
 
 Exit codes: 0 success, 1 other steppatch error, 2 bad input, 3 repository, 4 network,
-5 local environment, 6 drift or pending work found by a check.
+5 local environment, 6 drift found by ``verify``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from packaging.version import Version
 
 from steppatch import Home, Repository, SteppatchError
 from steppatch.errors import InputError, LocalEnvironmentError
-from steppatch.updater import Progress, split_refs
+from steppatch.plan import SyncMode
+from steppatch.recipe import parse_recipe
+from steppatch.updater import ApplyStartFailed, Progress, split_refs
 from steppatch.versions import parse_requirement
 from steppatch_cli import render
 from steppatch_cli.parsing import parse_expiry
@@ -41,6 +43,7 @@ class _Options:
 
 
 options = _Options()
+DRIFT_EXIT = 6
 
 
 @app.callback()
@@ -217,18 +220,48 @@ def _open_home(progress: Progress | None = None) -> Home:
     return Home.open(_home_path(), progress=progress)
 
 
+SyncOption = Annotated[
+    bool, typer.Option("--sync", help="Also restore drifted files to their manifests.")
+]
+SyncModeOption = Annotated[
+    SyncMode | None,
+    typer.Option(
+        "--syncmode",
+        help="With --sync: delete files the manifests do not list, or keep them (default).",
+    ),
+]
+HOT_NOTICE = "This upgrade can be applied without restarting. To do so, rerun with --hot."
+
+
+def _sync(sync: bool, syncmode: SyncMode | None) -> SyncMode | None:
+    if syncmode is not None and not sync:
+        raise InputError("--syncmode goes with --sync")
+    return (syncmode or SyncMode.KEEP) if sync else None
+
+
 @app.command("apply")
 def apply(
     refs: Annotated[list[str], typer.Argument(help="to:PATH or a local .spr; comma lists too.")],
+    hot: Annotated[
+        bool,
+        typer.Option("--hot", help="Switch without restarting (only if every change allows)."),
+    ] = False,
+    sync: SyncOption = False,
+    syncmode: SyncModeOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
 ) -> None:
     """Bring the home to what the recipes ask for."""
-    with render.progress_bar() as bar:
-        plan = _open_home(bar).apply(_refs(refs))
+    mode = _sync(sync, syncmode)
+    with render.progress_bar(enabled=not json_out) as bar:
+        try:
+            report = _open_home(bar).apply(_refs(refs), hot=hot, sync=mode)
+        except ApplyStartFailed as e:
+            render.show_report(e.report)
+            raise
     if json_out:
-        render.print_json(render.plan_json(plan))
+        render.print_json(render.report_json(report))
     else:
-        render.show_plan(plan, applied=True)
+        render.show_report(report)
 
 
 @app.command("prepare")
@@ -237,12 +270,76 @@ def prepare(
     json_out: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
 ) -> None:
     """Resolve and download ahead; print the plan. The managed tree is untouched."""
-    with render.progress_bar() as bar:
+    with render.progress_bar(enabled=not json_out) as bar:
         plan = _open_home(bar).prepare(_refs(refs))
     if json_out:
         render.print_json(render.plan_json(plan))
+        return
+    render.show_plan(plan, applied=False)
+    if plan.changes and plan.hot:
+        render.out.print(HOT_NOTICE)
+
+
+@app.command("rollback")
+def rollback(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Return to the state the last apply replaced (repeat to go further back)."""
+    with render.progress_bar(enabled=not json_out) as bar:
+        report = _open_home(bar).rollback()
+    if json_out:
+        render.print_json(render.report_json(report))
     else:
-        render.show_plan(plan, applied=False)
+        render.show_report(report)
+
+
+@app.command("verify")
+def verify(
+    against: Annotated[
+        Path | None, typer.Option("--against", help="A full snapshot to compare with.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List drift of the managed tree (changed, missing, extra files), by hash. Exit 6 if any."""
+    recipe = None
+    if against is not None:
+        recipe = parse_recipe(_read_input_file(against, "--against"), str(against))
+    drift = _open_home().verify(recipe)
+    if json_out:
+        render.print_json(render.drift_json(drift))
+    else:
+        render.show_drift(drift)
+    if drift:
+        raise typer.Exit(DRIFT_EXIT)
+
+
+@app.command("start")
+def start(
+    force: Annotated[
+        bool, typer.Option("--force", help="Start even if config.properties needs corrections.")
+    ] = False,
+) -> None:
+    """Start the application (with the home's configured start command)."""
+    _open_home().start(force=force)
+    render.out.print("Started.")
+
+
+@app.command("stop")
+def stop() -> None:
+    """Stop the application (with the home's configured stop command)."""
+    _open_home().stop()
+    render.out.print("Stopped.")
+
+
+@app.command("restart")
+def restart(
+    force: Annotated[
+        bool, typer.Option("--force", help="Start even if config.properties needs corrections.")
+    ] = False,
+) -> None:
+    """Stop, then start the application."""
+    home = _open_home()
+    home.stop()
+    home.start(force=force)
+    render.out.print("Restarted.")
 
 
 @app.command("status")
@@ -257,10 +354,18 @@ def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @app.command("snapshot")
-def snapshot(file: Annotated[Path, typer.Argument(help="Where to write the .spr.")]) -> None:
-    """Write the home's thin snapshot (component versions only)."""
-    recipe = _open_home().snapshot(file)
-    render.out.print(f"Wrote a snapshot of {len(recipe.components)} component(s) to {file}")
+def snapshot(
+    file: Annotated[Path, typer.Argument(help="Where to write the .spr.")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Also every managed file's hash, mode and link target.")
+    ] = False,
+) -> None:
+    """Write the home's snapshot: thin (component versions only) or --full."""
+    recipe = _open_home().snapshot(file, full=full)
+    extra = f" and {len(recipe.files)} file entries" if full else ""
+    render.out.print(
+        f"Wrote a snapshot of {len(recipe.components)} component(s){extra} to {file}"
+    )
 
 
 @app.command("showupdates")

@@ -12,12 +12,18 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from steppatch.model import HomeState
-from steppatch.plan import ChangeReason, Plan
-from steppatch.updater import Update
+from steppatch.plan import ChangeReason, Drift, Plan
+from steppatch.updater import ApplyReport, Update
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -26,6 +32,63 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def print_json(value: Any) -> None:
     """JSON on stdout, for scripts."""
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def report_json(report: ApplyReport) -> dict[str, Any]:
+    value = plan_json(report.plan)
+    value.update(
+        displaced=list(report.displaced),
+        config_findings=[
+            {"component": f.component, "key": f.key, "line": f.line,
+             "instruction": f.instruction}
+            for f in report.config_findings
+        ],
+        restarted=report.restarted,
+        snapshot_drift=None if report.snapshot_drift is None else drift_json(
+            report.snapshot_drift
+        ),
+    )
+    return value
+
+
+def show_report(report: ApplyReport) -> None:
+    show_plan(report.plan, applied=True)
+    if report.displaced:
+        out.print(
+            f"{len(report.displaced)} file(s) you had added stood where the new version needs "
+            "the path; they are kept under .steppatch/displaced/:"
+        )
+        for path in report.displaced:
+            out.print(f"  {path}", markup=False)
+    if report.config_findings:
+        out.print("config.properties needs these corrections before the next start:")
+        for finding in report.config_findings:
+            out.print(f"  {finding}", markup=False)
+    if report.snapshot_drift:
+        out.print("The tree differs from the files the full snapshot recorded:")
+        show_drift(report.snapshot_drift)
+
+
+def drift_json(drift: Drift) -> dict[str, Any]:
+    return {
+        "changed": list(drift.changed),
+        "missing": list(drift.missing),
+        "extra": list(drift.extra),
+        "drift": bool(drift),
+    }
+
+
+def show_drift(drift: Drift) -> None:
+    if not drift:
+        out.print("No drift: every managed file matches its manifest.")
+        return
+    for label, paths in (("changed", drift.changed), ("missing", drift.missing),
+                         ("extra", drift.extra)):
+        for path in paths:
+            out.print(f"{label:8} {path}", markup=False)
+    out.print(
+        f"{len(drift.changed)} changed, {len(drift.missing)} missing, {len(drift.extra)} extra"
+    )
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -43,12 +106,17 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "hot": plan.hot,
         "download_objects": plan.download_objects,
         "download_bytes": plan.download_bytes,
+        "repairs": plan.repairs,
     }
 
 
 def show_plan(plan: Plan, *, applied: bool) -> None:
     if plan.empty:
         out.print("Nothing to do: the home already has these versions.")
+        return
+    if not plan.changes:
+        verb = "Repaired" if applied else "Would repair"
+        out.print(f"{verb} {plan.repairs} drifted path(s); the versions stay as they are.")
         return
     table = Table(title="Applied" if applied else "Plan", title_justify="left")
     table.add_column("component")
@@ -68,6 +136,8 @@ def show_plan(plan: Plan, *, applied: bool) -> None:
             why,
         )
     out.print(table)
+    if plan.repairs:
+        out.print(f"... and {plan.repairs} drifted path(s) restored to their manifests.")
     if not applied:
         out.print(
             f"Downloaded {plan.download_objects} object(s), {plan.download_bytes} bytes, "
@@ -129,26 +199,34 @@ def show_updates(updates: list[Update]) -> None:
 
 
 @contextmanager
-def progress_bar() -> Iterator[Any]:
-    """A callback for :class:`steppatch.Home` progress, drawn on stderr when it is a terminal."""
-    if not err.is_terminal:
+def progress_bar(enabled: bool = True) -> Iterator[Any]:
+    """A callback for :class:`steppatch.Home` progress, drawn on stderr when it is a terminal.
+
+    Downloads show bytes, rate and time left; staging shows entries.
+    """
+    if not (enabled and err.is_terminal):
         yield None
         return
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description:10}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
         console=err,
         transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
-            if stage != "download":
+            detail = (
+                f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB" if stage == "download"
+                else f"{done}/{total}"
+            )
+            if not total:
                 return
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total or None)
-            bar.update(tasks[stage], completed=done, total=total or None)
+                tasks[stage] = bar.add_task(stage, total=total, detail=detail)
+            bar.update(tasks[stage], completed=done, total=total, detail=detail)
 
         yield update

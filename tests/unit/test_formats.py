@@ -85,9 +85,17 @@ def test_bad_manifests_are_refused(entries: list[dict[str, Any]], fragment: str)
     assert fragment in str(info.value)
 
 
-def test_setuid_bits_from_a_repository_are_dropped() -> None:
-    data = manifest_doc([{"path": "a", "type": "file", "mode": "4755", "size": 0, "sha256": SHA}])
-    assert parse_manifest(data, "m").entries[0].mode == 0o755
+@pytest.mark.parametrize("mode", ["4755", "2755", "6755"])
+def test_setuid_and_setgid_modes_are_refused(mode: str) -> None:
+    data = manifest_doc([{"path": "a", "type": "file", "mode": mode, "size": 0, "sha256": SHA}])
+    with pytest.raises(MalformedDocument) as info:
+        parse_manifest(data, "m")
+    assert "entries[0].mode" in str(info.value) and "set-uid" in str(info.value)
+
+
+def test_the_sticky_bit_is_kept() -> None:
+    data = manifest_doc([{"path": "a", "type": "dir", "mode": "1777"}])
+    assert parse_manifest(data, "m").entries[0].mode == 0o1777
 
 
 def test_manifest_size_limit() -> None:

@@ -3,5 +3,7 @@
 from __future__ import annotations
 
 from steppatch.home._layout import HomeDir
+from steppatch.home._scan import scan_tree
+from steppatch.home._service import Service, ShellService
 
-__all__ = ["HomeDir"]
+__all__ = ["HomeDir", "Service", "ShellService", "scan_tree"]

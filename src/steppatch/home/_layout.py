@@ -24,16 +24,16 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from steppatch._fs import atomic_write, file_lock, fsync_dir, sync_filesystem
+from steppatch._fs import atomic_write, checkpoint, file_lock, fsync_dir, sync_filesystem
 from steppatch.config import CONFIG_NAME, HomeConfig, dump_home_config, parse_home_config
 from steppatch.errors import HomeError, MalformedDocument, UnsafePath
 from steppatch.formats import dump_state, parse_state
 from steppatch.model import EntryKind, HomeState
 from steppatch.paths import is_within
-from steppatch.plan import TreeEntry
+from steppatch.plan import StepKind, TreeStep
 from steppatch.store import ObjectStore, copy_verified
 
 __all__ = ["HomeDir"]
@@ -133,9 +133,10 @@ class HomeDir:
         live = self.current_tree_id()
         with contextlib.suppress(FileNotFoundError):
             (self.root / f".{CURRENT}.new").unlink()
-        for item in self.trees.iterdir():
+        for item in sorted(self.trees.iterdir()):
             if item.name in (live, f"{live}.state.json"):
                 continue
+            checkpoint("recovering")
             _remove(item)
         staging = self.cache.root.parent / "tmp"
         if staging.exists():
@@ -152,61 +153,83 @@ class HomeDir:
     # --- building and committing a new tree -------------------------------------------------------
 
     def build_tree(
-        self, entries: Mapping[str, TreeEntry], old: Mapping[str, TreeEntry]
-    ) -> str:
-        """Build a new managed tree beside the live one and make it durable; return its id.
+        self, steps: Sequence[TreeStep], progress: Callable[[int, int], None] | None = None
+    ) -> tuple[str, list[str]]:
+        """Build a new managed tree beside the live one from ``steps``, make it durable.
 
-        Unchanged files are hard-linked from the live tree, others copied out of the cache with
-        their hash checked as they are copied. The live tree is not touched. Raises
-        :class:`~steppatch.errors.IntegrityError` if a cached object is corrupt (it is removed)
-        and ``OSError`` from the filesystem; the partial tree is removed either way.
+        Returns the new tree's id and the paths displaced into ``.steppatch/displaced/ID/``.
+        Files come out of the cache with their hash checked as they are copied; the live tree is
+        only read. Raises :class:`~steppatch.errors.IntegrityError` if a cached object is corrupt
+        (it is removed) and ``OSError`` from the filesystem; the partial tree is removed then.
         """
         tree_id = self._new_tree_id()
         dest = self.trees / tree_id
         live = self.current
+        aside = self.state_dir / "displaced" / tree_id
         dest.mkdir()
+        displaced: list[str] = []
         try:
             dirs: list[tuple[Path, int]] = []
-            for path, held in entries.items():
-                e = held.entry
-                target = dest / path
-                if not is_within(dest, target):
-                    raise UnsafePath(path, "outside the managed tree")
+            for done, step in enumerate(steps, start=1):
+                root = aside if step.kind is StepKind.DISPLACE else dest
+                target = root / step.path
+                if not is_within(root, target):
+                    raise UnsafePath(step.path, "outside the managed tree")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                if e.kind is EntryKind.DIR:
-                    target.mkdir(exist_ok=True)
-                    dirs.append((target, e.mode))
-                elif e.kind is EntryKind.SYMLINK:
-                    assert e.target is not None
-                    os.symlink(e.target, target)
-                else:
-                    assert e.sha256 is not None
-                    before = old.get(path)
-                    unchanged = before is not None and before.entry == e
-                    if unchanged and _link(live / path, target):
-                        continue
-                    if unchanged and not self.cache.has(e.sha256):
-                        # Not downloaded because the live tree has it: copy that, checked.
-                        what = f"live file {path}"
-                        copy_verified(live / path, e.sha256, e.size, target, e.mode, what)
-                        continue
-                    self.cache.copy_out(e.sha256, e.size, target, e.mode)
+                self._make(step, live, target, dirs)
+                if step.kind is StepKind.DISPLACE:
+                    displaced.append(step.path)
+                if progress is not None and done % 500 == 0:
+                    progress(done, len(steps))
+                if done == len(steps) // 2:
+                    checkpoint("staging")
             # Modes last, deepest first, so a read-only directory does not block its own filling.
             for d, mode in sorted(dirs, key=lambda item: len(item[0].parts), reverse=True):
                 os.chmod(d, mode)
             sync_filesystem(dest)
         except BaseException:
             _remove(dest)
+            _remove(aside)
             raise
-        return tree_id
+        return tree_id, displaced
+
+    def _make(self, step: TreeStep, live: Path, target: Path, dirs: list[tuple[Path, int]]) -> None:
+        e = step.entry
+        source = live / step.path
+        if e.kind is EntryKind.DIR:
+            target.mkdir(exist_ok=True)
+            dirs.append((target, e.mode))
+        elif e.kind is EntryKind.SYMLINK:
+            assert e.target is not None
+            os.symlink(e.target, target)
+        elif step.kind in (StepKind.CARRY, StepKind.DISPLACE):
+            # The operator's own file: keep it as it is, by link when possible.
+            if not _link(source, target):
+                shutil.copy2(source, target, follow_symlinks=False)
+        elif step.kind is StepKind.LINK and _link(source, target):
+            pass
+        else:
+            assert e.sha256 is not None
+            if step.kind is StepKind.LINK and not self.cache.has(e.sha256):
+                # Not downloaded because the live tree has it: copy that, checked.
+                copy_verified(source, e.sha256, e.size, target, e.mode, f"live file {step.path}")
+            else:
+                self.cache.copy_out(e.sha256, e.size, target, e.mode)
 
     def commit(self, tree_id: str, state: HomeState) -> None:
         """Make tree ``tree_id`` live with ``state``: the one commit point, then clean up."""
         old = self.current_tree_id()
         atomic_write(self.trees / f"{tree_id}.state.json", dump_state(state))
+        checkpoint("state-written")
         self._switch(tree_id)
-        _remove(self.trees / old)
+        checkpoint("switched")
         _remove(self.trees / f"{old}.state.json")
+        _remove(self.trees / old)
+
+    def discard(self, tree_id: str) -> None:
+        """Remove a staged tree that will not be made live."""
+        _remove(self.trees / tree_id)
+        _remove(self.state_dir / "displaced" / tree_id)
 
     def _switch(self, tree_id: str) -> None:
         tmp = self.root / f".{CURRENT}.new"

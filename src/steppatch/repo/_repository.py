@@ -245,6 +245,7 @@ class Repository:
             notes=source.notes,
             hot=source.hot,
             dependencies=source.dependencies,
+            config=source.config,
         )
         with self._locked():
             existing = self.index.get(source.name, source.version)
@@ -442,7 +443,7 @@ def _read_published(root: Path, limits: Limits) -> _Published:
 
 
 def _difference(old: ComponentVersion, new: ComponentVersion) -> str:
-    for field in ("manifest", "dependencies", "hot", "summary", "notes"):
+    for field in ("manifest", "dependencies", "hot", "config", "summary", "notes"):
         if getattr(old, field) != getattr(new, field):
             return "files" if field == "manifest" else field
     return "content"

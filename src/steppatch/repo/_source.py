@@ -14,14 +14,14 @@ from packaging.version import InvalidVersion, Version
 
 from steppatch.errors import ComponentSourceError
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import EntryKind, FileEntry, Manifest
+from steppatch.model import ConfigChecks, EntryKind, FileEntry, Manifest
 from steppatch.paths import link_stays_inside
 from steppatch.store import hash_file
 from steppatch.versions import is_valid_name
 
 __all__ = ["ComponentSource", "read_source"]
 
-_KNOWN_KEYS = {"name", "version", "summary", "notes", "hot", "dependencies"}
+_KNOWN_KEYS = {"name", "version", "summary", "notes", "hot", "dependencies", "config"}
 
 
 @attrs.frozen
@@ -35,6 +35,7 @@ class ComponentSource:
     notes: str
     hot: bool
     dependencies: dict[str, SpecifierSet]
+    config: ConfigChecks
     manifest: Manifest
 
     def file_path(self, entry: FileEntry) -> Path:
@@ -119,8 +120,30 @@ def read_source(root: Path, limits: Limits = DEFAULT_LIMITS) -> ComponentSource:
         notes=_field(meta, "notes", str, where, False) or "",
         hot=bool(_field(meta, "hot", bool, where, False)),
         dependencies=dependencies,
+        config=_config_checks(meta, where),
         manifest=Manifest(name, version, tuple(_scan(files_root))),
     )
+
+
+def _config_checks(meta: dict[str, Any], where: str) -> ConfigChecks:
+    """``[config]``: ``deprecated = ["key", ...]`` and ``[config.renamed]`` ``"old" = "new"``."""
+    raw = _field(meta, "config", dict, where, False)
+    if raw is None:
+        return ConfigChecks()
+    unknown = sorted(set(raw) - {"deprecated", "renamed"})
+    if unknown:
+        raise ComponentSourceError(where, f"config.{unknown[0]}", "unknown field")
+    deprecated = raw.get("deprecated", [])
+    if not isinstance(deprecated, list) or not all(
+        isinstance(k, str) and k for k in deprecated
+    ):
+        raise ComponentSourceError(where, "config.deprecated", "expected a list of setting names")
+    renamed = raw.get("renamed", {})
+    if not isinstance(renamed, dict) or not all(
+        isinstance(v, str) and v and k for k, v in renamed.items()
+    ):
+        raise ComponentSourceError(where, "config.renamed", "expected old = \"new\" pairs")
+    return ConfigChecks(tuple(deprecated), renamed)
 
 
 def _scan(files_root: Path) -> list[FileEntry]:
@@ -140,6 +163,10 @@ def _scan(files_root: Path) -> list[FileEntry]:
                         str(full), None, f"symlink to {target!r} points outside files/"
                     )
                 entries.append(FileEntry(rel, EntryKind.SYMLINK, 0o777, target=target))
+            elif mode & 0o6000:
+                raise ComponentSourceError(
+                    str(full), None, "set-uid and set-gid files are refused"
+                )
             elif stat.S_ISDIR(st.st_mode):
                 entries.append(FileEntry(rel, EntryKind.DIR, mode & 0o1777))
             elif stat.S_ISREG(st.st_mode):

@@ -115,15 +115,8 @@ class _Solver:
         self.rounds = 0
         self.spaces: dict[str, Space] = {}
         self.first_seen: dict[str, int] = {}
-        # Two watched terms per incompatibility (one for a single-term one), and the
-        # incompatibilities watching each component, oldest first, keyed by id. Propagation
-        # visits an incompatibility only when one of its watched terms becomes satisfied, as
-        # CDCL's two watched literals do; without this every change of a component re-checks all
-        # its facts, which is quadratic in the versions tried.
-        self.watches: dict[int, tuple[Term, Term | None]] = {}
-        self.watchers: dict[str, dict[int, Incompatibility]] = {}
-        # Incompatibilities added since the last propagation, to be examined once in full.
-        self.pending: deque[Incompatibility] = deque()
+        # The active incompatibilities of each component, oldest first, keyed by id.
+        self.incompats: dict[str, dict[int, Incompatibility]] = {}
         # The partial solution: its assignments, per component too, their running intersection
         # per component, and the decisions (version indices).
         self.assignments: list[_Assignment] = []
@@ -131,6 +124,10 @@ class _Solver:
         self.acc: dict[str, tuple[bool, int]] = {}
         self.decisions: dict[str, int] = {}
         self.level = 0
+        # Incompatibilities found contradicted are parked under the decision level that made
+        # them so, and stay out of propagation until a backtrack drops that level. Without this,
+        # every change of a component re-checks all its old facts (quadratic in versions).
+        self.parked: list[list[Incompatibility]] = [[]]
         # Candidates for the next decision: (versions left, first seen, name). Entries go stale
         # when a component's versions change; a fresh one is pushed then, stale ones are skipped.
         self.heap: list[tuple[int, int, str]] = []
@@ -224,43 +221,16 @@ class _Solver:
         return out
 
     def add(self, inc: Incompatibility) -> None:
-        """Add to the incompatibility set; it is examined at the next propagation."""
         inc.added = True
-        terms = inc.terms
-        if len(terms) == 1:
-            self.watch(inc, terms[0], None)
-        else:
-            # Watch unsatisfied terms; failing that, the ones satisfied last, which are the first
-            # to become unsatisfied again on backtracking.
-            unsatisfied = [t for t in terms if not self.holds(t)]
-            if len(unsatisfied) >= 2:
-                self.watch(inc, unsatisfied[0], unsatisfied[1])
-            else:
-                latest = sorted(
-                    (t for t in terms if t not in unsatisfied),
-                    key=lambda t: -self.satisfier(t).index,
-                )
-                picked = unsatisfied + latest
-                self.watch(inc, picked[0], picked[1])
-        self.pending.append(inc)
+        for term in inc.terms:
+            self.incompats.setdefault(term.name, {})[id(inc)] = inc
 
-    def watch(self, inc: Incompatibility, first: Term, second: Term | None) -> None:
-        key = id(inc)
-        old = self.watches.get(key)
-        if old is not None:
-            for term in old:
-                if term is not None:
-                    del self.watchers[term.name][key]
-        self.watches[key] = (first, second)
-        self.watchers.setdefault(first.name, {})[key] = inc
-        if second is not None:
-            self.watchers.setdefault(second.name, {})[key] = inc
-
-    def rewatch_unit(self, inc: Incompatibility, unit: Term) -> None:
-        """After deriving from ``inc``: watch its open term and its last satisfied one."""
-        others = [t for t in inc.terms if t is not unit]
-        latest = max(others, key=lambda t: self.satisfier(t).index) if others else None
-        self.watch(inc, unit, latest)
+    def park(self, inc: Incompatibility, level: int) -> None:
+        for term in inc.terms:
+            del self.incompats[term.name][id(inc)]
+        while len(self.parked) <= level:
+            self.parked.append([])
+        self.parked[level].append(inc)
 
     # --- the partial solution --------------------------------------------------------------
 
@@ -289,7 +259,15 @@ class _Solver:
         self.assign(Term(self.spaces[name], True, 1 << i), None)
 
     def backtrack(self, level: int) -> None:
-        """Drop every assignment above ``level``. Watches stay valid. O(dropped assignments)."""
+        """Drop every assignment above ``level``, and bring back what they had parked.
+
+        O(dropped assignments + restored incompatibilities x their terms).
+        """
+        for parked in self.parked[level + 1 :]:
+            for inc in parked:
+                for term in inc.terms:
+                    self.incompats[term.name][id(inc)] = inc
+        del self.parked[level + 1 :]
         touched: dict[str, None] = {}
         assignments = self.assignments
         while assignments and assignments[-1].level > level:
@@ -375,93 +353,39 @@ class _Solver:
 
     # --- the algorithm -----------------------------------------------------------------------
 
-    def status(self, term: Term) -> int:
-        """Whether the partial solution satisfies, contradicts or is inconclusive for ``term``."""
-        known = self.acc.get(term.name)
-        tb = term.bits
-        if known is None:
-            return _SATISFIED if not term.positive and tb == 0 else _INCONCLUSIVE
-        sp, sb = known
-        if sp:
-            if term.positive:
-                if sb & ~tb == 0:
-                    return _SATISFIED
-                return _CONTRADICTED if sb & tb == 0 else _INCONCLUSIVE
-            if sb & tb == 0:
-                return _SATISFIED
-            return _CONTRADICTED if sb & ~tb == 0 else _INCONCLUSIVE
-        if term.positive:
-            return _CONTRADICTED if tb & ~sb == 0 else _INCONCLUSIVE
-        return _SATISFIED if tb & ~sb == 0 else _INCONCLUSIVE
-
     def propagate(self, start: str) -> None:
-        """Unit propagation from ``start`` and the new incompatibilities; resolves any conflict
-        it meets (or raises). Costs O(watchers of each changed component)."""
+        """Unit propagation from ``start``; resolves any conflict it meets (or raises)."""
         queue: deque[str] = deque([start])
         queued = {start}
-
-        def changed(name: str) -> None:
-            if name not in queued:
-                queue.append(name)
-                queued.add(name)
-
-        def conflict(inc: Incompatibility) -> None:
-            root_cause = self.resolve(inc)
-            kind, term = self.relation(root_cause)
-            assert kind == _ALMOST and term is not None, "a learned fact must be unit"
-            self.assign(term.negate(), root_cause)
-            self.rewatch_unit(root_cause, term)
-            queue.clear()
-            queued.clear()
-            changed(term.name)
-
-        pending = self.pending
-        while True:
-            if pending:
-                inc = pending.popleft()
-                kind, term = self.relation(inc)
-                if kind == _SATISFIED:
-                    conflict(inc)
-                elif kind == _ALMOST:
-                    assert term is not None
-                    self.assign(term.negate(), inc)
-                    self.rewatch_unit(inc, term)
-                    changed(term.name)
-                continue
-            if not queue:
-                return
+        while queue:
             name = queue.popleft()
             queued.discard(name)
-            watching = self.watchers.get(name)
-            if not watching:
+            active = self.incompats.get(name)
+            if not active:
                 continue
             # Newest first: learned incompatibilities are the more general ones.
-            for inc in list(reversed(watching.values())):
-                first, second = self.watches[id(inc)]
-                if first.name == name:
-                    watched, other = first, second
-                elif second is not None and second.name == name:
-                    watched, other = second, first
-                else:
-                    continue  # moved off this component earlier in this loop
-                if self.status(watched) != _SATISFIED:
+            for inc in list(reversed(active.values())):
+                kind, term = self.relation(inc)
+                if kind == _CONTRADICTED:
+                    assert term is not None
+                    self.park(inc, self.by_name[term.name][-1].level)
                     continue
-                replacement = None
-                for t in inc.terms:
-                    if t is not watched and t is not other and self.status(t) != _SATISFIED:
-                        replacement = t
-                        break
-                if replacement is not None:
-                    self.watch(inc, replacement, other)
-                    continue
-                state = _SATISFIED if other is None else self.status(other)
-                if state == _SATISFIED:
-                    conflict(inc)
+                if kind == _SATISFIED:
+                    root_cause = self.resolve(inc)
+                    kind, term = self.relation(root_cause)
+                    assert kind == _ALMOST and term is not None, "learned fact must be unit"
+                    self.assign(term.negate(), root_cause)
+                    queue.clear()
+                    queued.clear()
+                    queue.append(term.name)
+                    queued.add(term.name)
                     break
-                if state == _INCONCLUSIVE:
-                    assert other is not None
-                    self.assign(other.negate(), inc)
-                    changed(other.name)
+                if kind == _ALMOST:
+                    assert term is not None
+                    self.assign(term.negate(), inc)
+                    if term.name not in queued:
+                        queue.append(term.name)
+                        queued.add(term.name)
 
     def resolve(self, inc: Incompatibility) -> Incompatibility:
         """Conflict resolution: learn the root cause of ``inc`` being satisfied, and backjump.
