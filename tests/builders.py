@@ -1,0 +1,74 @@
+"""Building component sources and repositories for tests, from plain Python values."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from steppatch import Home, Repository
+
+#: a file's content, ("link", target), or ("dir", mode)
+Spec = bytes | tuple[str, str] | tuple[str, int]
+
+
+def component(
+    root: Path,
+    name: str,
+    version: str,
+    files: dict[str, Spec],
+    *,
+    deps: dict[str, str] | None = None,
+    hot: bool = False,
+    extra_toml: str = "",
+) -> Path:
+    """Write a component source directory and return it."""
+    src = root / f"{name}-{version}"
+    (src / "files").mkdir(parents=True)
+    lines = [f'name = "{name}"', f'version = "{version}"', f"hot = {json.dumps(hot)}"]
+    lines.append(extra_toml)
+    if deps:
+        lines.append("[dependencies]")
+        lines.extend(f'{dep} = "{spec}"' for dep, spec in deps.items())
+    (src / "component.toml").write_text("\n".join(lines) + "\n")
+    for path, spec in files.items():
+        target = src / "files" / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(spec, bytes):
+            target.write_bytes(spec)
+        elif spec[0] == "link":
+            os.symlink(str(spec[1]), target)
+        else:
+            target.mkdir(exist_ok=True)
+            target.chmod(int(spec[1]))
+    return src
+
+
+def repository(root: Path, *sources: Path) -> Repository:
+    """A repository at ``root / "repo"`` holding ``sources``."""
+    repo = Repository.init(root / "repo")
+    for source in sources:
+        repo.add(source)
+    return repo
+
+
+def home_for(repo: Repository, path: Path) -> Home:
+    """A new home trusting ``repo``'s root."""
+    return Home.init(path, updates=repo.root.as_uri(), root=(repo.root / "root.json").read_bytes())
+
+
+def tree(root: Path) -> dict[str, object]:
+    """Every entry below ``root``: kind, mode and content or link target (for equality)."""
+    found: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            st = p.lstat()
+            if p.is_symlink():
+                found[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                found[rel] = ("dir", st.st_mode & 0o7777)
+            else:
+                found[rel] = ("file", st.st_mode & 0o7777, p.read_bytes())
+    return found
