@@ -16,6 +16,7 @@ from steppatch.errors import ConfigError
 __all__ = [
     "CONFIG_NAME",
     "HomeConfig",
+    "MirrorEntry",
     "ServiceConfig",
     "dump_home_config",
     "parse_home_config",
@@ -34,14 +35,33 @@ class ServiceConfig:
 
 
 @attrs.frozen
+class MirrorEntry:
+    """A mirror the home may read from; a higher ``priority`` is tried first."""
+
+    id: str
+    url: str
+    priority: int = 0
+    name: str = ""
+
+
+@attrs.frozen
 class HomeConfig:
-    """``updates``: the repository URL; ``system``: this environment's system name;
-    ``service``: how to stop and start the application around an apply.
+    """``updates``: the selected mirror's URL (tried first); ``mirrors``: every mirror, by
+    priority; ``system``: this environment's system name; ``service``: how to stop and start the
+    application around an apply.
     """
 
     updates: str
     system: str = ""
     service: ServiceConfig = ServiceConfig()
+    mirrors: tuple[MirrorEntry, ...] = ()
+
+    def mirror_list(self) -> list[MirrorEntry]:
+        """The mirrors in the order they are tried: the selected one, then by priority."""
+        ordered = sorted(self.mirrors, key=lambda m: -m.priority)
+        if not any(m.url == self.updates for m in ordered):
+            ordered.insert(0, MirrorEntry("updates", self.updates, 100))
+        return sorted(ordered, key=lambda m: m.url != self.updates)
 
 
 def parse_home_config(data: bytes, source: str) -> HomeConfig:
@@ -69,7 +89,37 @@ def parse_home_config(data: bytes, source: str) -> HomeConfig:
         if not isinstance(value, str):
             raise ConfigError(source, f"field 'service.{key}': expected a string")
         commands[key] = value
-    return HomeConfig(**values, service=ServiceConfig(**commands))
+    return HomeConfig(
+        **values, service=ServiceConfig(**commands), mirrors=_mirrors(raw, source)
+    )
+
+
+def _mirrors(raw: dict[str, object], source: str) -> tuple[MirrorEntry, ...]:
+    tables = raw.get("mirrors", [])
+    if not isinstance(tables, list):
+        raise ConfigError(source, "[[mirrors]]: expected an array of tables")
+    mirrors = []
+    for i, table in enumerate(tables):
+        where = f"mirrors[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(source, f"{where}: expected a table")
+        unknown = sorted(set(table) - {"id", "url", "priority", "name"})
+        if unknown:
+            raise ConfigError(source, f"field '{where}.{unknown[0]}': unknown")
+        for key, kind in (("id", str), ("url", str), ("priority", int), ("name", str)):
+            if key in table and (not isinstance(table[key], kind) or isinstance(table[key], bool)):
+                raise ConfigError(source, f"field '{where}.{key}': expected {kind.__name__}")
+        if not table.get("id") or not table.get("url"):
+            raise ConfigError(source, f"{where}: 'id' and 'url' are required")
+        mirrors.append(
+            MirrorEntry(
+                table["id"], table["url"], table.get("priority", 0), table.get("name", "")
+            )
+        )
+    ids = [m.id for m in mirrors]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(source, f"[[mirrors]]: ids must be unique, got {ids}")
+    return tuple(mirrors)
 
 
 def dump_home_config(config: HomeConfig) -> bytes:
@@ -77,6 +127,7 @@ def dump_home_config(config: HomeConfig) -> bytes:
     # A JSON string literal is a valid TOML basic string.
     lines = [
         "# steppatch home configuration (docs/formats.md)",
+        "# updates: the selected mirror, tried first; the others follow by priority.",
         f"updates = {json.dumps(config.updates)}",
         f"system = {json.dumps(config.system)}",
         "",
@@ -86,4 +137,13 @@ def dump_home_config(config: HomeConfig) -> bytes:
         f"stop = {json.dumps(config.service.stop)}",
         f"status = {json.dumps(config.service.status)}",
     ]
+    for mirror in config.mirrors:
+        lines += [
+            "",
+            "[[mirrors]]",
+            f"id = {json.dumps(mirror.id)}",
+            f"url = {json.dumps(mirror.url)}",
+            f"priority = {mirror.priority}",
+            f"name = {json.dumps(mirror.name)}",
+        ]
     return ("\n".join(lines) + "\n").encode()

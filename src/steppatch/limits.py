@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from steppatch.transport._limits import TransportLimits
 from steppatch.trust.limits import TrustLimits
 
 __all__ = ["DEFAULT_LIMITS", "Limits"]
@@ -37,9 +38,17 @@ class Limits:
     chunk_bytes: int = 256 * 1024
     lock_timeout_seconds: float = 30.0
     service_timeout_seconds: float = 600.0
-    hash_workers: int = 4
+    #: threads hashing a tree; more than the cores only adds contention (measured)
+    hash_workers: int = 2
     #: free space kept in reserve beyond an apply's own estimate
     disk_reserve_bytes: int = 16 * MiB
+
+    #: network bounds: timeouts, deadlines, retries, parallel downloads
+    network: TransportLimits = attrs.field(factory=TransportLimits)
+
+    def transport(self) -> TransportLimits:
+        """The bounds the transport edge enforces."""
+        return self.network
 
     def trust(self) -> TrustLimits:
         """The bounds the metadata verification core checks."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from steppatch._fs import atomic_write
 from steppatch.errors import HomeError, IntegrityError, MissingFile, UnknownReference
@@ -20,10 +21,20 @@ from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import ComponentVersion, FileRef, Manifest, Recipe, RepositoryIndex
 from steppatch.recipe import parse_recipe
 from steppatch.store import ObjectStore
-from steppatch.transport import Fetcher, fetch_bytes
+from steppatch.transport import (
+    DownloadProgress,
+    Fetcher,
+    MirrorPool,
+    NoMirrorLeft,
+    ObjectRequest,
+    download_objects,
+    fetch_bytes,
+)
 from steppatch.trust import Root, TrustedMetadataSet, load_trusted_root
 
 __all__ = ["Clock", "MetadataStore", "RepositoryClient", "fetch_root_for_tofu", "utcnow"]
+
+T = TypeVar("T")
 
 #: returns the current time, timezone-aware; read once per update session
 Clock = Callable[[], dt.datetime]
@@ -82,31 +93,53 @@ def _check(data: bytes, ref: FileRef, what: str) -> None:
 
 
 class RepositoryClient:
-    """Reads one repository through a fetcher, trusting only what the signed metadata vouches for.
+    """Reads one repository through mirrors, trusting only what the signed metadata vouches for.
 
-    ``metadata`` holds what this client trusted last time; it must hold a root.
+    ``source`` is a :class:`MirrorPool` (or one fetcher): every document is read and verified
+    through :meth:`MirrorPool.call`, so a mirror that is down, answers an error, or serves bytes
+    that fail verification (stale or altered metadata included) is skipped for the rest of the
+    run and the next one is asked. ``metadata`` holds what this client trusted last time; it must
+    hold a root.
     """
 
     def __init__(
         self,
-        fetcher: Fetcher,
+        source: MirrorPool | Fetcher,
         metadata: MetadataStore,
         limits: Limits = DEFAULT_LIMITS,
         clock: Clock = utcnow,
     ) -> None:
-        self.fetcher = fetcher
+        self.pool = source if isinstance(source, MirrorPool) else MirrorPool.single(source)
         self.metadata = metadata
         self.limits = limits
         self.clock = clock
         self._index: RepositoryIndex | None = None
+
+    @property
+    def url(self) -> str:
+        """The mirror in use, for messages."""
+        return self.pool.url
+
+    def _call(self, fn: Callable[[Fetcher], T], what: str) -> T:
+        try:
+            return self.pool.call(fn, what)
+        except NoMirrorLeft as e:
+            if len(e.errors) == 1:
+                # One mirror: its own error says more than "no mirror left".
+                raise next(iter(e.errors.values())) from e
+            raise
 
     def refresh(self) -> TrustedMetadataSet:
         """Run one update session: root rotations, timestamp, index. Store what verified.
 
         Raises :class:`~steppatch.trust.MetadataError` subclasses for every attack the core
         detects (bad signatures, rollback, freeze by expiry, mix-and-match), network and
-        repository errors from fetching, and :class:`HomeError` if no root is trusted.
+        repository errors from fetching, and :class:`HomeError` if no root is trusted; through
+        a pool of several mirrors, :class:`~steppatch.transport.NoMirrorLeft` with each one's.
         """
+        return self._call(self._refresh, "signed metadata")
+
+    def _refresh(self, fetcher: Fetcher) -> TrustedMetadataSet:
         limits = self.limits.trust()
         root_bytes = self.metadata.read("root")
         if root_bytes is None:
@@ -122,7 +155,7 @@ class RepositoryClient:
         for _ in range(limits.max_root_rotations + 1):
             path = f"roots/{trusted.root.version + 1}.root.json"
             try:
-                data = fetch_bytes(self.fetcher, path, limits.max_root_bytes, "root metadata")
+                data = fetch_bytes(fetcher, path, limits.max_root_bytes, "root metadata")
             except MissingFile:
                 break
             before = (trusted.timestamp, trusted.index)
@@ -132,14 +165,14 @@ class RepositoryClient:
                 self.metadata.forget("timestamp")
                 self.metadata.forget("index")
         data = fetch_bytes(
-            self.fetcher, "timestamp.json", limits.max_timestamp_bytes, "timestamp metadata"
+            fetcher, "timestamp.json", limits.max_timestamp_bytes, "timestamp metadata"
         )
         timestamp = trusted.update_timestamp(data)
         self.metadata.write("timestamp", data)
         if not self._holds_pinned_index(trusted):
             path = f"indexes/{timestamp.index.version}.index.json"
             # Never read past the length the signed timestamp gives.
-            data = fetch_bytes(self.fetcher, path, timestamp.index.length, "index metadata")
+            data = fetch_bytes(fetcher, path, timestamp.index.length, "index metadata")
             trusted.update_index(data)
             self.metadata.write("index", data)
         return trusted
@@ -166,32 +199,48 @@ class RepositoryClient:
         if self._index is None:
             trusted = self.refresh()
             index = trusted.current_index()
-            self._index = index_from_json(index.payload, f"{self.fetcher.url} index")
+            self._index = index_from_json(index.payload, f"{self.url} index")
         return self._index
 
     def recipe(self, path: str) -> Recipe:
         """The recipe published at ``path``. Raises :class:`UnknownReference` if there is none."""
         ref = self.index().recipes.get(path)
         if ref is None:
-            raise UnknownReference(f"to:{path}", self.fetcher.url)
-        data = fetch_bytes(self.fetcher, path, ref.length, f"recipe {path}")
-        _check(data, ref, f"recipe {path}")
-        return parse_recipe(data, f"to:{path}", self.limits)
+            raise UnknownReference(f"to:{path}", self.url)
+
+        def read(fetcher: Fetcher) -> bytes:
+            data = fetch_bytes(fetcher, path, ref.length, f"recipe {path}")
+            _check(data, ref, f"recipe {path}")
+            return data
+
+        return parse_recipe(self._call(read, f"recipe {path}"), f"to:{path}", self.limits)
 
     def manifest(self, cv: ComponentVersion) -> Manifest:
         """The manifest of a listed component version, checked against the index."""
         what = f"manifest of {cv.name} {cv.version}"
-        data = fetch_bytes(self.fetcher, cv.manifest.path, cv.manifest.length, what)
-        _check(data, cv.manifest, what)
-        manifest = parse_manifest(data, what, self.limits)
+
+        def read(fetcher: Fetcher) -> bytes:
+            data = fetch_bytes(fetcher, cv.manifest.path, cv.manifest.length, what)
+            _check(data, cv.manifest, what)
+            return data
+
+        manifest = parse_manifest(self._call(read, what), what, self.limits)
         if (manifest.component, manifest.version) != (cv.name, cv.version):
             raise IntegrityError(
                 what, f"{cv.name} {cv.version}", f"{manifest.component} {manifest.version}"
             )
         return manifest
 
-    def fetch_object(self, sha256: str, size: int, store: ObjectStore) -> None:
-        """Download one object into ``store``, verified (length and hash) before it is kept."""
-        path = f"objects/{sha256[:2]}/{sha256}"
-        store.add(self.fetcher.fetch(path), sha256, size, f"object {sha256}")
+    def fetch_objects(
+        self,
+        objects: Sequence[tuple[str, int]],
+        store: ObjectStore,
+        progress: DownloadProgress | None = None,
+    ) -> None:
+        """Download ``(sha256, length)`` objects into ``store``, in parallel and resumably, each
+        verified (length and hash) before it is kept. Raises what
+        :func:`~steppatch.transport.download_objects` raises.
+        """
+        requests = [ObjectRequest(f"objects/{sha[:2]}/{sha}", sha, size) for sha, size in objects]
+        download_objects(self.pool, requests, store, progress=progress)
 

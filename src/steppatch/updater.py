@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,8 +19,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from steppatch._fs import checkpoint
-from steppatch.config import HomeConfig
+from steppatch._fs import atomic_write, checkpoint
+from steppatch.config import HomeConfig, MirrorEntry
 from steppatch.configcheck import ConfigFinding, check_config
 from steppatch.errors import (
     BadReference,
@@ -28,9 +29,11 @@ from steppatch.errors import (
     InputError,
     InsufficientSpace,
     LocalEnvironmentError,
+    NetworkError,
     NothingToRollBack,
     NotHot,
     ServiceError,
+    SteppatchError,
 )
 from steppatch.home import HomeDir, Service, ShellService, scan_tree
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -63,10 +66,26 @@ from steppatch.remote import (
 )
 from steppatch.solver import solve
 from steppatch.store import ObjectStore
-from steppatch.transport import Fetcher, fetcher_for
+from steppatch.transport import (
+    Fetcher,
+    HttpsFetcher,
+    Mirror,
+    MirrorPool,
+    TlsConfig,
+    TlsError,
+    fetcher_for,
+)
 from steppatch.trust import Root, load_trusted_root
 
-__all__ = ["ApplyReport", "ApplyStartFailed", "Home", "Progress", "Update", "split_refs"]
+__all__ = [
+    "ApplyReport",
+    "ApplyStartFailed",
+    "Home",
+    "PingCheck",
+    "Progress",
+    "Update",
+    "split_refs",
+]
 
 #: ``progress(stage, done, total)``: called as long work advances (bytes for downloads)
 Progress = Callable[[str, int, int], None]
@@ -96,7 +115,8 @@ class ApplyReport:
     ``displaced``: files the operator had added where a new entry needed the path, kept under
     ``.steppatch/displaced/``; ``config_findings``: settings to correct before the next start;
     ``restarted``: whether the application was stopped and started; ``snapshot_drift``: for a
-    full snapshot, how the tree differs from the files it recorded (``None`` otherwise).
+    full snapshot, how the tree differs from the files it recorded (``None`` otherwise);
+    ``upload``: what became of the thin snapshot sent to the selected mirror.
     """
 
     plan: Plan
@@ -104,6 +124,16 @@ class ApplyReport:
     config_findings: tuple[ConfigFinding, ...] = ()
     restarted: bool = False
     snapshot_drift: Drift | None = None
+    upload: str = ""
+
+
+@attrs.frozen
+class PingCheck:
+    """One check of ``ping``: ``name`` (reachable, tls, signed metadata), passed, and detail."""
+
+    name: str
+    ok: bool
+    detail: str
 
 
 class ApplyStartFailed(LocalEnvironmentError):
@@ -161,6 +191,9 @@ class Home:
         root: bytes | None = None,
         trust_on_first_use: bool = False,
         system: str = "",
+        ca: bytes | None = None,
+        client_cert: tuple[bytes, bytes] | None = None,
+        mirror_id: str = "primary",
         limits: Limits = DEFAULT_LIMITS,
         fetcher: Fetcher | None = None,
     ) -> Home:
@@ -168,9 +201,13 @@ class Home:
 
         ``root`` is the repository's root metadata, obtained from its publisher out of band; or,
         with ``trust_on_first_use``, the root the repository serves now is trusted (see
-        :attr:`trusted_root` for its key ids). Raises :class:`InputError` if neither or both are
-        given, metadata errors if the root is not a valid self-signed root,
-        :class:`~steppatch.errors.ConfigError` for a URL steppatch cannot use and
+        :attr:`trusted_root` for its key ids). For an ``https://`` mirror, ``ca`` is the private
+        CA certificate (PEM) it is pinned to and ``client_cert`` the home's certificate and key
+        (PEM; or later, ``steppatch enroll``). The mirror gets priority 100.
+
+        Raises :class:`InputError` if neither or both of ``root`` and ``trust_on_first_use``
+        are given, metadata errors if the root is not a valid self-signed root,
+        :class:`~steppatch.errors.ConfigError` for a URL or certificate steppatch cannot use and
         :class:`~steppatch.errors.HomeError` if ``path`` is a home already.
         """
         if (root is None) == (not trust_on_first_use):
@@ -178,13 +215,22 @@ class Home:
                 "give the repository's root metadata (--root FILE) or, knowingly, "
                 "--trust-on-first-use"
             )
-        fetcher = fetcher or fetcher_for(updates)
-        if root is None:
-            root, _ = fetch_root_for_tofu(fetcher, limits)
-        else:
-            load_trusted_root(root, limits.trust())
-        files = HomeDir.create(Path(path), HomeConfig(updates=updates, system=system))
-        MetadataStore(files.metadata_dir).write("root", root)
+        path = Path(path).absolute()
+        config = HomeConfig(
+            updates=updates, system=system, mirrors=(MirrorEntry(mirror_id, updates, 100),)
+        )
+        with tempfile.TemporaryDirectory(prefix=".steppatch-init-") as staging:
+            # Certificates are checked by using them before the home exists.
+            tls = _write_tls(Path(staging), ca, client_cert)
+            fetcher = fetcher or fetcher_for(updates, tls, limits.transport())
+            if root is None:
+                root, _ = fetch_root_for_tofu(fetcher, limits)
+            else:
+                load_trusted_root(root, limits.trust())
+            files = HomeDir.create(path, config)
+            MetadataStore(files.metadata_dir).write("root", root)
+            if tls is not None:
+                shutil.copytree(staging, files.tls_dir, dirs_exist_ok=True)
         return cls(files, fetcher, limits)
 
     @classmethod
@@ -212,12 +258,28 @@ class Home:
         return self.files.root
 
     @property
+    def tls(self) -> TlsConfig | None:
+        """The private CA and client certificate in ``.steppatch/tls/``, if the home has them."""
+        return _read_tls(self.files.tls_dir)
+
+    def mirror_pool(self) -> MirrorPool:
+        """The home's mirrors, the selected one first, then by priority."""
+        tls = self.tls
+        mirrors = [
+            Mirror(m.id, m.url, m.priority, m.name) for m in self.files.config.mirror_list()
+        ]
+        transport = self.limits.transport()
+        # Keep the configured order (the selected mirror first): priorities are not re-sorted.
+        ranked = [attrs.evolve(m, priority=len(mirrors) - i) for i, m in enumerate(mirrors)]
+        return MirrorPool(ranked, lambda m: fetcher_for(m.url, tls, transport), transport)
+
+    @property
     def repository(self) -> RepositoryClient:
         """The client for the home's repository (made on first use)."""
         if self._client is None:
-            fetcher = self._fetcher or fetcher_for(self.files.config.updates)
+            source = self._fetcher or self.mirror_pool()
             self._client = RepositoryClient(
-                fetcher, MetadataStore(self.files.metadata_dir), self.limits, self.clock
+                source, MetadataStore(self.files.metadata_dir), self.limits, self.clock
             )
         return self._client
 
@@ -282,6 +344,102 @@ class Home:
         with self._locked():
             state = self.files.state()
         return self._config_findings(state)
+
+    # --- mirrors ---------------------------------------------------------------------------------
+
+    def mirrors(self) -> list[tuple[MirrorEntry, bool]]:
+        """The mirrors in the order they are tried, each with whether it is the selected one."""
+        config = self.files.config
+        return [(m, m.url == config.updates) for m in config.mirror_list()]
+
+    def add_mirror(self, mirror: MirrorEntry) -> None:
+        """Add a mirror. Raises :class:`InputError` if its id is taken or its URL unusable."""
+        config = self.files.config
+        if any(m.id == mirror.id for m in config.mirrors):
+            raise InputError(f"a mirror with id {mirror.id!r} exists already")
+        fetcher_for(mirror.url, self.tls, self.limits.transport())  # refuses unusable URLs
+        with self._locked():
+            self.files.write_config(attrs.evolve(config, mirrors=(*config.mirrors, mirror)))
+
+    def remove_mirror(self, mirror_id: str) -> None:
+        """Remove a mirror. Raises :class:`InputError` for an unknown id or the last mirror."""
+        config = self.files.config
+        kept = tuple(m for m in config.mirrors if m.id != mirror_id)
+        if len(kept) == len(config.mirrors):
+            raise InputError(f"no mirror with id {mirror_id!r}")
+        if not kept:
+            raise InputError("the last mirror cannot be removed (add another first)")
+        updates = config.updates
+        if not any(m.url == updates for m in kept):
+            updates = max(kept, key=lambda m: m.priority).url
+        with self._locked():
+            self.files.write_config(attrs.evolve(config, mirrors=kept, updates=updates))
+
+    def select_mirror(self, url: str) -> None:
+        """Make ``url`` the mirror tried first (as the manuals' ``--updates=URL``); a URL not
+        listed yet is added with priority 0. Raises :class:`InputError` for an unusable URL.
+        """
+        config = self.files.config
+        mirrors = config.mirrors
+        fetcher_for(url, self.tls, self.limits.transport())
+        if not any(m.url == url for m in mirrors):
+            taken = {m.id for m in mirrors}
+            new_id = next(
+                f"mirror{i}" for i in range(1, len(taken) + 2) if f"mirror{i}" not in taken
+            )
+            mirrors = (*mirrors, MirrorEntry(new_id, url, 0))
+        with self._locked():
+            self.files.write_config(attrs.evolve(config, updates=url, mirrors=mirrors))
+
+    def ping(self, url: str | None = None) -> list[PingCheck]:
+        """Check one mirror (default: the selected one): reachable, its TLS identity, and that its
+        signed metadata verifies against this home's trust. Read-only: what verifies is not
+        stored. Each check says whether it passed and why; a check after a failed one is skipped.
+        """
+        url = url or self.files.config.updates
+        checks: list[PingCheck] = []
+        try:
+            fetcher = fetcher_for(url, self.tls, self.limits.transport())
+        except SteppatchError as e:
+            return [PingCheck("configuration", False, str(e))]
+        if isinstance(fetcher, HttpsFetcher):
+            try:
+                identity = fetcher.probe()
+            except TlsError as e:
+                return [PingCheck("reachable", True, url), PingCheck("tls", False, str(e))]
+            except SteppatchError as e:
+                return [PingCheck("reachable", False, str(e))]
+            checks.append(PingCheck("reachable", True, f"{identity.host}:{identity.port}"))
+            cert = identity.certificate
+            names = ", ".join((*cert.hostnames, *cert.ip_addresses)) or cert.subject
+            checks.append(
+                PingCheck(
+                    "tls", True, f"{identity.tls_version} {identity.cipher}, server {names}"
+                )
+            )
+        with tempfile.TemporaryDirectory(prefix=".steppatch-ping-") as scratch:
+            store = MetadataStore(Path(scratch))
+            trusted = MetadataStore(self.files.metadata_dir)
+            for role in ("root", "timestamp", "index"):
+                data = trusted.read(role)
+                if data is not None:
+                    store.write(role, data)
+            client = RepositoryClient(fetcher, store, self.limits, self.clock)
+            try:
+                index = client.index()
+            except (NetworkError, LocalEnvironmentError) as e:
+                checks.append(PingCheck("reachable", False, str(e)))
+                return checks
+            except SteppatchError as e:
+                checks.append(PingCheck("signed metadata", False, str(e)))
+                return checks
+        if not checks:
+            checks.append(PingCheck("reachable", True, url))
+        versions = sum(len(v) for v in index.components.values())
+        checks.append(
+            PingCheck("signed metadata", True, f"verified: {versions} component version(s)")
+        )
+        return checks
 
     # --- the application --------------------------------------------------------------------------
 
@@ -393,12 +551,29 @@ class Home:
             restarted=restart,
             snapshot_drift=_snapshot_drift(recipes, self.files.current),
         )
+        report = attrs.evolve(report, upload=self._upload_snapshot(resolution.state))
         if restart:
             try:
                 self.service.start()
             except ServiceError as e:
                 raise ApplyStartFailed(report, e) from e
         return report
+
+    def _upload_snapshot(self, state: HomeState) -> str:
+        """Send the thin snapshot to the selected mirror; a failure is reported, never raised."""
+        system = self.files.config.system
+        if not system:
+            return "skipped: the home has no system name"
+        mirror, fetcher = self.repository.pool.current("snapshot upload")
+        if not isinstance(fetcher, HttpsFetcher):
+            return f"skipped: {mirror.url} is not a server"
+        try:
+            status = fetcher.put(
+                f"snapshots/{system}.spr", dump_recipe(self._thin_snapshot(state))
+            )
+        except SteppatchError as e:
+            return f"failed: {e}"
+        return "sent" if status in (200, 201, 204) else f"failed: {mirror.url} answered {status}"
 
     def _config_findings(self, state: HomeState) -> list[ConfigFinding]:
         path = self.files.root / "config.properties"
@@ -497,20 +672,38 @@ class Home:
         )
         return _Resolution(plan, HomeState(components), tuple(steps), missing)
 
-    def _download(self, missing: Iterable[tuple[str, int]]) -> None:
-        items = list(missing)
-        total = sum(size for _sha, size in items)
-        done = 0
-        self.progress("download", done, total)
-        for sha256, size in items:
-            self.repository.fetch_object(sha256, size, self.files.cache)
-            done += size
-            self.progress("download", done, total)
+    def _download(self, missing: Sequence[tuple[str, int]]) -> None:
+        if missing:
+            self.repository.fetch_objects(missing, self.files.cache, progress=self.progress)
+
+
+def _write_tls(
+    directory: Path, ca: bytes | None, client_cert: tuple[bytes, bytes] | None
+) -> TlsConfig | None:
+    """Write the CA and client certificate as a home keeps them; ``None`` without a CA."""
+    if ca is None:
+        if client_cert is not None:
+            raise InputError("a client certificate needs the private CA too (--ca)")
+        return None
+    atomic_write(directory / "ca.crt", ca)
+    if client_cert is not None:
+        atomic_write(directory / "client.crt", client_cert[0])
+        atomic_write(directory / "client.key", client_cert[1], mode=0o600)
+    return _read_tls(directory)
+
+
+def _read_tls(directory: Path) -> TlsConfig | None:
+    ca, cert, key = directory / "ca.crt", directory / "client.crt", directory / "client.key"
+    if not ca.is_file():
+        return None
+    if cert.is_file() and key.is_file():
+        return TlsConfig(ca, cert, key)
+    return TlsConfig(ca)
 
 
 def _entries(state: HomeState) -> dict[str, FileEntry]:
-    tree = merge_manifests({n: c.manifest for n, c in state.components.items()})
-    return {path: held.entry for path, held in tree.items()}
+    # The installed set was merged (conflicts refused) when it was applied.
+    return {e.path: e for c in state.components.values() for e in c.manifest.entries}
 
 
 def _snapshot_drift(recipes: list[Recipe], tree: Path) -> Drift | None:

@@ -16,12 +16,15 @@ import typer
 from packaging.version import Version
 
 from steppatch import Home, Repository, SteppatchError
-from steppatch.errors import InputError, LocalEnvironmentError
+from steppatch.config import MirrorEntry
+from steppatch.errors import InputError, LocalEnvironmentError, NetworkError
 from steppatch.plan import SyncMode
 from steppatch.recipe import parse_recipe
 from steppatch.updater import ApplyStartFailed, Progress, split_refs
 from steppatch.versions import parse_requirement
 from steppatch_cli import render
+from steppatch_cli.ca import ca_app, enroll_cli, rewrite_enroll_alias
+from steppatch_cli.mirror import mirror_app
 from steppatch_cli.parsing import parse_expiry
 
 app = typer.Typer(
@@ -35,6 +38,8 @@ repo_app = typer.Typer(
     help="Build and publish a repository (the release side).", no_args_is_help=True
 )
 app.add_typer(repo_app, name="repo")
+app.add_typer(mirror_app, name="mirror")
+app.add_typer(ca_app, name="ca")
 
 
 class _Options:
@@ -44,6 +49,7 @@ class _Options:
 
 options = _Options()
 DRIFT_EXIT = 6
+PING_FAILED_EXIT = NetworkError.exit_code
 
 
 @app.callback()
@@ -191,12 +197,30 @@ def init(
         ),
     ] = False,
     system: Annotated[str, typer.Option(help="This environment's system name.")] = "",
+    ca: Annotated[
+        Path | None, typer.Option("--ca", help="The private CA certificate https mirrors use.")
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option("--cert", help="This home's client certificate (PEM).")
+    ] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Its private key (PEM).")] = None,
+    mirror_id: Annotated[
+        str, typer.Option("--mirror-id", help="The id of the --updates mirror.")
+    ] = "primary",
 ) -> None:
     """Make the current home (see --home) with its config and its trusted root."""
     root_bytes = _read_input_file(root, "--root") if root else None
+    if (cert is None) != (key is None):
+        raise InputError("--cert and --key go together")
+    client = (
+        (_read_input_file(cert, "--cert"), _read_input_file(key, "--key"))
+        if cert is not None and key is not None
+        else None
+    )
     home = Home.init(
         _home_path(), updates, root=root_bytes, trust_on_first_use=trust_on_first_use,
-        system=system,
+        system=system, ca=_read_input_file(ca, "--ca") if ca else None, client_cert=client,
+        mirror_id=mirror_id,
     )
     render.out.print(f"Made a home in {home.path} taking updates from {updates}")
     if trust_on_first_use:
@@ -342,6 +366,75 @@ def restart(
     render.out.print("Restarted.")
 
 
+mirrors_app = typer.Typer(
+    help="The mirrors this home reads from, by priority (higher first).",
+    invoke_without_command=True,
+)
+app.add_typer(mirrors_app, name="mirrors")
+
+
+@mirrors_app.callback()
+def mirrors(
+    ctx: typer.Context,
+    updates: Annotated[
+        str | None,
+        typer.Option("--updates", help="Select this mirror (tried first); added if new."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the mirrors: priority, id, name, URL and which is selected."""
+    if ctx.invoked_subcommand is not None:
+        return
+    home = _open_home()
+    if updates:
+        home.select_mirror(updates)
+    listed = home.mirrors()
+    if json_out:
+        render.print_json(render.mirrors_json(listed))
+    else:
+        render.show_mirrors(listed)
+
+
+@mirrors_app.command("add")
+def mirrors_add(
+    mirror_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: Annotated[str, typer.Argument(metavar="URL")],
+    priority: Annotated[int, typer.Option(help="Higher is tried first.")] = 0,
+    name: Annotated[str, typer.Option(help="A name to show.")] = "",
+) -> None:
+    """Add a mirror."""
+    _open_home().add_mirror(MirrorEntry(mirror_id, url, priority, name))
+    render.out.print(f"Added mirror {mirror_id} ({url}) with priority {priority}")
+
+
+@mirrors_app.command("remove")
+def mirrors_remove(mirror_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Remove a mirror."""
+    _open_home().remove_mirror(mirror_id)
+    render.out.print(f"Removed mirror {mirror_id}")
+
+
+@app.command("ping")
+def ping(
+    updates: Annotated[
+        str | None, typer.Option("--updates", help="The mirror to check (default: selected).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check a mirror: reachable, its TLS identity, and that its signed metadata verifies."""
+    checks = _open_home().ping(updates)
+    if json_out:
+        render.print_json(
+            {"checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}
+        )
+    else:
+        for c in checks:
+            mark = "ok    " if c.ok else "FAILED"
+            render.out.print(f"{mark} {c.name}: {c.detail}", markup=False)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(PING_FAILED_EXIT)
+
+
 @app.command("status")
 def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The installed components."""
@@ -378,11 +471,15 @@ def showupdates(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
         render.show_updates(updates)
 
 
+app.command("enroll")(enroll_cli(_home_path))
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script: run a command, map errors to one line on stderr and an exit code."""
     # Typer handles usage errors and exits itself (standalone mode); ours propagate to here.
+    args = rewrite_enroll_alias(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv)
+        app(args=args)
     except SteppatchError as e:
         _fail(str(e), e.exit_code)
     except OSError as e:

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from steppatch.config import MirrorEntry
 from steppatch.model import HomeState
 from steppatch.plan import ChangeReason, Drift, Plan
 from steppatch.updater import ApplyReport, Update
@@ -47,12 +48,33 @@ def report_json(report: ApplyReport) -> dict[str, Any]:
         snapshot_drift=None if report.snapshot_drift is None else drift_json(
             report.snapshot_drift
         ),
+        snapshot_upload=report.upload,
     )
     return value
 
 
+def mirrors_json(listed: list[tuple[MirrorEntry, bool]]) -> dict[str, Any]:
+    return {
+        "mirrors": [
+            {"priority": m.priority, "id": m.id, "name": m.name, "url": m.url, "selected": sel}
+            for m, sel in listed
+        ]
+    }
+
+
+def show_mirrors(listed: list[tuple[MirrorEntry, bool]]) -> None:
+    table = Table(title="Mirrors (tried in this order)", title_justify="left")
+    for column in ("priority", "id", "name", "url", "selected"):
+        table.add_column(column)
+    for m, selected in listed:
+        table.add_row(str(m.priority), m.id, m.name, m.url, "*" if selected else "")
+    out.print(table)
+
+
 def show_report(report: ApplyReport) -> None:
     show_plan(report.plan, applied=True)
+    if report.upload.startswith("failed"):
+        err.print(f"warning: thin snapshot upload {report.upload}", markup=False)
     if report.displaced:
         out.print(
             f"{len(report.displaced)} file(s) you had added stood where the new version needs "

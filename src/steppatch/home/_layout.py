@@ -9,6 +9,7 @@ Layout (``docs/formats.md``)::
     HOME/.steppatch/cache/objects/       content-addressed download cache
     HOME/.steppatch/history/             thin snapshots of states an apply replaced
     HOME/.steppatch/metadata/            the signed metadata this home trusts (verified only)
+    HOME/.steppatch/tls/                 ca.crt, client.crt, client.key (0600) for https mirrors
     HOME/.steppatch/lock                 one writer at a time
 
 The commit point of an apply is the rename of a new ``current`` symlink over the old one: before
@@ -53,6 +54,7 @@ class HomeDir:
         self.cache = ObjectStore(self.state_dir / "cache" / "objects")
         self.history = self.state_dir / "history"
         self.metadata_dir = self.state_dir / "metadata"
+        self.tls_dir = self.state_dir / "tls"
 
     # --- creating and opening -------------------------------------------------------------------
 
@@ -87,6 +89,11 @@ class HomeDir:
         if not (root / STATE_DIR).is_dir() or not config_path.is_file():
             raise HomeError(str(root), "not a steppatch home (run 'steppatch init' there first)")
         return cls(root, parse_home_config(config_path.read_bytes(), str(config_path)))
+
+    def write_config(self, config: HomeConfig) -> None:
+        """Replace ``steppatch.toml`` (atomically) with ``config``."""
+        atomic_write(self.root / CONFIG_NAME, dump_home_config(config))
+        self.config = config
 
     @contextlib.contextmanager
     def locked(self, timeout: float) -> Iterator[None]:

@@ -1,13 +1,56 @@
-"""Fetching bytes from one repository location.
+"""Fetching bytes from repositories and mirrors.
 
-A :class:`Fetcher` implements one primitive, :meth:`Fetcher.fetch` (a path in, chunks out);
-:func:`fetch_bytes` adds the length cap once for every implementation, so no fetcher can make the
-client read more than a limit allows.
+A :class:`Fetcher` implements one primitive, :meth:`Fetcher.fetch` (a path and an offset in,
+chunks out); :func:`fetch_bytes` adds the length cap once for every implementation, so no fetcher
+can make the client read more than a limit allows. :class:`FileFetcher` reads a local directory,
+:class:`HttpsFetcher` a mirror over HTTPS with a client certificate, pinned to a private CA.
+:class:`MirrorPool` tries mirrors by priority and fails over; :func:`download_objects` downloads
+many objects in parallel into an :class:`~steppatch.store.ObjectStore`, resumably.
 """
 
 from __future__ import annotations
 
 from steppatch.transport._base import Fetcher, fetch_bytes, fetcher_for
+from steppatch.transport._download import (
+    DownloadProgress,
+    DownloadResult,
+    ObjectRequest,
+    download_objects,
+)
 from steppatch.transport._file import FileFetcher
+from steppatch.transport._https import HttpsFetcher, TlsConfig, TlsIdentity, make_ssl_context
+from steppatch.transport._limits import DEFAULT_TRANSPORT_LIMITS, TransportLimits
+from steppatch.transport._pool import Mirror, MirrorPool
+from steppatch.transport.errors import (
+    ConnectionFailed,
+    HttpStatusError,
+    NoMirrorLeft,
+    TimedOut,
+    TlsError,
+    TlsProblem,
+)
 
-__all__ = ["Fetcher", "FileFetcher", "fetch_bytes", "fetcher_for"]
+__all__ = [
+    "DEFAULT_TRANSPORT_LIMITS",
+    "ConnectionFailed",
+    "DownloadProgress",
+    "DownloadResult",
+    "Fetcher",
+    "FileFetcher",
+    "HttpStatusError",
+    "HttpsFetcher",
+    "Mirror",
+    "MirrorPool",
+    "NoMirrorLeft",
+    "ObjectRequest",
+    "TimedOut",
+    "TlsConfig",
+    "TlsError",
+    "TlsIdentity",
+    "TlsProblem",
+    "TransportLimits",
+    "download_objects",
+    "fetch_bytes",
+    "fetcher_for",
+    "make_ssl_context",
+]

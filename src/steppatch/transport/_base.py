@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from steppatch.errors import ConfigError, TooLarge
+from steppatch.transport._limits import DEFAULT_TRANSPORT_LIMITS, TransportLimits
+
+if TYPE_CHECKING:
+    from steppatch.transport._https import TlsConfig
 
 __all__ = ["Fetcher", "fetch_bytes", "fetcher_for"]
 
@@ -17,8 +21,9 @@ class Fetcher(Protocol):
         """Where this fetcher reads from, for messages."""
         ...
 
-    def fetch(self, path: str) -> Iterator[bytes]:
-        """Yield the bytes of the file at ``path`` (a safe relative path) in chunks.
+    def fetch(self, path: str, offset: int = 0) -> Iterator[bytes]:
+        """Yield the bytes of the file at ``path`` (a safe relative path) in chunks, starting
+        ``offset`` bytes in (to resume an interrupted download).
 
         Raises :class:`~steppatch.errors.MissingFile` when there is no such file and
         :class:`~steppatch.errors.NetworkError` when the location cannot be read.
@@ -38,16 +43,29 @@ def fetch_bytes(fetcher: Fetcher, path: str, max_length: int, what: str) -> byte
     return b"".join(parts)
 
 
-def fetcher_for(url: str) -> Fetcher:
-    """The default fetcher for a repository URL.
+def fetcher_for(
+    url: str,
+    tls: TlsConfig | None = None,
+    limits: TransportLimits = DEFAULT_TRANSPORT_LIMITS,
+) -> Fetcher:
+    """The default fetcher for a repository URL: ``file://`` or ``https://`` (which needs ``tls``,
+    the private CA it is pinned to and the client certificate).
 
-    Raises :class:`ConfigError` for a URL steppatch cannot read from.
+    Raises :class:`ConfigError` for a URL steppatch cannot read from, and what
+    :class:`~steppatch.transport.HttpsFetcher` raises for unusable certificates.
     """
     from steppatch.transport._file import FileFetcher
+    from steppatch.transport._https import HttpsFetcher
 
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ConfigError(url, "a file:// URL must name a local directory")
         return FileFetcher(unquote(parts.path))
-    raise ConfigError(url, "unsupported URL: this version reads repositories from file:// URLs")
+    if parts.scheme == "https":
+        if tls is None:
+            raise ConfigError(url, "an https:// mirror needs the private CA it is pinned to (--ca)")
+        return HttpsFetcher(url, tls, limits)
+    if parts.scheme == "http":
+        raise ConfigError(url, "plain http is not supported: use https:// with a private CA")
+    raise ConfigError(url, "unsupported URL: expected file:// or https://")

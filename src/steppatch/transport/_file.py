@@ -22,8 +22,9 @@ class FileFetcher:
     def url(self) -> str:
         return self.root.as_uri() if self.root.is_absolute() else str(self.root)
 
-    def fetch(self, path: str) -> Iterator[bytes]:
-        """Yield the file's bytes. Raises :class:`MissingFile` or :class:`NetworkError`."""
+    def fetch(self, path: str, offset: int = 0) -> Iterator[bytes]:
+        """Yield the file's bytes from ``offset`` on. Raises :class:`MissingFile` or
+        :class:`NetworkError`."""
         target = self.root / safe_relpath(path)
         try:
             # O_NOFOLLOW on the last component: a repository file is never a symlink
@@ -33,5 +34,10 @@ class FileFetcher:
         except OSError as e:
             raise NetworkError(f"{self.url}/{path}", e.strerror or str(e)) from e
         with os.fdopen(fd, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                yield chunk
+            try:
+                if offset:
+                    f.seek(offset)
+                while chunk := f.read(_CHUNK):
+                    yield chunk
+            except OSError as e:
+                raise NetworkError(f"{self.url}/{path}", e.strerror or str(e)) from e

@@ -1,0 +1,492 @@
+"""A private certificate authority and the certificates of mirrors and homes (``docs/pki.md``).
+
+Pure functions: PEM bytes in, PEM bytes out. Writing keys to disk (mode 0600) is the caller's
+job (``steppatch_cli.ca``). Keys are ECDSA P-256: small, fast to make, and accepted by every TLS
+stack steppatch meets (OpenSSL, nginx, Python's ``ssl``) for TLS 1.2 and 1.3 alike.
+
+A client certificate carries the environment's *system name* twice: as the subject's common name
+(what nginx's ``$ssl_client_s_dn`` and most logs show) and as a subject-alternative-name URI
+``urn:steppatch:system:NAME`` (what steppatch reads, since a SAN is typed and a CN is free text).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from collections.abc import Sequence
+
+import attrs
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from steppatch.errors import InputError
+
+__all__ = [
+    "CA_DAYS",
+    "LEAF_DAYS",
+    "SYSTEM_URI_PREFIX",
+    "CertificateError",
+    "CertificateInfo",
+    "InvalidSystemName",
+    "KeyAndCert",
+    "KeyAndRequest",
+    "check_issued_by",
+    "check_key_matches",
+    "issue_client_cert",
+    "issue_server_cert",
+    "make_ca",
+    "make_request",
+    "read_certificate",
+    "sign_request",
+    "validate_system_name",
+]
+
+#: default lifetimes, in days
+CA_DAYS = 3650
+LEAF_DAYS = 825
+#: the SAN URI of a client certificate is this prefix followed by the system name
+SYSTEM_URI_PREFIX = "urn:steppatch:system:"
+
+# A CN holds at most 64 characters (RFC 5280 ub-common-name); the name also appears in a URI,
+# file names and logs, so keep it to characters that need no quoting anywhere.
+_SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Certificates are back-dated a little so that a machine whose clock is a few minutes behind the
+# CA's still accepts a certificate issued just now.
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class CertificateError(InputError):
+    """A certificate, key or request cannot be used; ``source`` names it, ``problem`` says why."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+class InvalidSystemName(InputError):
+    """A system name that cannot go into a certificate."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"invalid system name {name!r}: expected 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+        self.name = name
+
+
+@attrs.frozen
+class KeyAndCert:
+    """A certificate and its private key, both PEM."""
+
+    cert_pem: bytes
+    key_pem: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class KeyAndRequest:
+    """A certificate signing request and its private key, both PEM."""
+
+    csr_pem: bytes
+    key_pem: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class CertificateInfo:
+    """What steppatch reads from a certificate.
+
+    ``usage`` is ``"ca"``, ``"server"``, ``"client"`` or ``""`` (none of these);
+    ``system_name`` is set for client certificates; ``fingerprint`` is the SHA-256 of the DER form.
+    """
+
+    subject: str
+    issuer: str
+    common_name: str
+    serial: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+    usage: str
+    system_name: str | None
+    hostnames: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    fingerprint: str
+
+    def expired(self, now: dt.datetime) -> bool:
+        """Whether ``now`` (timezone-aware) lies outside the validity period."""
+        return not self.not_before <= now <= self.not_after
+
+
+def validate_system_name(name: str) -> str:
+    """``name`` if it can be a system name. Raises :class:`InvalidSystemName`."""
+    if not _SYSTEM_NAME.fullmatch(name):
+        raise InvalidSystemName(name)
+    return name
+
+
+def _now(now: dt.datetime | None) -> dt.datetime:
+    if now is None:
+        return dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _load_cert(pem: bytes, source: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as e:
+        raise CertificateError(source, f"not a PEM certificate ({e})") from e
+
+
+def _load_key(pem: bytes, source: str) -> CertificateIssuerPrivateKeyTypes:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise CertificateError(source, f"not an unencrypted PEM private key ({e})") from e
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise CertificateError(source, "unsupported key type (expected EC, RSA or Ed25519)")
+    return key
+
+
+def _load_ca(
+    ca: KeyAndCert, source: str
+) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+    cert = _load_cert(ca.cert_pem, f"{source} certificate")
+    key = _load_key(ca.key_pem, f"{source} key")
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise CertificateError(source, "the certificate is not a CA certificate")
+    check_key_matches(ca.cert_pem, ca.key_pem, source)
+    return cert, key
+
+
+def _signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
+    # Ed25519 signs without a separate hash; every other key type here uses SHA-256.
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def _check_public_key(key: CertificatePublicKeyTypes, source: str) -> None:
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise CertificateError(source, f"an RSA key of {key.key_size} bits is too weak")
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
+            raise CertificateError(source, f"unsupported elliptic curve {key.curve.name}")
+        return
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return
+    raise CertificateError(source, "unsupported key type (expected EC, RSA or Ed25519)")
+
+
+def _build(
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    issuer_cert: x509.Certificate | None,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    *,
+    days: int,
+    now: dt.datetime,
+    ca: bool,
+    usage: x509.ObjectIdentifier | None,
+    san: Sequence[x509.GeneralName],
+) -> x509.Certificate:
+    if days < 1:
+        raise ValueError("a certificate must be valid for at least one day")
+    issuer = subject if issuer_cert is None else issuer_cert.subject
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                # RSA key exchange (TLS 1.2 without ECDHE) needs key encipherment
+                key_encipherment=not ca and isinstance(public_key, rsa.RSAPublicKey),
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    signer_public = issuer_key.public_key()
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_public),
+        critical=False,
+    )
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
+    return builder.sign(issuer_key, _signature_hash(issuer_key))
+
+
+def make_ca(
+    name: str = "steppatch private CA", *, days: int = CA_DAYS, now: dt.datetime | None = None
+) -> KeyAndCert:
+    """A new self-signed CA that may sign leaf certificates only (path length 0)."""
+    key = _new_key()
+    cert = _build(
+        _name(name), key.public_key(), None, key,
+        days=days, now=_now(now), ca=True, usage=None, san=(),
+    )
+    return KeyAndCert(_cert_pem(cert), _key_pem(key))
+
+
+def _host_names(hostnames: Sequence[str]) -> list[x509.GeneralName]:
+    if not hostnames:
+        raise InputError("a server certificate needs at least one host name or IP address")
+    names: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            continue
+        except ValueError:
+            pass
+        label = host.lower().rstrip(".")
+        if not _HOST_NAME.fullmatch(label):
+            raise InputError(f"invalid server host name {host!r}")
+        names.append(x509.DNSName(label))
+    return names
+
+
+def issue_server_cert(
+    ca: KeyAndCert,
+    hostnames: Sequence[str],
+    *,
+    days: int = LEAF_DAYS,
+    now: dt.datetime | None = None,
+) -> KeyAndCert:
+    """A mirror's certificate for ``hostnames`` (DNS names or IP addresses), signed by ``ca``.
+
+    Raises :class:`CertificateError` for an unusable CA and :class:`InputError` for a bad name.
+    """
+    ca_cert, ca_key = _load_ca(ca, "CA")
+    san = _host_names(hostnames)
+    key = _new_key()
+    cert = _build(
+        _name(hostnames[0]), key.public_key(), ca_cert, ca_key,
+        days=days, now=_now(now), ca=False, usage=ExtendedKeyUsageOID.SERVER_AUTH, san=san,
+    )
+    return KeyAndCert(_cert_pem(cert), _key_pem(key))
+
+
+def _client_cert(
+    ca: KeyAndCert,
+    system_name: str,
+    public_key: CertificatePublicKeyTypes,
+    days: int,
+    now: dt.datetime | None,
+) -> x509.Certificate:
+    ca_cert, ca_key = _load_ca(ca, "CA")
+    validate_system_name(system_name)
+    return _build(
+        _name(system_name), public_key, ca_cert, ca_key,
+        days=days, now=_now(now), ca=False, usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        san=[x509.UniformResourceIdentifier(SYSTEM_URI_PREFIX + system_name)],
+    )
+
+
+def issue_client_cert(
+    ca: KeyAndCert,
+    system_name: str,
+    *,
+    days: int = LEAF_DAYS,
+    now: dt.datetime | None = None,
+) -> KeyAndCert:
+    """A home's client certificate carrying ``system_name``, with a new key, signed by ``ca``.
+
+    Raises :class:`InvalidSystemName` and :class:`CertificateError` for an unusable CA.
+    """
+    key = _new_key()
+    cert = _client_cert(ca, system_name, key.public_key(), days, now)
+    return KeyAndCert(_cert_pem(cert), _key_pem(key))
+
+
+def make_request(system_name: str) -> KeyAndRequest:
+    """A new key and a certificate request for ``system_name`` (enrollment).
+
+    Raises :class:`InvalidSystemName`.
+    """
+    validate_system_name(system_name)
+    key = _new_key()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_name(system_name))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(SYSTEM_URI_PREFIX + system_name)]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return KeyAndRequest(csr.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def _system_name_from(
+    subject: x509.Name, extensions: x509.Extensions, source: str
+) -> str | None:
+    uris: list[str] = []
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier)
+                if u.startswith(SYSTEM_URI_PREFIX)]
+    except x509.ExtensionNotFound:
+        pass
+    cns = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if len(uris) > 1:
+        raise CertificateError(source, "more than one system name")
+    if uris:
+        name = uris[0][len(SYSTEM_URI_PREFIX):]
+        if cns and cns != [name]:
+            raise CertificateError(
+                source, f"the common name {cns[0]!r} differs from the system name {name!r}"
+            )
+        return name
+    return cns[0] if len(cns) == 1 else None
+
+
+def sign_request(
+    ca: KeyAndCert,
+    csr_pem: bytes,
+    *,
+    days: int = LEAF_DAYS,
+    now: dt.datetime | None = None,
+    source: str = "certificate request",
+) -> bytes:
+    """Sign an enrollment request: a client certificate for the system name it asks for.
+
+    Only the name and the public key are taken from the request; the CA decides every other
+    field. Raises :class:`CertificateError` for an unreadable request, a bad self-signature, a
+    weak key, or a request without a system name; :class:`InvalidSystemName`.
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as e:
+        raise CertificateError(source, f"not a PEM certificate request ({e})") from e
+    try:
+        valid = csr.is_signature_valid
+    except (InvalidSignature, ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise CertificateError(source, "the request's signature does not verify")
+    public_key = csr.public_key()
+    _check_public_key(public_key, source)
+    name = _system_name_from(csr.subject, csr.extensions, source)
+    if name is None:
+        raise CertificateError(source, "the request names no system (no common name)")
+    validate_system_name(name)
+    return _cert_pem(_client_cert(ca, name, public_key, days, now))
+
+
+def read_certificate(pem: bytes, source: str = "certificate") -> CertificateInfo:
+    """Read a PEM certificate. Raises :class:`CertificateError`."""
+    cert = _load_cert(pem, source)
+    usage = ""
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            usage = "ca"
+    except x509.ExtensionNotFound:
+        pass
+    hostnames: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        hostnames = tuple(san.get_values_for_type(x509.DNSName))
+        ips = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    except x509.ExtensionNotFound:
+        pass
+    if not usage:
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            if ExtendedKeyUsageOID.CLIENT_AUTH in eku:
+                usage = "client"
+            elif ExtendedKeyUsageOID.SERVER_AUTH in eku:
+                usage = "server"
+        except x509.ExtensionNotFound:
+            pass
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return CertificateInfo(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        common_name=str(cns[0].value) if cns else "",
+        serial=cert.serial_number,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        usage=usage,
+        system_name=(
+            _system_name_from(cert.subject, cert.extensions, source) if usage == "client" else None
+        ),
+        hostnames=hostnames,
+        ip_addresses=ips,
+        fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
+    )
+
+
+def check_key_matches(cert_pem: bytes, key_pem: bytes, source: str = "certificate") -> None:
+    """Raise :class:`CertificateError` unless ``key_pem`` is the private key of ``cert_pem``."""
+    cert = _load_cert(cert_pem, source)
+    key = _load_key(key_pem, f"{source} key")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        raise CertificateError(source, "the private key does not belong to this certificate")
+
+
+def check_issued_by(cert_pem: bytes, ca_cert_pem: bytes, source: str = "certificate") -> None:
+    """Raise :class:`CertificateError` unless ``ca_cert_pem`` signed ``cert_pem``."""
+    cert = _load_cert(cert_pem, source)
+    ca = _load_cert(ca_cert_pem, "CA certificate")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature) as e:
+        raise CertificateError(
+            source, f"not issued by the CA {ca.subject.rfc4514_string()} ({e or 'bad signature'})"
+        ) from e

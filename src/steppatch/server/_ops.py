@@ -1,0 +1,146 @@
+"""Operations without the server: ``steppatch mirror status`` and ``steppatch mirror sync
+--once``. When a server runs on the store, they ask it on its admin port instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import attrs
+
+from steppatch.errors import InputError, LockedError, SteppatchError
+from steppatch.server._app import _store_lock
+from steppatch.server._metrics import Metrics
+from steppatch.server._ratelimit import TokenBucket, backoff_seconds
+from steppatch.server._store import FillControl, MirrorStore, store_usage
+from steppatch.server._upstream import Upstreams
+from steppatch.server.config import DownloadMode, MirrorConfig
+from steppatch.server.errors import MirrorConfigError, StoreError, UpstreamUnavailable
+
+__all__ = ["MirrorStatus", "mirror_status", "sync_once"]
+
+
+@attrs.frozen
+class MirrorStatus:
+    """What a store holds and how the server on it is doing (``health`` is ``None`` when no
+    server answers on the admin port)."""
+
+    mode: str
+    download: str
+    store: str
+    objects: int
+    bytes: int
+    state: dict[str, Any]
+    health: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return attrs.asdict(self)
+
+
+def _admin(config: MirrorConfig, method: str, path: str, timeout: float) -> dict[str, Any]:
+    host = config.admin_listen.host
+    host = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "[::]"):
+        host = "127.0.0.1"
+    request = urllib.request.Request(
+        f"http://{host}:{config.admin_listen.port}{path}", method=method
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+def mirror_status(config: MirrorConfig) -> MirrorStatus:
+    """Read the store; ask a running server for its health. O(files in the store)."""
+    objects, size = store_usage(config.store)
+    state: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads((config.store / "state.json").read_bytes())
+    health = None
+    with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
+        health = _admin(config, "GET", "/health", 2.0)
+    return MirrorStatus(
+        mode="mirror" if config.is_mirror else "origin",
+        download=config.download.value if config.is_mirror else "-",
+        store=str(config.store),
+        objects=objects,
+        bytes=size,
+        state=state,
+        health=health,
+    )
+
+
+def sync_once(config: MirrorConfig, *, capped: bool = True) -> dict[str, Any]:
+    """Refresh the metadata once, then run each bulk process of the configured mode once.
+
+    When a server holds the store, it is asked to sync (``POST /sync``) instead. Raises
+    :class:`InputError` for an origin, :class:`UpstreamUnavailable`, :class:`StoreError`,
+    :class:`MirrorConfigError`.
+    """
+    if not config.is_mirror:
+        raise InputError("an origin serves its repository directory: there is nothing to sync")
+    try:
+        with _store_lock(config.store):
+            return _sync_here(config, capped)
+    except LockedError:
+        try:
+            result = _admin(config, "POST", "/sync", 600.0)
+        except (OSError, urllib.error.URLError) as e:
+            raise StoreError(
+                str(config.store), f"locked by a server that does not answer on its admin port: {e}"
+            ) from e
+        return {"via": "running server", **result}
+
+
+def _sync_here(config: MirrorConfig, capped: bool) -> dict[str, Any]:
+    assert config.trusted_root is not None
+    try:
+        trusted_root = config.trusted_root.read_bytes()
+    except OSError as e:
+        raise MirrorConfigError(config.source, "trusted_root", f"cannot read: {e}") from e
+    metrics = Metrics()
+    store = MirrorStore(config.store, trusted_root, metrics)
+    upstreams = Upstreams(config, metrics)
+    try:
+        changed = store.refresh(upstreams)
+        processes = {
+            DownloadMode.HISTORIC: ("historic", "released"),
+            DownloadMode.RELEASED: ("released",),
+            DownloadMode.ON_DEMAND: (),
+        }[config.download]
+        done: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        for process in processes:
+            limiter = TokenBucket(config.bulk_bytes_per_s) if capped else None
+            done[process] = 0
+            failed: set[str] = set()
+            while items := [i for i in store.bulk_items(process) if i.sha256 not in failed]:
+                for item in items:
+                    control = FillControl(limiter=limiter, process=process)
+                    started = time.monotonic()
+                    try:
+                        store.fill(item, upstreams, control)
+                    except (UpstreamUnavailable, StoreError):
+                        raise
+                    except SteppatchError as e:
+                        failed.add(item.sha256)
+                        errors[item.path] = str(e)
+                        continue
+                    done[process] += 1
+                    if capped:
+                        time.sleep(
+                            backoff_seconds(config.bulk_backoff_factor, time.monotonic() - started)
+                        )
+            store.state.setdefault("bulk", {})[process] = {
+                "state": "idle", "done": done[process], "pending": 0, "errors": len(failed),
+            }
+        store.save_state()
+        return {"index_changed": changed, "downloaded": done, "errors": errors, **store.summary()}
+    finally:
+        upstreams.close()

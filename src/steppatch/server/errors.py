@@ -1,0 +1,75 @@
+"""The errors of the updates server. Each is a :class:`~steppatch.errors.SteppatchError` that
+carries its data as attributes, so the CLI can render it and tests need no message text.
+"""
+
+from __future__ import annotations
+
+from steppatch.errors import (
+    ConfigError,
+    InputError,
+    LocalEnvironmentError,
+    NetworkError,
+    SteppatchError,
+)
+
+__all__ = [
+    "MirrorConfigError",
+    "NotServed",
+    "SnapshotRefused",
+    "StoreError",
+    "StoreFull",
+    "UpstreamUnavailable",
+]
+
+
+class MirrorConfigError(ConfigError):
+    """``mirror.toml`` is wrong. ``field`` names the key at fault (``"upstreams[1].url"``), or is
+    ``None`` when the whole file is."""
+
+    def __init__(self, path: str, field: str | None, problem: str) -> None:
+        super().__init__(path, f"field {field!r}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+class StoreError(LocalEnvironmentError):
+    """The mirror's store cannot be written or read. ``path`` is where, ``cause`` what the OS
+    said."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(f"mirror store {path}: {cause}")
+        self.path = path
+        self.cause = cause
+
+
+class StoreFull(StoreError):
+    """The disk under the mirror's store is full: the fill was dropped, the store is intact."""
+
+
+class UpstreamUnavailable(NetworkError):
+    """No upstream could serve ``what`` now. ``reasons`` maps each upstream's id to why;
+    ``retry_after`` is when to ask again (seconds)."""
+
+    def __init__(self, what: str, reasons: dict[str, str], retry_after: int) -> None:
+        listed = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "no upstream configured"
+        super().__init__(what, f"no upstream can serve it now ({listed})")
+        self.what = what
+        self.reasons = dict(reasons)
+        self.retry_after = retry_after
+
+
+class NotServed(SteppatchError):
+    """The server has no file at ``path`` (HTTP 404): signed metadata does not list it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: not served")
+        self.path = path
+
+
+class SnapshotRefused(InputError):
+    """A snapshot upload was refused (HTTP ``status``): ``problem`` says why."""
+
+    def __init__(self, status: int, problem: str) -> None:
+        super().__init__(f"snapshot refused: {problem}")
+        self.status = status
+        self.problem = problem

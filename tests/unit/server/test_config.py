@@ -1,0 +1,95 @@
+"""mirror.toml parsing: defaults, modes, and errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from steppatch.server import DownloadMode, MirrorConfigError, parse_config
+
+TLS = '[tls]\ncert = "s.crt"\nkey = "s.key"\nclient_ca = "ca.crt"\n'
+ORIGIN = TLS + '[origin]\nrepository = "/srv/repo"\n'
+MIRROR = (
+    'trusted_root = "root.json"\n' + TLS
+    + '[[upstreams]]\nid = "dk1"\nurl = "https://dk1.example:8443"\npriority = 20\n'
+    + '[[upstreams]]\nid = "dk2"\nurl = "https://dk2.example:8443/"\n'
+    + '[upstream_tls]\ncert = "m.crt"\nkey = "m.key"\nca = "ca.crt"\n'
+)
+
+
+def parse(text: str) -> object:
+    return parse_config(text.encode(), "/etc/m/mirror.toml", Path("/etc/m"))
+
+
+def test_origin_defaults() -> None:
+    c = parse('store = "st"\n' + ORIGIN)
+    assert not c.is_mirror  # type: ignore[attr-defined]
+    assert c.download is DownloadMode.RELEASED  # type: ignore[attr-defined]
+    assert c.bulk_download_mbit_per_s == 10 and c.bulk_backoff_factor == 1.5  # type: ignore[attr-defined]
+    assert c.store == Path("/etc/m/st")  # type: ignore[attr-defined]
+    assert str(c.listen) == "127.0.0.1:8443"  # type: ignore[attr-defined]
+
+
+def test_mirror() -> None:
+    c = parse('store = "/var/lib/m"\ndownload = "historic"\nlisten = "0.0.0.0:443"\n' + MIRROR)
+    assert c.is_mirror and c.download is DownloadMode.HISTORIC  # type: ignore[attr-defined]
+    assert [u.url for u in c.upstreams] == ["https://dk1.example:8443",  # type: ignore[attr-defined]
+                                            "https://dk2.example:8443"]
+    assert c.upstreams[0].priority == 20 and c.upstreams[1].priority == 0  # type: ignore[attr-defined]
+    assert c.trusted_root == Path("/etc/m/root.json")  # type: ignore[attr-defined]
+    assert c.bulk_bytes_per_s == 1_250_000  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('store = "s"\ndownload = "SOMETIMES"\n' + ORIGIN, "download"),
+        ('store = "s"\nbulk_download_mbit_per_s = 0\n' + ORIGIN, "bulk_download_mbit_per_s"),
+        ('store = "s"\nbulk_backoff_factor = -1\n' + ORIGIN, "bulk_backoff_factor"),
+        ('store = "s"\nbulk_backoff_factor = "fast"\n' + ORIGIN, "bulk_backoff_factor"),
+        ('store = "s"\nlisten = "localhost"\n' + ORIGIN, "listen"),
+        ('store = "s"\nadmin_listen = "h:99999"\n' + ORIGIN, "admin_listen"),
+        ('store = "s"\nworkers = 0\n' + ORIGIN, "workers"),
+        ('store = "s"\ntypo = 1\n' + ORIGIN, "typo"),
+        (ORIGIN, "store"),
+        ('store = "s"\n[origin]\nrepository = "r"\n', "tls"),
+        ('store = "s"\n' + TLS, None),
+        ('store = "s"\n' + MIRROR + '[origin]\nrepository = "r"\n', None),
+        ('store = "s"\n' + MIRROR.replace('trusted_root = "root.json"\n', ""), "trusted_root"),
+        ('store = "s"\n' + MIRROR.replace("https://dk1", "http://dk1"), "upstreams[0].url"),
+        ('store = "s"\n' + MIRROR.replace('id = "dk2"', 'id = "dk1"'), "upstreams"),
+        ('store = "s"\n' + MIRROR.replace("priority = 20", 'priority = "high"'),
+         "upstreams[0].priority"),
+        ('store = "s"\n' + MIRROR.replace('cert = "m.crt"\n', ""), "upstream_tls.cert"),
+        ('store = "s"\n' + MIRROR.split("[upstream_tls]")[0], "upstream_tls"),
+        ('store = "s"\n' + TLS.replace('key = "s.key"\n', "") + '[origin]\nrepository = "r"\n',
+         "tls.key"),
+        ('store = "s"\n' + TLS + '[origin]\nrepo = "r"\n', "origin.repo"),
+        ("store = [", None),
+    ],
+)
+def test_errors_name_the_field(text: str, field: str | None) -> None:
+    with pytest.raises(MirrorConfigError) as info:
+        parse(text)
+    assert info.value.field == field
+    assert info.value.path == "/etc/m/mirror.toml"
+    if field:
+        assert repr(field) in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    from steppatch.server import load_config
+
+    with pytest.raises(MirrorConfigError) as info:
+        load_config(tmp_path / "nope.toml")
+    assert info.value.field is None and info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["origin.toml", "mirror.toml"])
+def test_examples_parse(name: str) -> None:
+    from steppatch.server import load_config
+
+    root = Path(__file__).resolve().parents[3]
+    config = load_config(root / "examples/mirror" / name)
+    assert config.is_mirror == (name == "mirror.toml")

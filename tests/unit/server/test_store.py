@@ -1,0 +1,147 @@
+"""The mirror store against file:// upstreams: verify before store, once-per-run checks,
+a full disk (ENOSPC injected), failover, and a tampered store refused."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+import pytest
+
+from steppatch import Repository
+from steppatch.server import StoreFull, UpstreamUnavailable, parse_config
+from steppatch.server._metrics import Metrics
+from steppatch.server._store import FillControl, Item, MirrorStore
+from steppatch.server._upstream import Upstreams
+from steppatch.store import PartialObject
+from steppatch.trust import ThresholdNotMet
+
+
+@pytest.fixture
+def repo(tmp_path: Path, sources: Path) -> Repository:
+    repo = Repository.init(tmp_path / "repo")
+    for source in sorted(sources.iterdir()):
+        repo.add(source)
+    return repo
+
+
+def upstreams(tmp_path: Path, *roots: Path) -> Upstreams:
+    ups = "".join(
+        f'[[upstreams]]\nid = "u{i}"\nurl = "{r.as_uri()}"\npriority = {10 - i}\n'
+        for i, r in enumerate(roots)
+    )
+    text = ('store = "s"\ntrusted_root = "r.json"\nupstream_retry_s = 60\n'
+            '[tls]\ncert = "a"\nkey = "b"\nclient_ca = "c"\n' + ups)
+    return Upstreams(parse_config(text.encode(), "m.toml", tmp_path), Metrics())
+
+
+def a_store(tmp_path: Path, repo: Repository) -> MirrorStore:
+    return MirrorStore(tmp_path / "store", (repo.root / "root.json").read_bytes(), Metrics())
+
+
+def first_object(store: MirrorStore, repo: Repository) -> Item:
+    cv = next(iter(repo.index.components["restapi"].values()))
+    path = cv.manifest.path
+    return Item("manifest", path, cv.manifest.sha256, cv.manifest.length)
+
+
+def test_fill_verifies_and_checks_once(tmp_path: Path, repo: Repository) -> None:
+    ups = upstreams(tmp_path, repo.root)
+    store = a_store(tmp_path, repo)
+    assert store.refresh(ups) is True
+    item = first_object(store, repo)
+    held = store.fill(item, ups, FillControl())
+    assert held.file is not None and held.file.read_bytes() == (repo.root / item.path).read_bytes()
+    assert not store.needs_check(item.sha256)
+    # A later process hashes it once; a damaged file is removed rather than served.
+    again = a_store(tmp_path, repo)
+    assert again.needs_check(item.sha256)
+    held.file.chmod(0o644)
+    held.file.write_bytes(b"rot")
+    assert again.check(item) is False and not again.objects.has(item.sha256)
+
+
+def test_wrong_bytes_fail_over(tmp_path: Path, repo: Repository) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(repo.root, bad)
+    store = a_store(tmp_path, repo)
+    store.refresh(upstreams(tmp_path, repo.root))
+    item = first_object(store, repo)
+    (bad / item.path).chmod(0o644)
+    (bad / item.path).write_bytes(b"x" * item.length)
+    only_bad = upstreams(tmp_path, bad)
+    with pytest.raises(UpstreamUnavailable) as info:
+        store.fill(item, only_bad, FillControl())
+    assert "u0" in info.value.reasons
+    assert not store.objects.has(item.sha256)
+    assert not store.objects.partial_path(item.sha256).exists()
+    store.fill(item, upstreams(tmp_path, bad, repo.root), FillControl())
+    assert store.objects.has(item.sha256)
+
+
+def test_full_disk_is_store_full_and_leaves_nothing(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the filesystem says ENOSPC on the first write of a fill.
+    ups = upstreams(tmp_path, repo.root)
+    store = a_store(tmp_path, repo)
+    store.refresh(ups)
+    item = first_object(store, repo)
+
+    def full(self: PartialObject, chunk: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PartialObject, "write", full)
+    with pytest.raises(StoreFull) as info:
+        store.fill(item, ups, FillControl())
+    assert "space" in info.value.cause
+    assert not store.objects.has(item.sha256)
+    assert not store.objects.partial_path(item.sha256).exists()
+
+
+def test_unreachable_upstream_fails_fast_afterwards(tmp_path: Path, repo: Repository) -> None:
+    gone = tmp_path / "gone"
+    store = a_store(tmp_path, repo)
+    store.refresh(upstreams(tmp_path, repo.root))
+    ups = upstreams(tmp_path, gone)
+    item = first_object(store, repo)
+    with pytest.raises(UpstreamUnavailable):
+        store.refresh(ups)
+    # A missing directory is "no such file" (not a network error): it does not mark the
+    # upstream down, but every try fails with its reason.
+    with pytest.raises(UpstreamUnavailable) as info:
+        store.fill(item, ups, FillControl())
+    assert info.value.reasons
+
+
+def test_tampered_stored_metadata_is_refused(tmp_path: Path, repo: Repository) -> None:
+    store = a_store(tmp_path, repo)
+    store.refresh(upstreams(tmp_path, repo.root))
+    ts = tmp_path / "store/metadata/timestamp.json"
+    ts.write_text(ts.read_text().replace('"version": ', '"version": 1', 1))
+    with pytest.raises(ThresholdNotMet):
+        a_store(tmp_path, repo)
+
+
+def test_bulk_plans(tmp_path: Path, repo: Repository) -> None:
+    ups = upstreams(tmp_path, repo.root)
+    store = a_store(tmp_path, repo)
+    store.refresh(ups)
+    assert store.bulk_items("released") == []
+    historic = store.bulk_items("historic")
+    assert {i.kind for i in historic} == {"recipe", "manifest"}
+    for item in historic:
+        store.fill(item, ups, FillControl())
+    objects = store.bulk_items("historic")
+    assert objects and {i.kind for i in objects} == {"object"}
+    for item in objects:
+        store.fill(item, ups, FillControl())
+    assert store.bulk_items("historic") == []
+
+
+def test_bad_trusted_root(tmp_path: Path, repo: Repository) -> None:
+    from steppatch.trust import MetadataError
+
+    with pytest.raises(MetadataError):
+        MirrorStore(tmp_path / "store", b"{}", Metrics())
