@@ -36,6 +36,8 @@ class Limits:
     max_recipe_components: int = 10_000
     solver_max_rounds: int = 100_000
     chunk_bytes: int = 256 * 1024
+    max_patch_bytes: int = 64 * 1024 * MiB
+    max_patch_members: int = 2_000_000
     lock_timeout_seconds: float = 30.0
     service_timeout_seconds: float = 600.0
     #: threads hashing a tree; more than the cores only adds contention (measured)
