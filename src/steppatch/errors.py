@@ -31,10 +31,12 @@ __all__ = [
     "RepositoryError",
     "ResolutionImpossible",
     "ServiceError",
+    "StalePatch",
     "SteppatchError",
     "TooLarge",
     "UnknownReference",
     "UnsafePath",
+    "WrongEnvironment",
 ]
 
 
@@ -130,6 +132,33 @@ class NotHot(InputError):
             "(run without --hot)"
         )
         self.components = components
+
+
+class WrongEnvironment(InputError):
+    """A patch file was made for another environment; both are named."""
+
+    def __init__(self, patch_for: str, this: str) -> None:
+        super().__init__(
+            f"this patch was made for {patch_for}, not for this environment, {this}; make one "
+            "from a snapshot of this environment"
+        )
+        self.patch_for = patch_for
+        self.this = this
+
+
+class StalePatch(InputError):
+    """A patch was made from a snapshot older than the environment's state.
+
+    ``changes`` lists what changed since (``name: snapshot -> now``).
+    """
+
+    def __init__(self, changes: tuple[str, ...]) -> None:
+        what = "; ".join(changes) or "the installed files"
+        super().__init__(
+            f"this patch was made from a snapshot that is no longer current (changed since: "
+            f"{what}); take a new snapshot and make a new patch, or apply with --force"
+        )
+        self.changes = changes
 
 
 class PathConflict(InputError):

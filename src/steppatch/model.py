@@ -7,6 +7,7 @@ document that describes it; a home's *state* is what is installed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
@@ -159,6 +160,9 @@ class Recipe:
     name: str = ""
     system: str = ""
     created: str = ""
+    #: a snapshot: the environment it was taken of, and a fingerprint of that state
+    environment: str = ""
+    fingerprint: str = ""
     #: a full snapshot: every managed entry as it was on disk (path -> entry)
     files: Mapping[str, FileEntry] = attrs.field(factory=dict, converter=_frozen_map)
 
@@ -197,3 +201,11 @@ class HomeState:
     def versions(self) -> dict[str, Version]:
         """Component name to installed version."""
         return {name: c.version for name, c in sorted(self.components.items())}
+
+    def fingerprint(self) -> str:
+        """A digest of exactly what is installed (versions and their manifests' hashes)."""
+        lines = "".join(
+            f"{name} {c.version} {c.manifest_sha256}\n"
+            for name, c in sorted(self.components.items())
+        )
+        return hashlib.sha256(lines.encode()).hexdigest()

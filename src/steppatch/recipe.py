@@ -27,6 +27,7 @@ __all__ = [
     "dump_recipe",
     "parse_recipe",
     "pinned_recipe",
+    "pinned_versions",
 ]
 
 RECIPE_FORMAT = "steppatch-recipe/1"
@@ -73,6 +74,8 @@ def parse_recipe(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> R
         name=f.get("name", str, ""),
         system=f.get("system", str, ""),
         created=f.get("created", str, ""),
+        environment=f.get("environment", str, ""),
+        fingerprint=f.get("fingerprint", str, ""),
         files={e.path: e for e in files},
     )
 
@@ -84,7 +87,7 @@ def dump_recipe(recipe: Recipe) -> bytes:
         "kind": recipe.kind.value,
         "components": {n: str(s) for n, s in sorted(recipe.components.items())},
     }
-    for key in ("name", "system", "created"):
+    for key in ("name", "system", "created", "environment", "fingerprint"):
         value = getattr(recipe, key)
         if value:
             doc[key] = value
@@ -100,6 +103,8 @@ def pinned_recipe(
     system: str = "",
     created: str = "",
     files: Mapping[str, FileEntry] | None = None,
+    environment: str = "",
+    fingerprint: str = "",
 ) -> Recipe:
     """A recipe that pins each component to one exact version."""
     return Recipe(
@@ -109,9 +114,25 @@ def pinned_recipe(
         system=system,
         created=created,
         files=files or {},
+        environment=environment,
+        fingerprint=fingerprint,
     )
 
 
 def component_recipe(name: str, version: Version) -> Recipe:
     """The recipe published for one component version: that version, with its dependencies."""
     return pinned_recipe(RecipeKind.COMPONENT, {name: version}, name=f"{name}-{version}")
+
+
+def pinned_versions(recipe: Recipe) -> dict[str, Version]:
+    """The exact version each component of a pinning recipe (a snapshot) names.
+
+    Raises :class:`RecipeError` for a component pinned to a range rather than one version.
+    """
+    versions = {}
+    for name, spec in recipe.components.items():
+        specs = list(spec)
+        if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+            raise RecipeError(recipe.name or "snapshot", f"{name} is not pinned to one version")
+        versions[name] = Version(specs[0].version)
+    return versions

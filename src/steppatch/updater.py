@@ -28,12 +28,16 @@ from steppatch.errors import (
     HomeError,
     InputError,
     InsufficientSpace,
+    IntegrityError,
     LocalEnvironmentError,
     NetworkError,
     NothingToRollBack,
     NotHot,
     ServiceError,
+    StalePatch,
     SteppatchError,
+    TooLarge,
+    WrongEnvironment,
 )
 from steppatch.home import HomeDir, Service, ShellService, scan_tree
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -45,18 +49,21 @@ from steppatch.model import (
     Recipe,
     RecipeKind,
 )
+from steppatch.offline import PatchFile, PatchInfo, write_patch
+from steppatch.paths import safe_relpath
 from steppatch.plan import (
     Drift,
     Plan,
     StepKind,
     SyncMode,
+    TreeEntry,
     TreeStep,
     component_changes,
     diff_tree,
     merge_manifests,
     tree_steps,
 )
-from steppatch.recipe import dump_recipe, parse_recipe, pinned_recipe
+from steppatch.recipe import dump_recipe, parse_recipe, pinned_recipe, pinned_versions
 from steppatch.remote import (
     Clock,
     MetadataStore,
@@ -68,11 +75,13 @@ from steppatch.solver import solve
 from steppatch.store import ObjectStore
 from steppatch.transport import (
     Fetcher,
+    FileFetcher,
     HttpsFetcher,
     Mirror,
     MirrorPool,
     TlsConfig,
     TlsError,
+    fetch_bytes,
     fetcher_for,
 )
 from steppatch.trust import Root, load_trusted_root
@@ -505,6 +514,147 @@ class Home:
             last.unlink()
             return report
 
+    # --- offline ---------------------------------------------------------------------------------
+
+    def prepare_offline(
+        self, refs: Sequence[str], target: Recipe, output: Path | str
+    ) -> tuple[PatchInfo, int]:
+        """Make a patch file for the environment ``target`` (its snapshot) at ``output``.
+
+        Resolves ``refs`` against the snapshot's versions and writes the signed metadata, the
+        recipes, the manifests that change and only the objects the target lacks. Deterministic.
+        Returns what the patch is for and its size. Raises :class:`InputError` if ``target`` is
+        not a snapshot of an environment, and what :meth:`prepare` raises.
+        """
+        if target.kind is not RecipeKind.SNAPSHOT or not target.environment:
+            raise InputError(
+                "--target must be a snapshot taken with 'steppatch snapshot' on the installation"
+            )
+        base = pinned_versions(target)
+        with self._locked():
+            recipes = self._load_refs(refs)
+            index = self.repository.index()
+            wanted = _merge_ranges(recipes)
+            exact = any(r.exact for r in recipes)
+            solution = solve(
+                [Requirement(f"{name}{spec}") for name, spec in sorted(wanted.items())],
+                index,
+                installed={n: v for n, v in base.items() if n in wanted} if exact else base,
+                max_rounds=self.limits.solver_max_rounds,
+            )
+            held: set[str] = set()
+            for name, version in base.items():
+                cv = index.get(name, version)
+                if cv is None:
+                    raise InputError(
+                        f"the snapshot's {name} {version} is not in the repository, so what the "
+                        "installation holds cannot be known"
+                    )
+                held.update(e.sha256 for e in self.repository.manifest(cv).files() if e.sha256)
+            members: dict[str, bytes | Path] = {}
+            needed: dict[str, int] = {}
+            changed = {n: c for n, c in solution.items() if base.get(n) != c}
+            manifests = {}
+            for name, version in sorted(changed.items()):
+                cv = index.components[name][version]
+                manifests[name] = self.repository.manifest(cv)
+                members[cv.manifest.path] = self._raw(cv.manifest.path, cv.manifest.length)
+                for e in manifests[name].files():
+                    if e.sha256 and e.sha256 not in held:
+                        needed[e.sha256] = e.size
+            merge_manifests(manifests)  # two components claiming a path: refused now
+            self._download(sorted(needed.items()))
+            for sha256 in sorted(needed):
+                members[f"objects/{sha256[:2]}/{sha256}"] = self.files.cache.path(sha256)
+            patch_refs = []
+            for i, ref in enumerate(refs):
+                if ref.startswith("to:"):
+                    path = ref[3:]
+                    members[path] = self._raw(path, index.recipes[path].length)
+                    patch_refs.append(ref)
+                else:
+                    members[f"local/{i}.spr"] = dump_recipe(recipes[i])
+                    patch_refs.append(f"local:local/{i}.spr")
+            members.update(self._metadata_members())
+        info = PatchInfo(
+            environment=target.environment,
+            system=target.system,
+            fingerprint=target.fingerprint,
+            base=base,
+            target=solution,
+            refs=tuple(patch_refs),
+            objects=len(needed),
+            object_bytes=sum(needed.values()),
+        )
+        return info, write_patch(Path(output), info, members)
+
+    def apply_patch(
+        self, path: Path | str, *, force: bool = False, hot: bool = False
+    ) -> ApplyReport:
+        """Apply an offline patch file, with no network: verify it whole, check it was made for
+        this environment and its current state, verify its signed metadata against the trusted
+        root, then apply it like any apply.
+
+        Raises :class:`~steppatch.offline.PatchError` for a damaged file,
+        :class:`WrongEnvironment`, :class:`StalePatch` (unless ``force``, which re-resolves
+        against the real state; objects the patch lacks then fail the apply), metadata errors,
+        and what :meth:`apply` raises. Applying a patch whose target is installed changes nothing.
+        """
+        patch = PatchFile.open(path, self.limits)
+        info = patch.info
+        environment = self.files.environment_id()
+        if info.environment != environment:
+            raise WrongEnvironment(
+                f"{info.system or 'an unnamed system'} ({info.environment})",
+                f"{self.files.config.system or 'unnamed'} ({environment})",
+            )
+        with self._locked():
+            state = self.files.state()
+            if state.versions() == dict(info.target):
+                return ApplyReport(Plan(dict(info.target), (), True))
+            if state.fingerprint() != info.fingerprint and not force:
+                now = state.versions()
+                raise StalePatch(tuple(str(c) for c in component_changes(info.base, now, ())))
+            with tempfile.TemporaryDirectory(dir=self.files.state_dir, prefix="patch-") as tmp:
+                patch.extract(Path(tmp))
+                saved = self._client
+                self._client = RepositoryClient(
+                    FileFetcher(tmp), MetadataStore(self.files.metadata_dir), self.limits,
+                    self.clock,
+                )
+                try:
+                    recipes = [self._patch_ref(ref, Path(tmp)) for ref in info.refs]
+                    return self._apply(recipes, hot=hot, sync=None, record=True)
+                finally:
+                    self._client = saved
+
+    def _patch_ref(self, ref: str, root: Path) -> Recipe:
+        if ref.startswith("local:"):
+            member = root / safe_relpath(ref[len("local:"):])
+            return parse_recipe(member.read_bytes(), ref, self.limits)
+        return self._load_ref(ref)
+
+    def _raw(self, path: str, length: int) -> bytes:
+        """A published file's bytes (to put in a patch; the installation verifies them)."""
+        return self.repository.pool.call(
+            lambda fetcher: fetch_bytes(fetcher, path, length, path), path
+        )
+
+    def _metadata_members(self) -> dict[str, bytes | Path]:
+        """The signed metadata a patch carries: every root version, the timestamp, its index."""
+        store = MetadataStore(self.files.metadata_dir)
+        trusted = self.repository.refresh()
+        members: dict[str, bytes | Path] = {}
+        limit = self.limits.max_root_bytes
+        for version in range(1, trusted.root.version + 1):
+            path = f"roots/{version}.root.json"
+            members[path] = self._raw(path, limit)
+        timestamp, index = store.read("timestamp"), store.read("index")
+        assert timestamp is not None and index is not None and trusted.index is not None
+        members["timestamp.json"] = timestamp
+        members[f"indexes/{trusted.index.version}.index.json"] = index
+        return members
+
     # --- internals -------------------------------------------------------------------------------
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
@@ -601,6 +751,8 @@ class Home:
             system=self.files.config.system,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             files=files,
+            environment=self.files.environment_id(),
+            fingerprint=state.fingerprint(),
         )
 
     def _load_refs(self, refs: Sequence[str]) -> list[Recipe]:
@@ -621,10 +773,7 @@ class Home:
         return parse_recipe(data, ref, self.limits)
 
     def _resolve(self, recipes: list[Recipe], sync: SyncMode | None) -> _Resolution:
-        wanted: dict[str, SpecifierSet] = {}
-        for recipe in recipes:
-            for name, spec in recipe.components.items():
-                wanted[name] = wanted.get(name, SpecifierSet()) & spec
+        wanted = _merge_ranges(recipes)
         state = self.files.state()
         installed = state.versions()
         exact = any(r.exact for r in recipes)
@@ -655,6 +804,8 @@ class Home:
         )
         steps = tree_steps(tree, old_tree, live, sync)
         missing = _missing_objects(steps, self.files.cache)
+        if missing:
+            missing = self._take_from_live(missing, old_tree)
         repairs = 0
         if sync is not None:
             drift = diff_tree({p: t.entry for p, t in tree.items()}, live)
@@ -672,9 +823,40 @@ class Home:
         )
         return _Resolution(plan, HomeState(components), tuple(steps), missing)
 
+    def _take_from_live(
+        self, missing: tuple[tuple[str, int], ...], old_tree: Mapping[str, TreeEntry]
+    ) -> tuple[tuple[str, int], ...]:
+        """Objects a live file holds (moved, or the cache was cleared) go into the cache from
+        there, verified, rather than over the network: an offline patch relies on it."""
+        by_hash = {
+            held.entry.sha256: path
+            for path, held in old_tree.items()
+            if held.entry.sha256 is not None
+        }
+        still = []
+        for sha256, size in missing:
+            path = by_hash.get(sha256)
+            if path is not None:
+                try:
+                    self.files.cache.add_file(self.files.current / path, sha256, size)
+                    continue
+                except (IntegrityError, TooLarge, OSError):
+                    pass  # drifted or unreadable: download it
+            still.append((sha256, size))
+        return tuple(still)
+
     def _download(self, missing: Sequence[tuple[str, int]]) -> None:
         if missing:
             self.repository.fetch_objects(missing, self.files.cache, progress=self.progress)
+
+
+def _merge_ranges(recipes: Sequence[Recipe]) -> dict[str, SpecifierSet]:
+    """Every component the recipes name, with their ranges intersected."""
+    wanted: dict[str, SpecifierSet] = {}
+    for recipe in recipes:
+        for name, spec in recipe.components.items():
+            wanted[name] = wanted.get(name, SpecifierSet()) & spec
+    return wanted
 
 
 def _write_tls(

@@ -18,6 +18,7 @@ from packaging.version import Version
 from steppatch import Home, Repository, SteppatchError
 from steppatch.config import MirrorEntry
 from steppatch.errors import InputError, LocalEnvironmentError, NetworkError
+from steppatch.offline import PatchFile, is_patch_file
 from steppatch.plan import SyncMode
 from steppatch.recipe import parse_recipe
 from steppatch.updater import ApplyStartFailed, Progress, split_refs
@@ -263,22 +264,71 @@ def _sync(sync: bool, syncmode: SyncMode | None) -> SyncMode | None:
     return (syncmode or SyncMode.KEEP) if sync else None
 
 
+TargetOption = Annotated[
+    Path | None,
+    typer.Option("--target", help="Offline: the installation's snapshot to make a patch for."),
+]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", help="Offline: where to write the patch file.")
+]
+
+
+def _offline(refs: list[str], target: Path | None, output: Path | None, json_out: bool) -> None:
+    if target is None or output is None:
+        raise InputError("an offline patch needs both --target SNAPSHOT.spr and --output PATCH")
+    snapshot = parse_recipe(_read_input_file(target, "--target"), str(target))
+    with render.progress_bar(enabled=not json_out) as bar:
+        info, size = _open_home(bar).prepare_offline(_refs(refs), snapshot, output)
+    if json_out:
+        render.print_json(render.patch_json(info, size))
+    else:
+        render.out.print(
+            f"Wrote {output}: {size} bytes, {info.objects} object(s) the installation lacks, "
+            f"for {info.system or 'an unnamed system'} ({info.environment})"
+        )
+        render.show_patch(info)
+
+
 @app.command("apply")
 def apply(
-    refs: Annotated[list[str], typer.Argument(help="to:PATH or a local .spr; comma lists too.")],
+    refs: Annotated[
+        list[str],
+        typer.Argument(help="to:PATH, a local .spr or a patch file; comma lists too."),
+    ],
     hot: Annotated[
         bool,
         typer.Option("--hot", help="Switch without restarting (only if every change allows)."),
     ] = False,
     sync: SyncOption = False,
     syncmode: SyncModeOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Apply a patch made from an older snapshot (re-resolves)."),
+    ] = False,
+    accessmode: Annotated[
+        str, typer.Option("--accessmode", help="'offline': make a patch (with --target, --output).")
+    ] = "online",
+    target: TargetOption = None,
+    output: OutputOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
 ) -> None:
-    """Bring the home to what the recipes ask for."""
+    """Bring the home to what the recipes ask for, or apply an offline patch file."""
+    if accessmode not in ("online", "offline"):
+        raise InputError(f"--accessmode {accessmode!r}: expected online or offline")
+    if accessmode == "offline":
+        _offline(refs, target, output, json_out)
+        return
     mode = _sync(sync, syncmode)
+    names = _refs(refs)
     with render.progress_bar(enabled=not json_out) as bar:
+        home = _open_home(bar)
         try:
-            report = _open_home(bar).apply(_refs(refs), hot=hot, sync=mode)
+            if len(names) == 1 and is_patch_file(Path(names[0])):
+                if mode is not None:
+                    raise InputError("--sync does not go with a patch file")
+                report = home.apply_patch(names[0], force=force, hot=hot)
+            else:
+                report = home.apply(names, hot=hot, sync=mode)
         except ApplyStartFailed as e:
             render.show_report(e.report)
             raise
@@ -291,9 +341,17 @@ def apply(
 @app.command("prepare")
 def prepare(
     refs: Annotated[list[str], typer.Argument(help="to:PATH or a local .spr; comma lists too.")],
+    target: TargetOption = None,
+    output: OutputOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
 ) -> None:
-    """Resolve and download ahead; print the plan. The managed tree is untouched."""
+    """Resolve and download ahead; print the plan. The managed tree is untouched.
+
+    With --target SNAPSHOT --output PATCH: make an offline patch file for that installation.
+    """
+    if target is not None or output is not None:
+        _offline(refs, target, output, json_out)
+        return
     with render.progress_bar(enabled=not json_out) as bar:
         plan = _open_home(bar).prepare(_refs(refs))
     if json_out:
@@ -302,6 +360,25 @@ def prepare(
     render.show_plan(plan, applied=False)
     if plan.changes and plan.hot:
         render.out.print(HOT_NOTICE)
+
+
+@app.command("inspect")
+def inspect(
+    patch: Annotated[Path, typer.Argument(help="A patch file.")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What a patch file is for, what it changes, its size (it is checked whole first)."""
+    opened = PatchFile.open(patch)
+    if json_out:
+        render.print_json(render.patch_json(opened.info, opened.size))
+        return
+    info = opened.info
+    render.out.print(
+        f"{patch}: {opened.size} bytes, {len(opened.members)} members, checksum ok\n"
+        f"for {info.system or 'an unnamed system'} (environment {info.environment}), "
+        f"made from its state {info.fingerprint[:16]}"
+    )
+    render.show_patch(info)
 
 
 @app.command("rollback")

@@ -23,7 +23,8 @@ from rich.table import Table
 
 from steppatch.config import MirrorEntry
 from steppatch.model import HomeState
-from steppatch.plan import ChangeReason, Drift, Plan
+from steppatch.offline import PatchInfo
+from steppatch.plan import ChangeReason, Drift, Plan, component_changes
 from steppatch.updater import ApplyReport, Update
 
 out = Console(highlight=False, soft_wrap=True)
@@ -33,6 +34,32 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def print_json(value: Any) -> None:
     """JSON on stdout, for scripts."""
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def patch_json(info: PatchInfo, size: int) -> dict[str, Any]:
+    changes = component_changes(info.base, info.target, ())
+    return {
+        "environment": info.environment,
+        "system": info.system,
+        "fingerprint": info.fingerprint,
+        "refs": list(info.refs),
+        "changes": [
+            {"name": c.name, "from": None if c.old is None else str(c.old),
+             "to": None if c.new is None else str(c.new)}
+            for c in changes
+        ],
+        "objects": info.objects,
+        "object_bytes": info.object_bytes,
+        "size": size,
+    }
+
+
+def show_patch(info: PatchInfo) -> None:
+    changes = component_changes(info.base, info.target, ())
+    if not changes:
+        out.print("It changes nothing.")
+    for c in changes:
+        out.print(f"  {c}", markup=False)
 
 
 def report_json(report: ApplyReport) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class HomeDir:
         for d in (home.trees, home.history, home.cache.root):
             d.mkdir(parents=True, exist_ok=True)
         (home.state_dir / "lock").touch()
+        home.environment_id()
         tree_id = home._new_tree_id()
         (home.trees / tree_id).mkdir()
         atomic_write(home.trees / f"{tree_id}.state.json", dump_state(HomeState()))
@@ -89,6 +90,16 @@ class HomeDir:
         if not (root / STATE_DIR).is_dir() or not config_path.is_file():
             raise HomeError(str(root), "not a steppatch home (run 'steppatch init' there first)")
         return cls(root, parse_home_config(config_path.read_bytes(), str(config_path)))
+
+    def environment_id(self) -> str:
+        """This environment's random id (made at ``init``; made now for an older home)."""
+        path = self.state_dir / "environment"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            value = uuid.uuid4().hex
+            atomic_write(path, f"{value}\n".encode())
+            return value
 
     def write_config(self, config: HomeConfig) -> None:
         """Replace ``steppatch.toml`` (atomically) with ``config``."""
