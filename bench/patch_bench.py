@@ -43,11 +43,11 @@ def main() -> None:
         root = (repo.root / "root.json").read_bytes()
         desk = Home.init(work / "desk", repo.root.as_uri(), root=root)
         inst = Home.init(work / "inst", (work / "nowhere").as_uri(), root=root, system="bench")
-        info, size = desk.prepare_offline(
-            ["to:big/1.0/big-1.0.spr"], inst.snapshot(), work / "p1.spr"
-        )
+        desk.prepare_offline(["to:big/1.0/big-1.0.spr"], inst.snapshot(), work / "p1.spr")
         inst.apply_patch(work / "p1.spr")
-        info, size = desk.prepare_offline(["to:big/latest.spr"], inst.snapshot(), work / "p2.spr")
+        _info, size = desk.prepare_offline(
+            ["to:big/latest.spr"], inst.snapshot(), work / "p2.spr"
+        )
         ideal = len(changed) * args.size
         whole = args.files * args.size
         print(f"# {args.files} files x {args.size} bytes, {len(changed)} changed")

@@ -1,5 +1,6 @@
 """The steppatch demo: a signed repository, an origin and a private mirror over HTTPS with client
-certificates, a home installed, upgraded, checked and rolled back, and a fallback to a snapshot.
+certificates, a home installed, upgraded, checked and rolled back, a fallback to a snapshot, and
+an air-gapped installation patched with the offline three-step method.
 
 Run from the project root (README's first command does): ``python examples/demo.py [WORKDIR]``.
 Every step runs the real ``steppatch`` command line, as an operator would, and says what it does.
@@ -174,6 +175,30 @@ def main() -> int:
             "apply", str(snap), "--sync", "--syncmode", "delete",
         )
         step("Nothing drifts now", "verify")
+
+        air = work / "air-gapped"
+        air_env = {**env, "STEPPATCH_HOME": str(air)}
+
+        def air_step(text: str, *args: str) -> None:
+            print(f"\n== {text}")
+            print(f"$ STEPPATCH_HOME={air} steppatch {' '.join(shlex.quote(a) for a in args)}",
+                  flush=True)
+            if subprocess.run([*CLI, *args], env=air_env, check=False).returncode != 0:
+                raise SystemExit("demo failed")
+
+        air_step("An air-gapped installation: no mirror it could reach, only the root it trusts",
+                 "init", "--updates", (work / "no-network").as_uri(),
+                 "--root", str(repo / "root.json"), "--system", "demo-vault")
+        air_snap, air_patch = work / "vault.snapshot.spr", work / "vault.patch.spr"
+        air_step("Offline step 1, on the installation: a snapshot to carry out",
+                 "snapshot", str(air_snap))
+        step("Offline step 2, on a host that reaches the mirror: a patch file for exactly that "
+             "installation", "prepare", f"to:{RELEASE},to:acme-addon/7.0/acme-addon-7.0.1.spr",
+             "--target", str(air_snap), "--output", str(air_patch))
+        step("... what the patch file holds", "inspect", str(air_patch))
+        air_step("Offline step 3, back on the installation, with no network at all",
+                 "apply", str(air_patch))
+        air_step("The air-gapped installation now", "status")
         step("The mirror's view: what it holds", "mirror", "status", "--config", str(mirror))
     finally:
         for proc in servers:

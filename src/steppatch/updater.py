@@ -717,10 +717,10 @@ class Home:
         mirror, fetcher = self.repository.pool.current("snapshot upload")
         if not isinstance(fetcher, HttpsFetcher):
             return f"skipped: {mirror.url} is not a server"
+        # Names, versions and the system name: nothing else leaves the installation.
+        payload = pinned_recipe(RecipeKind.SNAPSHOT, state.versions(), system=system)
         try:
-            status = fetcher.put(
-                f"snapshots/{system}.spr", dump_recipe(self._thin_snapshot(state))
-            )
+            status = fetcher.put(f"snapshots/{system}.spr", dump_recipe(payload))
         except SteppatchError as e:
             return f"failed: {e}"
         return "sent" if status in (200, 201, 204) else f"failed: {mirror.url} answered {status}"
