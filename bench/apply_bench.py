@@ -4,8 +4,10 @@ Run: ``.venv/bin/python bench/apply_bench.py [--files N] [--size BYTES] [--runs 
 
 Two tasks, each timed R times (median reported), all tools side by side in one run:
 
-- install: put version 1 of a component (N files) into an empty place.
-- upgrade: bring that place from version 1 to version 2, where 10% of the files changed.
+- install: put version 1 of a component (N files) into an empty place (steppatch from a warm
+  cache: ``prepare`` ran before, untimed).
+- upgrade: bring that place from version 1 to version 2 (``--changed``, 10% by default, of the
+  files changed), with the bytes each writes.
 
 steppatch's times include what the others do not do: hashing every byte it installs (twice on
 install: into the cache, then out of it), making the tree durable, an atomic switch. The
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,18 +39,36 @@ def make_source(root: Path, version: str, files: int, size: int, changed: set[in
         path.parent.mkdir(parents=True, exist_ok=True)
         seed = i + (1_000_000 if i in changed else 0)
         path.write_bytes(random.Random(seed).randbytes(size))
+        # Equal content, equal times: rsync's quick check then sees only the changed files.
+        os.utime(path, (1_000_000_000 + seed, 1_000_000_000 + seed))
     (src / "component.toml").write_text(f'name = "bench"\nversion = "{version}"\n')
     return src
 
 
-def timed(fn: Callable[[], object], runs: int, setup: Callable[[], None]) -> float:
-    times = []
+WRITTEN: dict[str, float] = {}
+
+
+def _written() -> int:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_oublock
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_oublock
+    return (own + children) * 512
+
+
+def timed(
+    fn: Callable[[], object], runs: int, setup: Callable[[], None], label: str = ""
+) -> float:
+    """Median seconds of ``fn`` over ``runs``; with ``label``, also the median bytes written."""
+    times, written = [], []
     for _ in range(runs):
         setup()
         os.sync()  # no run pays for the dirty pages of the one before
+        before = _written()
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
+        written.append(_written() - before)
+    if label:
+        WRITTEN[label] = statistics.median(written)
     return statistics.median(times)
 
 
@@ -56,10 +77,13 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--size", type=int, default=32 * 1024)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--changed", type=float, default=0.10, help="fraction changed by v2")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="steppatch-bench-"))
     try:
-        changed = set(random.Random(7).sample(range(args.files), args.files // 10))
+        changed = set(
+            random.Random(7).sample(range(args.files), max(1, int(args.files * args.changed)))
+        )
         v1 = make_source(work, "1.0", args.files, args.size, set())
         v2 = make_source(work, "2.0", args.files, args.size, changed)
         repo = Repository.init(work / "repo")
@@ -83,9 +107,16 @@ def main() -> None:
         def new_home() -> None:
             homes.append(fresh_home())
 
-        # steppatch: repository to home (cache empty each run: includes the download)
+        def fresh_prepared() -> None:
+            for old in homes:
+                shutil.rmtree(old.path, ignore_errors=True)
+            homes.clear()
+            new_home()
+            homes[-1].prepare(["to:bench/1.0/bench-1.0.spr"])
+
+        # steppatch: into an empty home from a warm cache (prepare ran before; not timed)
         results["install"]["steppatch apply"] = timed(
-            lambda: homes[-1].apply(["to:bench/1.0/bench-1.0.spr"]), args.runs, new_home
+            lambda: homes[-1].apply(["to:bench/1.0/bench-1.0.spr"]), args.runs, fresh_prepared
         )
         results["install"]["cp -a"] = timed(
             lambda: subprocess.run(["cp", "-a", str(v1 / "files"), str(dest)], check=True),
@@ -107,12 +138,16 @@ def main() -> None:
             )
 
         def home_at_v1() -> None:
+            for old in homes:
+                shutil.rmtree(old.path, ignore_errors=True)
+            homes.clear()
             new_home()
             homes[-1].apply(["to:bench/1.0/bench-1.0.spr"])
 
         plans = []
         results["upgrade"]["steppatch apply"] = timed(
-            lambda: plans.append(homes[-1].apply(["to:bench/latest.spr"])), args.runs, home_at_v1
+            lambda: plans.append(homes[-1].apply(["to:bench/latest.spr"]).plan), args.runs,
+            home_at_v1, label="steppatch apply",
         )
 
         def dest_at_v1() -> None:
@@ -129,7 +164,7 @@ def main() -> None:
                 lambda: subprocess.run(
                     [rsync, "-a", "--delete", f"{v2 / 'files'}/", f"{dest}/"], check=True
                 ),
-                args.runs, dest_at_v1,
+                args.runs, dest_at_v1, label="rsync -a --delete (in place)",
             )
             results["upgrade"]["rsync -a --delete --checksum"] = timed(
                 lambda: subprocess.run(
@@ -147,7 +182,10 @@ def main() -> None:
             for tool, seconds in row.items():
                 print(f"{tool:<34} {seconds:>9.3f} {seconds / base:>19.2f}")
         plan = plans[-1]
-        print(f"\n{'upgrade bytes':<34} {'bytes':>12}")
+        print(f"\n{'upgrade: bytes written':<34} {'bytes':>12}")
+        for tool, value in WRITTEN.items():
+            print(f"{tool:<34} {int(value):>12}")
+        print(f"\n{'upgrade: bytes downloaded':<34} {'bytes':>12}")
         print(f"{'changed bytes (ideal)':<34} {len(changed) * args.size:>12}")
         print(f"{'steppatch downloaded':<34} {plan.download_bytes:>12}")
         print(f"{'ratio':<34} {plan.download_bytes / (len(changed) * args.size):>12.2f}")

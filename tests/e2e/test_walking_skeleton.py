@@ -11,26 +11,13 @@ from typing import Any
 
 import pytest
 
+from tests.builders import tree
 from tests.e2e.conftest import Run
 
 RELEASE = "step/trailblazer/step-trailblazer-9.0-mp5-2018-11-08-15-54-27.spr"
 
 
-def tree_digest(root: Path) -> dict[str, object]:
-    """Every entry under ``root``: kind, mode and content or link target."""
-    found: dict[str, object] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            st = p.lstat()
-            if p.is_symlink():
-                found[rel] = ("link", os.readlink(p))
-            elif p.is_dir():
-                found[rel] = ("dir", st.st_mode & 0o7777)
-            else:
-                found[rel] = ("file", st.st_mode & 0o7777, p.read_bytes())
-    return found
+tree_digest = tree  # every entry: kind, mode, content or link target
 
 
 def home_digest(home: Path) -> dict[str, object]:

@@ -72,6 +72,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"root": root, "repo": repo, "expected": expected}
 
 
+def repo_of(world: dict[str, object]) -> Repository:
+    repo = world["repo"]
+    assert isinstance(repo, Repository)
+    return repo
+
+
 def cli(home: Path, *args: str, kill_at: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "STEPPATCH_TEST_KILL_AT": kill_at}
     return subprocess.run(
@@ -101,8 +107,7 @@ STEPS_BEFORE_SWITCH = ["downloaded", "staging", "staged", "stopped", "state-writ
 
 @pytest.mark.parametrize("step", [*STEPS_BEFORE_SWITCH, "switched"])
 def test_sigkill_at_every_step(world: dict[str, object], tmp_path: Path, step: str) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     home.apply([V1])
     done = cli(home.path, "apply", V2, kill_at=step)
@@ -111,8 +116,7 @@ def test_sigkill_at_every_step(world: dict[str, object], tmp_path: Path, step: s
 
 
 def test_killed_recovery_still_converges(world: dict[str, object], tmp_path: Path) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     home.apply([V1])
     assert cli(home.path, "apply", V2, kill_at="staged").returncode == -signal.SIGKILL
@@ -122,8 +126,7 @@ def test_killed_recovery_still_converges(world: dict[str, object], tmp_path: Pat
 
 
 def test_sigkill_at_100_random_moments(world: dict[str, object], tmp_path: Path) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     home.apply([V1])
     rng = random.Random(20261122)
@@ -162,8 +165,7 @@ def small_disk(tmp_path: Path) -> Path:
 def test_short_disk_is_refused_before_staging(
     world: dict[str, object], small_disk: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, small_disk / "home")
     before = unmetadata(tree(home.path))
     with pytest.raises(InsufficientSpace) as info:
@@ -175,8 +177,7 @@ def test_short_disk_is_refused_before_staging(
 def test_full_disk_during_staging_leaves_the_old_tree(
     world: dict[str, object], small_disk: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     path = home_for(repo, small_disk / "home").path
     before = tree(path / "current")
     # Everything is downloaded (the cache fits), then, with the estimate disabled, the disk
@@ -191,8 +192,7 @@ def test_full_disk_during_staging_leaves_the_old_tree(
 
 
 def test_a_second_apply_waits_for_the_first(world: dict[str, object], tmp_path: Path) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     procs = [
         subprocess.Popen(
@@ -208,8 +208,7 @@ def test_a_second_apply_waits_for_the_first(world: dict[str, object], tmp_path: 
 def test_a_held_lock_is_refused_with_a_clear_message(
     world: dict[str, object], tmp_path: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     holding, release = threading.Event(), threading.Event()
 
@@ -234,8 +233,7 @@ def test_a_held_lock_is_refused_with_a_clear_message(
 def test_a_lock_of_a_killed_process_is_taken_over(
     world: dict[str, object], tmp_path: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     assert cli(home.path, "apply", V1, kill_at="staged").returncode == -signal.SIGKILL
     assert cli(home.path, "apply", V1).returncode == 0
@@ -244,8 +242,7 @@ def test_a_lock_of_a_killed_process_is_taken_over(
 def test_sync_delete_after_local_changes_equals_the_snapshot(
     world: dict[str, object], tmp_path: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     home.apply([V1])
     snapshot = tmp_path / "v1.spr"
@@ -271,8 +268,7 @@ def test_sync_delete_after_local_changes_equals_the_snapshot(
 def test_sync_keep_restores_but_keeps_added_files(
     world: dict[str, object], tmp_path: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     home.apply([V2])
     current = home.path / "current"
@@ -290,8 +286,7 @@ def test_sync_keep_restores_but_keeps_added_files(
 def test_a_plain_apply_keeps_added_files_and_displaces_those_in_the_way(
     world: dict[str, object], tmp_path: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     home.apply([V1])
     current = home.path / "current"
@@ -307,8 +302,7 @@ def test_a_plain_apply_keeps_added_files_and_displaces_those_in_the_way(
 def test_rollback_returns_to_the_replaced_state(
     world: dict[str, object], tmp_path: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     home.apply([V1])
     home.apply([V2])
@@ -331,8 +325,7 @@ def mtimes(root: Path) -> dict[str, int]:
 def test_applying_the_same_thing_twice_writes_nothing(
     world: dict[str, object], tmp_path: Path
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
+    repo = repo_of(world)
     home = home_for(repo, tmp_path / "home")
     home.apply([V2])
     before = (tree(home.path), mtimes(home.path))
@@ -353,10 +346,8 @@ def test_applying_the_same_thing_twice_writes_nothing(
     ],
 )
 def test_hostile_manifests_are_refused_before_anything_is_written(
-    world: dict[str, object], tmp_path: Path, entry: dict[str, object]
+    tmp_path: Path, entry: dict[str, object]
 ) -> None:
-    repo = world["repo"]
-    assert isinstance(repo, Repository)
     evil = Repository.init(tmp_path / "evil")
     data = json.dumps(
         {"component": "evil", "entries": [entry], "format": "steppatch-manifest/1",
