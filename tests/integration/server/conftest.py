@@ -25,6 +25,7 @@ import requests
 
 from steppatch import Home, Repository, pki
 from steppatch.transport import HttpsFetcher, TlsConfig
+from tests.integration.tls.servers import install_nginx
 
 START_TIMEOUT = 20.0
 
@@ -438,8 +439,8 @@ class Nginx:
 
 @pytest.fixture
 def nginx_factory(tmp_path: Path, certs: Pki) -> Iterator[Any]:
-    if shutil.which("nginx") is None:
-        pytest.skip("nginx is not installed (apt-get install nginx)")
+    if install_nginx() is None:
+        pytest.skip("nginx is not installed and cannot be installed here (needs root, apt-get)")
     started: list[Nginx] = []
 
     def start(root: Path) -> Nginx:
