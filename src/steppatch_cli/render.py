@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -266,14 +267,17 @@ def progress_bar(enabled: bool = True) -> Iterator[Any]:
         transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}
+        started: dict[str, float] = {}
 
         def update(stage: str, done: int, total: int) -> None:
-            detail = (
-                f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB" if stage == "download"
-                else f"{done}/{total}"
-            )
             if not total:
                 return
+            elapsed = time.monotonic() - started.setdefault(stage, time.monotonic())
+            if stage == "download":
+                rate = done / elapsed / 2**20 if elapsed > 0 else 0.0
+                detail = f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB at {rate:.1f} MiB/s"
+            else:
+                detail = f"{done}/{total}"
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total, detail=detail)
             bar.update(tasks[stage], completed=done, total=total, detail=detail)
