@@ -332,10 +332,7 @@ def apply(
         except ApplyStartFailed as e:
             render.show_report(e.report)
             raise
-    if json_out:
-        render.print_json(render.report_json(report))
-    else:
-        render.show_report(report)
+    render.report(report, json_out=json_out)
 
 
 @app.command("prepare")
@@ -386,10 +383,7 @@ def rollback(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Return to the state the last apply replaced (repeat to go further back)."""
     with render.progress_bar(enabled=not json_out) as bar:
         report = _open_home(bar).rollback()
-    if json_out:
-        render.print_json(render.report_json(report))
-    else:
-        render.show_report(report)
+    render.report(report, json_out=json_out)
 
 
 @app.command("verify")

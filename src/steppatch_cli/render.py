@@ -99,6 +99,14 @@ def show_mirrors(listed: list[tuple[MirrorEntry, bool]]) -> None:
     out.print(table)
 
 
+def report(result: ApplyReport, *, json_out: bool) -> None:
+    """What an apply or rollback did, as JSON or for a person."""
+    if json_out:
+        print_json(report_json(result))
+    else:
+        show_report(result)
+
+
 def show_report(report: ApplyReport) -> None:
     show_plan(report.plan, applied=True)
     if report.upload.startswith("failed"):
