@@ -9,7 +9,6 @@ checked against the lengths and hashes of the verified index, objects against th
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -18,7 +17,7 @@ from steppatch._fs import atomic_write
 from steppatch.errors import HomeError, IntegrityError, MissingFile, UnknownReference
 from steppatch.formats import index_from_json, parse_manifest
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import ComponentVersion, FileRef, Manifest, Recipe, RepositoryIndex
+from steppatch.model import ComponentVersion, Manifest, Recipe, RepositoryIndex
 from steppatch.recipe import parse_recipe
 from steppatch.store import ObjectStore
 from steppatch.transport import (
@@ -30,7 +29,13 @@ from steppatch.transport import (
     download_objects,
     fetch_bytes,
 )
-from steppatch.trust import Root, TrustedMetadataSet, load_trusted_root
+from steppatch.trust import (
+    Root,
+    TrustedMetadataSet,
+    load_trusted_root,
+    sha256_hex,
+    verify_length_and_hash,
+)
 
 __all__ = ["Clock", "MetadataStore", "RepositoryClient", "fetch_root_for_tofu", "utcnow"]
 
@@ -80,16 +85,6 @@ def fetch_root_for_tofu(fetcher: Fetcher, limits: Limits = DEFAULT_LIMITS) -> tu
     """
     data = fetch_bytes(fetcher, "root.json", limits.max_root_bytes, "root metadata")
     return data, load_trusted_root(data, limits.trust())
-
-
-def _check(data: bytes, ref: FileRef, what: str) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if len(data) != ref.length or digest != ref.sha256:
-        raise IntegrityError(
-            what,
-            f"{ref.length} bytes with sha256 {ref.sha256} (as the signed index says)",
-            f"{len(data)} bytes with sha256 {digest}",
-        )
 
 
 class RepositoryClient:
@@ -187,7 +182,7 @@ class RepositoryClient:
         return (
             held.version == pin.version
             and len(held.raw) == pin.length
-            and hashlib.sha256(held.raw).hexdigest() == pin.sha256
+            and sha256_hex(held.raw) == pin.sha256
         )
 
     def index(self) -> RepositoryIndex:
@@ -210,7 +205,7 @@ class RepositoryClient:
 
         def read(fetcher: Fetcher) -> bytes:
             data = fetch_bytes(fetcher, path, ref.length, f"recipe {path}")
-            _check(data, ref, f"recipe {path}")
+            verify_length_and_hash(data, ref.length, ref.sha256, f"recipe {path}")
             return data
 
         return parse_recipe(self._call(read, f"recipe {path}"), f"to:{path}", self.limits)
@@ -221,7 +216,7 @@ class RepositoryClient:
 
         def read(fetcher: Fetcher) -> bytes:
             data = fetch_bytes(fetcher, cv.manifest.path, cv.manifest.length, what)
-            _check(data, cv.manifest, what)
+            verify_length_and_hash(data, cv.manifest.length, cv.manifest.sha256, what)
             return data
 
         manifest = parse_manifest(self._call(read, what), what, self.limits)

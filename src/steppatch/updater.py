@@ -164,7 +164,8 @@ class ApplyStartFailed(LocalEnvironmentError):
 @attrs.frozen
 class _Resolution:
     plan: Plan
-    state: HomeState
+    state: HomeState  # the state the apply makes
+    old: HomeState  # the state it replaces
     steps: tuple[TreeStep, ...]
     missing: tuple[tuple[str, int], ...]
 
@@ -534,14 +535,7 @@ class Home:
         with self._locked():
             recipes = self._load_refs(refs)
             index = self.repository.index()
-            wanted = _merge_ranges(recipes)
-            exact = any(r.exact for r in recipes)
-            solution = solve(
-                [Requirement(f"{name}{spec}") for name, spec in sorted(wanted.items())],
-                index,
-                installed={n: v for n, v in base.items() if n in wanted} if exact else base,
-                max_rounds=self.limits.solver_max_rounds,
-            )
+            solution, _wanted = self._solve(recipes, base)
             held: set[str] = set()
             for name, version in base.items():
                 cv = index.get(name, version)
@@ -676,12 +670,11 @@ class Home:
             resolution.steps, lambda done, total: self.progress("stage", done, total)
         )
         checkpoint("staged")
-        old_state = self.files.state()
         history = None
         if record:
             history = self.files.record_history(
                 f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.spr",
-                dump_recipe(self._thin_snapshot(old_state)),
+                dump_recipe(self._thin_snapshot(resolution.old)),
             )
         restart = not hot and bool(plan.changes)
         if restart:
@@ -772,20 +765,31 @@ class Home:
         data = local.read_bytes()
         return parse_recipe(data, ref, self.limits)
 
-    def _resolve(self, recipes: list[Recipe], sync: SyncMode | None) -> _Resolution:
+    def _solve(
+        self, recipes: Sequence[Recipe], installed: Mapping[str, Version]
+    ) -> tuple[dict[str, Version], set[str]]:
+        """What ``recipes`` resolve to on top of ``installed``, and the names they ask for.
+
+        Installed components stay unless a snapshot among the recipes leaves them out.
+        Raises :class:`~steppatch.errors.ResolutionImpossible`.
+        """
         wanted = _merge_ranges(recipes)
-        state = self.files.state()
-        installed = state.versions()
         exact = any(r.exact for r in recipes)
         keep = {n: v for n, v in installed.items() if n in wanted} if exact else installed
-        index = self.repository.index()
         target = solve(
             [Requirement(f"{name}{spec}") for name, spec in sorted(wanted.items())],
-            index,
+            self.repository.index(),
             installed=keep,
             max_rounds=self.limits.solver_max_rounds,
         )
-        changes = component_changes(installed, target, set(wanted))
+        return target, set(wanted)
+
+    def _resolve(self, recipes: list[Recipe], sync: SyncMode | None) -> _Resolution:
+        state = self.files.state()
+        installed = state.versions()
+        index = self.repository.index()
+        target, wanted = self._solve(recipes, installed)
+        changes = component_changes(installed, target, wanted)
         components: dict[str, InstalledComponent] = {}
         for name, version in sorted(target.items()):
             held = state.components.get(name)
@@ -821,7 +825,7 @@ class Home:
             download_bytes=sum(size for _sha, size in missing),
             repairs=repairs,
         )
-        return _Resolution(plan, HomeState(components), tuple(steps), missing)
+        return _Resolution(plan, HomeState(components), state, tuple(steps), missing)
 
     def _take_from_live(
         self, missing: tuple[tuple[str, int], ...], old_tree: Mapping[str, TreeEntry]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -61,6 +60,7 @@ from steppatch.trust import (
     make_root,
     make_timestamp,
     rotate,
+    sha256_hex,
     sign,
     verify_length_and_hash,
 )
@@ -95,11 +95,6 @@ class Expiry:
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def sha256_bytes(data: bytes) -> str:
-    """The sha256 hex digest of ``data``."""
-    return hashlib.sha256(data).hexdigest()
 
 
 @attrs.frozen
@@ -230,7 +225,7 @@ class Repository:
         """
         source = read_source(Path(source_dir), self.limits)
         manifest_bytes = dump_manifest(source.manifest)
-        manifest_sha = sha256_bytes(manifest_bytes)
+        manifest_sha = sha256_hex(manifest_bytes)
         recipe_path = component_recipe_path(source.name, source.version)
         entry = ComponentVersion(
             name=source.name,
@@ -311,7 +306,7 @@ class Repository:
                 )
             held = index.recipes.get(path)
             if held is not None:
-                if held.sha256 == sha256_bytes(data):
+                if held.sha256 == sha256_hex(data):
                     return recipe
                 raise RepositoryConflict(f"{path} already holds a different recipe")
             if path.startswith(_RESERVED):
@@ -338,7 +333,7 @@ class Repository:
         target = self.root / safe_relpath(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, data)
-        return FileRef(path, sha256_bytes(data), len(data))
+        return FileRef(path, sha256_hex(data), len(data))
 
     def sign(self, expires: dt.datetime | None = None) -> int:
         """Re-sign the index and timestamp with new versions; return the new index version.
