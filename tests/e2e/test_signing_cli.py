@@ -90,3 +90,18 @@ def test_bad_expiry_and_role_are_input_errors(repo: Path, run: Run) -> None:
 def test_missing_keys_say_where_they_were_looked_for(repo: Path, run: Run, tmp_path: Path) -> None:
     line = one_line(run("repo", "sign", repo, "--keys", tmp_path / "nokeys", expect=2).err)
     assert str(tmp_path / "nokeys") in line
+
+
+def test_bad_mirror_edits_are_refused_and_change_nothing(
+    repo: Path, run: Run, home: Path
+) -> None:
+    run("init", "--updates", repo.as_uri(), "--root", repo / "root.json")
+    config = (home / "steppatch.toml").read_bytes()
+    assert "already" in one_line(run("mirrors", "add", "primary", repo.as_uri(), expect=2).err)
+    assert "plain http" in one_line(
+        run("mirrors", "add", "web", "http://127.0.0.1:9/", expect=2).err
+    )
+    assert "https://" in one_line(run("mirrors", "--updates", "ftp://x/", expect=2).err)
+    assert (home / "steppatch.toml").read_bytes() == config
+    checks = json.loads(run("ping", "--updates", "gopher://x/", "--json", expect=4).out)
+    assert checks["checks"][0]["name"] == "configuration"
