@@ -7,19 +7,24 @@ and lives under ``.steppatch/``.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 
 import attrs
 
-from steppatch.errors import ConfigError
+from steppatch.errors import ConfigError, InputError
 
 __all__ = [
     "CONFIG_NAME",
     "HomeConfig",
+    "Location",
     "MirrorEntry",
+    "NodeEntry",
     "ServiceConfig",
+    "check_node_name",
     "dump_home_config",
     "parse_home_config",
+    "parse_location",
 ]
 
 CONFIG_NAME = "steppatch.toml"
@@ -45,16 +50,86 @@ class MirrorEntry:
 
 
 @attrs.frozen
+class NodeEntry:
+    """Another node of the home's cluster: ``location`` is a local path or
+    ``ssh://USER@HOST[:PORT]/PATH``; ``command`` the steppatch to run there over SSH (default
+    ``steppatch`` on the node's PATH).
+    """
+
+    name: str
+    location: str
+    command: str = ""
+
+
+_SSH = re.compile(
+    r"ssh://(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?(?P<path>/.*)"
+)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+@attrs.frozen
+class Location:
+    """Where a node's home is: a local ``path``, or ``path`` on ``host`` over SSH."""
+
+    path: str
+    host: str = ""
+    user: str = ""
+    port: int | None = None
+
+    @property
+    def is_ssh(self) -> bool:
+        return bool(self.host)
+
+    def __str__(self) -> str:
+        if not self.host:
+            return self.path
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port is not None else ""
+        return f"ssh://{user}{self.host}{port}{self.path}"
+
+
+def parse_location(text: str) -> Location:
+    """``/srv/step`` or ``ssh://USER@HOST[:PORT]/PATH``. Raises :class:`InputError`."""
+    if text.startswith("ssh://"):
+        m = _SSH.fullmatch(text)
+        if m is None:
+            raise InputError(f"node location {text!r}: expected ssh://USER@HOST[:PORT]/PATH")
+        port = int(m["port"]) if m["port"] else None
+        if port is not None and not 0 < port < 65536:
+            raise InputError(f"node location {text!r}: port {port} out of range")
+        path = m["path"]
+        if "\0" in path or ".." in path.split("/"):
+            raise InputError(f"node location {text!r}: the path must be absolute, without '..'")
+        return Location(path, m["host"], m["user"] or "", port)
+    if "://" in text:
+        raise InputError(f"node location {text!r}: expected a path or ssh://USER@HOST[:PORT]/PATH")
+    if not text.startswith("/"):
+        raise InputError(f"node location {text!r}: a local path must be absolute")
+    return Location(text)
+
+
+def check_node_name(name: str) -> str:
+    """A node name: letters, digits, ``._-``. Raises :class:`InputError`."""
+    if not _NAME.fullmatch(name):
+        raise InputError(f"node name {name!r}: use letters, digits, '.', '_' and '-' (max 63)")
+    return name
+
+
+@attrs.frozen
 class HomeConfig:
     """``updates``: the selected mirror's URL (tried first); ``mirrors``: every mirror, by
     priority; ``system``: this environment's system name; ``service``: how to stop and start the
-    application around an apply.
+    application around an apply; ``node``: this node's name in its cluster (empty: the host
+    name); ``nodes``: the cluster's other nodes.
     """
 
     updates: str
     system: str = ""
     service: ServiceConfig = ServiceConfig()
     mirrors: tuple[MirrorEntry, ...] = ()
+    node: str = ""
+    nodes: tuple[NodeEntry, ...] = ()
 
     def mirror_list(self) -> list[MirrorEntry]:
         """The mirrors in the order they are tried: the selected one, then by priority."""
@@ -71,7 +146,7 @@ def parse_home_config(data: bytes, source: str) -> HomeConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(source, f"not valid TOML: {e}") from e
     values: dict[str, str] = {}
-    for key, required in (("updates", True), ("system", False)):
+    for key, required in (("updates", True), ("system", False), ("node", False)):
         if key not in raw:
             if required:
                 raise ConfigError(source, f"field {key!r}: missing (required)")
@@ -90,8 +165,35 @@ def parse_home_config(data: bytes, source: str) -> HomeConfig:
             raise ConfigError(source, f"field 'service.{key}': expected a string")
         commands[key] = value
     return HomeConfig(
-        **values, service=ServiceConfig(**commands), mirrors=_mirrors(raw, source)
+        **values,
+        service=ServiceConfig(**commands),
+        mirrors=_mirrors(raw, source),
+        nodes=_nodes(raw, source),
     )
+
+
+def _nodes(raw: dict[str, object], source: str) -> tuple[NodeEntry, ...]:
+    tables = raw.get("nodes", [])
+    if not isinstance(tables, list):
+        raise ConfigError(source, "[[nodes]]: expected an array of tables")
+    nodes = []
+    for i, table in enumerate(tables):
+        where = f"nodes[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(source, f"{where}: expected a table")
+        unknown = sorted(set(table) - {"name", "location", "command"})
+        if unknown:
+            raise ConfigError(source, f"field '{where}.{unknown[0]}': unknown")
+        for key in ("name", "location", "command"):
+            if key in table and not isinstance(table[key], str):
+                raise ConfigError(source, f"field '{where}.{key}': expected str")
+        if not table.get("name") or not table.get("location"):
+            raise ConfigError(source, f"{where}: 'name' and 'location' are required")
+        nodes.append(NodeEntry(table["name"], table["location"], table.get("command", "")))
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        raise ConfigError(source, f"[[nodes]]: names must be unique, got {names}")
+    return tuple(nodes)
 
 
 def _mirrors(raw: dict[str, object], source: str) -> tuple[MirrorEntry, ...]:
@@ -130,6 +232,8 @@ def dump_home_config(config: HomeConfig) -> bytes:
         "# updates: the selected mirror, tried first; the others follow by priority.",
         f"updates = {json.dumps(config.updates)}",
         f"system = {json.dumps(config.system)}",
+        "# node: this node's name in its cluster (empty: the host name)",
+        f"node = {json.dumps(config.node)}",
         "",
         "# Shell commands run in the home around an apply; empty means there is none.",
         "[service]",
@@ -145,5 +249,13 @@ def dump_home_config(config: HomeConfig) -> bytes:
             f"url = {json.dumps(mirror.url)}",
             f"priority = {mirror.priority}",
             f"name = {json.dumps(mirror.name)}",
+        ]
+    for node in config.nodes:
+        lines += [
+            "",
+            "[[nodes]]",
+            f"name = {json.dumps(node.name)}",
+            f"location = {json.dumps(node.location)}",
+            f"command = {json.dumps(node.command)}",
         ]
     return ("\n".join(lines) + "\n").encode()

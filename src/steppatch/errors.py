@@ -10,6 +10,9 @@ from __future__ import annotations
 
 __all__ = [
     "BadReference",
+    "ClusterError",
+    "ClusterMixed",
+    "ClusterPartiallyApplied",
     "ComponentSourceError",
     "ConfigError",
     "ConfigOutdated",
@@ -22,6 +25,8 @@ __all__ = [
     "MalformedDocument",
     "MissingFile",
     "NetworkError",
+    "NodeError",
+    "NodeFailed",
     "NotHot",
     "NothingToRollBack",
     "PathConflict",
@@ -31,6 +36,7 @@ __all__ = [
     "RepositoryError",
     "ResolutionImpossible",
     "ServiceError",
+    "StagedApplyMissing",
     "StalePatch",
     "SteppatchError",
     "TooLarge",
@@ -315,3 +321,88 @@ class LockedError(LocalEnvironmentError):
     def __init__(self, path: str) -> None:
         super().__init__(f"{path} is locked by another steppatch process")
         self.path = path
+
+
+class StagedApplyMissing(LocalEnvironmentError):
+    """A staged apply a cluster switch names is gone (discarded, or the home changed since)."""
+
+    def __init__(self, home: str, token: str, problem: str) -> None:
+        super().__init__(f"home {home}: staged apply {token!r}: {problem}")
+        self.home = home
+        self.token = token
+        self.problem = problem
+
+
+# --- clusters ------------------------------------------------------------------------------------
+
+
+class ClusterError(LocalEnvironmentError):
+    """A cluster apply could not start, or did not finish on every node."""
+
+
+class ClusterMixed(ClusterError):
+    """The cluster's nodes are not all at the same versions, so a plain apply does not start.
+
+    ``groups`` pairs each set of versions (as text) with the nodes at it.
+    """
+
+    def __init__(self, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
+        where = "; ".join(f"{', '.join(nodes)} at {versions}" for versions, nodes in groups)
+        super().__init__(
+            f"the cluster is mixed: {where}. Patch one node at a time with 'apply --local', "
+            "or apply a snapshot to bring every node to (steppatch apply SNAPSHOT.spr)"
+        )
+        self.groups = groups
+
+
+class NodeFailed(ClusterError):
+    """A node failed before any node was switched; nothing was switched anywhere.
+
+    ``phase`` is ``status`` or ``prepare``; ``exit_code`` is the cause's.
+    """
+
+    def __init__(self, node: str, phase: str, reason: str, exit_code: int) -> None:
+        super().__init__(f"node {node} failed during {phase}: {reason}; no node was switched")
+        self.node = node
+        self.phase = phase
+        self.reason = reason
+        self.exit_code = exit_code
+
+
+class ClusterPartiallyApplied(ClusterError):
+    """A node failed during its switch after others were switched.
+
+    ``nodes`` pairs each node with its versions now (as text); ``switched`` names the nodes that
+    were switched, ``failed`` the one that failed and ``hint`` says how to go back or finish.
+    """
+
+    def __init__(
+        self,
+        failed: str,
+        reason: str,
+        nodes: tuple[tuple[str, str], ...],
+        switched: tuple[str, ...],
+        hint: str,
+    ) -> None:
+        now = "; ".join(f"{name} at {versions}" for name, versions in nodes)
+        super().__init__(
+            f"node {failed} failed during its switch: {reason}. "
+            f"Switched: {', '.join(switched) or 'none'}. Nodes now: {now}. {hint}"
+        )
+        self.failed = failed
+        self.reason = reason
+        self.nodes = nodes
+        self.switched = switched
+        self.hint = hint
+
+
+class NodeError(ClusterError):
+    """Another node could not be reached, or a command there failed; ``exit_code`` is the
+    cause's (4 when the node could not be reached).
+    """
+
+    def __init__(self, node: str, problem: str, exit_code: int) -> None:
+        super().__init__(f"node {node}: {problem}")
+        self.node = node
+        self.problem = problem
+        self.exit_code = exit_code

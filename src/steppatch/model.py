@@ -26,6 +26,7 @@ __all__ = [
     "HomeState",
     "InstalledComponent",
     "Manifest",
+    "NodeSnapshot",
     "Recipe",
     "RecipeKind",
     "RepositoryIndex",
@@ -148,6 +149,16 @@ class RecipeKind(StrEnum):
 
 
 @attrs.frozen
+class NodeSnapshot:
+    """One node's part of a cluster snapshot: what it had installed when the snapshot was taken."""
+
+    name: str
+    versions: Mapping[str, Version] = attrs.field(converter=_frozen_map)
+    environment: str = ""
+    fingerprint: str = ""
+
+
+@attrs.frozen
 class Recipe:
     """A document naming component requirements.
 
@@ -165,6 +176,9 @@ class Recipe:
     fingerprint: str = ""
     #: a full snapshot: every managed entry as it was on disk (path -> entry)
     files: Mapping[str, FileEntry] = attrs.field(factory=dict, converter=_frozen_map)
+    #: a cluster snapshot: every node as it was (``components`` are the versions to bring
+    #: every node to)
+    nodes: tuple[NodeSnapshot, ...] = ()
 
     @property
     def exact(self) -> bool:

@@ -18,7 +18,7 @@ from steppatch._json import Fields, dump_json, load_json_object
 from steppatch.errors import RecipeError
 from steppatch.formats import entries_from_json, entry_to_json
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import FileEntry, Recipe, RecipeKind
+from steppatch.model import FileEntry, NodeSnapshot, Recipe, RecipeKind
 from steppatch.versions import is_valid_name, parse_specifier
 
 __all__ = [
@@ -68,7 +68,28 @@ def parse_recipe(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> R
         if kind is not RecipeKind.SNAPSHOT:
             f.fail("files", "only a snapshot lists files")
         files = entries_from_json(f.get("files", list), fail, limits)
+    nodes: list[NodeSnapshot] = []
+    if "nodes" in f.obj:
+        if kind is not RecipeKind.SNAPSHOT:
+            f.fail("nodes", "only a snapshot lists nodes")
+        listed = f.get("nodes", list)
+        if len(listed) > limits.max_recipe_components:
+            f.fail("nodes", f"more than {limits.max_recipe_components} entries")
+        for i, item in enumerate(listed):
+            if not isinstance(item, dict):
+                f.fail(f"nodes[{i}]", "expected an object")
+            node = Fields(item, f"nodes[{i}].", fail)
+            pins = node.sub("components")
+            nodes.append(
+                NodeSnapshot(
+                    name=node.get("name", str),
+                    versions={n: pins.parse(n, Version) for n in sorted(pins.obj)},
+                    environment=node.get("environment", str, ""),
+                    fingerprint=node.get("fingerprint", str, ""),
+                )
+            )
     return Recipe(
+        nodes=tuple(nodes),
         kind=kind,
         components=components,
         name=f.get("name", str, ""),
@@ -91,6 +112,16 @@ def dump_recipe(recipe: Recipe) -> bytes:
         value = getattr(recipe, key)
         if value:
             doc[key] = value
+    if recipe.nodes:
+        doc["nodes"] = [
+            {
+                "name": n.name,
+                "components": {c: str(v) for c, v in sorted(n.versions.items())},
+                **({"environment": n.environment} if n.environment else {}),
+                **({"fingerprint": n.fingerprint} if n.fingerprint else {}),
+            }
+            for n in recipe.nodes
+        ]
     if recipe.files:
         doc["files"] = [entry_to_json(e) for _path, e in sorted(recipe.files.items())]
     return dump_json(doc)

@@ -8,11 +8,14 @@ core (recipes, solver, plan). Every CLI command about a home is one call of it.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 from packaging.requirements import Requirement
@@ -20,7 +23,14 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from steppatch._fs import atomic_write, checkpoint
-from steppatch.config import HomeConfig, MirrorEntry
+from steppatch._json import Fields, dump_json, load_json_object
+from steppatch.config import (
+    HomeConfig,
+    MirrorEntry,
+    NodeEntry,
+    check_node_name,
+    parse_location,
+)
 from steppatch.configcheck import ConfigFinding, check_config
 from steppatch.errors import (
     BadReference,
@@ -34,11 +44,13 @@ from steppatch.errors import (
     NothingToRollBack,
     NotHot,
     ServiceError,
+    StagedApplyMissing,
     StalePatch,
     SteppatchError,
     TooLarge,
     WrongEnvironment,
 )
+from steppatch.formats import dump_state, parse_state
 from steppatch.home import HomeDir, Service, ShellService, scan_tree
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import (
@@ -92,9 +104,15 @@ __all__ = [
     "Home",
     "PingCheck",
     "Progress",
+    "StagedApply",
     "Update",
     "split_refs",
 ]
+
+#: staged applies live in ``.steppatch/staged/TOKEN/`` (docs/formats.md)
+STAGED_DIR = "staged"
+STAGED_FORMAT = "steppatch-staged/1"
+_TREE_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8}")
 
 #: ``progress(stage, done, total)``: called as long work advances (bytes for downloads)
 Progress = Callable[[str, int, int], None]
@@ -134,6 +152,16 @@ class ApplyReport:
     restarted: bool = False
     snapshot_drift: Drift | None = None
     upload: str = ""
+
+
+@attrs.frozen
+class StagedApply:
+    """A staged apply: ``token`` names it for :meth:`Home.switch_staged` (empty: nothing to
+    do); ``plan`` is what switching it does.
+    """
+
+    token: str
+    plan: Plan
 
 
 @attrs.frozen
@@ -401,6 +429,47 @@ class Home:
         with self._locked():
             self.files.write_config(attrs.evolve(config, updates=url, mirrors=mirrors))
 
+    # --- cluster nodes ----------------------------------------------------------------------------
+
+    def add_node(self, node: NodeEntry) -> None:
+        """Add another node of this home's cluster.
+
+        Raises :class:`InputError` for a bad name or location, a name taken (this node's
+        included), a location listed already or this home itself, and
+        :class:`~steppatch.errors.HomeError` for a local path that is not a home.
+        """
+        config = self.files.config
+        check_node_name(node.name)
+        location = parse_location(node.location)
+        if node.name == config.node or any(n.name == node.name for n in config.nodes):
+            raise InputError(f"a node named {node.name!r} exists already")
+        if any(parse_location(n.location) == location for n in config.nodes):
+            raise InputError(f"{location} is listed already")
+        if not location.is_ssh:
+            other = HomeDir.open(Path(location.path))
+            if other.root.resolve() == self.files.root.resolve():
+                raise InputError(f"{location} is this home; it is always a node of its cluster")
+        with self._locked():
+            self.files.write_config(attrs.evolve(config, nodes=(*config.nodes, node)))
+
+    def remove_node(self, name: str) -> None:
+        """Remove a node from the cluster's list. Raises :class:`InputError` for an unknown one."""
+        config = self.files.config
+        kept = tuple(n for n in config.nodes if n.name != name)
+        if len(kept) == len(config.nodes):
+            raise InputError(f"no node named {name!r}")
+        with self._locked():
+            self.files.write_config(attrs.evolve(config, nodes=kept))
+
+    def name_node(self, name: str) -> None:
+        """Name this node in its cluster. Raises :class:`InputError` for a bad or taken name."""
+        config = self.files.config
+        check_node_name(name)
+        if any(n.name == name for n in config.nodes):
+            raise InputError(f"another node is named {name!r}")
+        with self._locked():
+            self.files.write_config(attrs.evolve(config, node=name))
+
     def ping(self, url: str | None = None) -> list[PingCheck]:
         """Check one mirror (default: the selected one): reachable, its TLS identity, and that its
         signed metadata verifies against this home's trust. Read-only: what verifies is not
@@ -514,6 +583,133 @@ class Home:
             report = self._apply([recipe], hot=False, sync=None, record=False)
             last.unlink()
             return report
+
+    # --- staged applies (clusters) ------------------------------------------------------------
+
+    def stage(
+        self, refs: Sequence[str | Recipe], *, hot: bool = False, sync: SyncMode | None = None
+    ) -> StagedApply:
+        """The first half of an apply: resolve, download, verify and build the new tree, and
+        keep it under ``.steppatch/staged/`` until :meth:`switch_staged` makes it live (or
+        :meth:`discard_staged` drops it). The live tree and the application are untouched.
+
+        A home keeps one staged apply: staging again discards the earlier one. When there is
+        nothing to do the result's ``token`` is empty. Raises what :meth:`apply` raises before
+        its switch (:class:`NotHot` included).
+        """
+        with self._locked():
+            recipes = [r if isinstance(r, Recipe) else self._load_ref(r) for r in refs]
+            if not recipes:
+                raise BadReference("", "no reference given")
+            self._discard_all_staged()
+            resolution = self._resolve(recipes, sync)
+            plan = resolution.plan
+            if hot and not plan.hot:
+                raise NotHot(
+                    tuple(c.name for c in plan.changes if not resolution.is_hot(c.name))
+                )
+            if plan.empty:
+                return StagedApply("", plan)
+            tree_id, displaced = self._build(resolution)
+            staged = self.files.state_dir / STAGED_DIR / tree_id
+            staged.mkdir(parents=True)
+            # Out of trees/, so that recovery (which removes trees current does not use) keeps it.
+            os.replace(self.files.trees / tree_id, staged / "tree")
+            atomic_write(staged / "state.json", dump_state(resolution.state))
+            atomic_write(staged / "history.spr", dump_recipe(self._thin_snapshot(resolution.old)))
+            record = {
+                "format": STAGED_FORMAT,
+                "tree": tree_id,
+                "base": resolution.old.fingerprint(),
+                "hot": hot,
+                "requested": sorted({n for r in recipes for n in r.components}),
+                "repairs": plan.repairs,
+                "displaced": list(displaced),
+            }
+            # Written last: a staged apply without it is incomplete and is never switched.
+            atomic_write(staged / "staged.json", dump_json(record))
+            return StagedApply(tree_id, plan)
+
+    def switch_staged(self, token: str) -> ApplyReport:
+        """The second half of an apply: record the state replaced, stop the application, make
+        the staged tree live, start it. The same single commit point as :meth:`apply`.
+
+        Raises :class:`StagedApplyMissing` if the staged apply is gone or the home changed
+        since it was staged (it is discarded then), and what :meth:`apply` raises from its
+        switch on (:class:`ServiceError`, :class:`ApplyStartFailed`).
+        """
+        with self._locked():
+            staged = self._staged_dir(token)
+            record_path = staged / "staged.json"
+            if not record_path.is_file():
+                raise StagedApplyMissing(str(self.files.root), token, "not found; stage again")
+            def fail(problem: str) -> NoReturn:
+                raise StagedApplyMissing(str(self.files.root), token, f"record: {problem}")
+
+            f = Fields(load_json_object(record_path.read_bytes(), fail), "", fail)
+            if f.get("format", str) != STAGED_FORMAT:
+                f.fail("format", f"expected {STAGED_FORMAT!r}")
+            old = self.files.state()
+            if old.fingerprint() != f.get("base", str):
+                self._discard_staged(staged)
+                raise StagedApplyMissing(
+                    str(self.files.root), token, "the home changed since it was staged; stage again"
+                )
+            state = parse_state((staged / "state.json").read_bytes(), str(staged / "state.json"))
+            history = parse_recipe((staged / "history.spr").read_bytes(), "staged history")
+            target = state.versions()
+            requested = set(f.get("requested", list))
+            plan = Plan(
+                target=target,
+                changes=component_changes(old.versions(), target, requested),
+                hot=f.get("hot", bool),
+                repairs=f.get("repairs", int),
+            )
+            tree_id = f.get("tree", str)
+            if not _is_tree_id(tree_id) or not (staged / "tree").is_dir():
+                self._discard_staged(staged)
+                raise StagedApplyMissing(str(self.files.root), token, "its tree is missing")
+            os.replace(staged / "tree", self.files.trees / tree_id)
+            displaced = [str(p) for p in f.get("displaced", list)]
+            shutil.rmtree(staged)
+            return self._go_live(
+                tree_id, displaced, plan, state, history, hot=f.get("hot", bool)
+            )
+
+    def discard_staged(self, token: str | None = None) -> None:
+        """Drop a staged apply (``None``: every one). Dropping one that is gone is no error."""
+        with self._locked():
+            if token is None:
+                self._discard_all_staged()
+            else:
+                self._discard_staged(self._staged_dir(token))
+
+    def load_recipes(self, refs: Sequence[str]) -> list[Recipe]:
+        """The recipes ``refs`` name (``to:PATH`` from the repository, or local files).
+
+        Raises :class:`BadReference`, :class:`~steppatch.errors.UnknownReference`, metadata and
+        network errors.
+        """
+        with self._locked():
+            return self._load_refs(refs)
+
+    def _staged_dir(self, token: str) -> Path:
+        if not _is_tree_id(token):
+            raise InputError(f"{token!r} is not a staged apply's token")
+        return self.files.state_dir / STAGED_DIR / token
+
+    def _discard_staged(self, staged: Path) -> None:
+        if (staged / "tree").is_dir():
+            # Back among the trees, where discard knows how to remove read-only directories.
+            os.replace(staged / "tree", self.files.trees / staged.name)
+        self.files.discard(staged.name)
+        shutil.rmtree(staged, ignore_errors=True)
+
+    def _discard_all_staged(self) -> None:
+        root = self.files.state_dir / STAGED_DIR
+        if root.is_dir():
+            for staged in sorted(root.iterdir()):
+                self._discard_staged(staged)
 
     # --- offline ---------------------------------------------------------------------------------
 
@@ -663,6 +859,16 @@ class Home:
             raise NotHot(tuple(c.name for c in plan.changes if not resolution.is_hot(c.name)))
         if plan.empty:
             return ApplyReport(plan)
+        tree_id, displaced = self._build(resolution)
+        history = None
+        if record:
+            history = self._thin_snapshot(resolution.old)
+        return self._go_live(
+            tree_id, displaced, plan, resolution.state, history, hot=hot, recipes=recipes
+        )
+
+    def _build(self, resolution: _Resolution) -> tuple[str, list[str]]:
+        """Download what is missing and build the new tree beside the live one."""
         self._check_space(resolution)
         self._download(resolution.missing)
         checkpoint("downloaded")
@@ -670,11 +876,24 @@ class Home:
             resolution.steps, lambda done, total: self.progress("stage", done, total)
         )
         checkpoint("staged")
-        history = None
-        if record:
-            history = self.files.record_history(
-                f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.spr",
-                dump_recipe(self._thin_snapshot(resolution.old)),
+        return tree_id, displaced
+
+    def _go_live(
+        self,
+        tree_id: str,
+        displaced: Sequence[str],
+        plan: Plan,
+        state: HomeState,
+        history: Recipe | None,
+        *,
+        hot: bool,
+        recipes: Sequence[Recipe] = (),
+    ) -> ApplyReport:
+        """Record what is replaced, stop, switch to the built tree ``tree_id``, start."""
+        recorded = None
+        if history is not None:
+            recorded = self.files.record_history(
+                f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.spr", dump_recipe(history)
             )
         restart = not hot and bool(plan.changes)
         if restart:
@@ -682,19 +901,19 @@ class Home:
                 self.service.stop()
             except ServiceError:
                 self.files.discard(tree_id)
-                if history is not None:
-                    history.unlink()
+                if recorded is not None:
+                    recorded.unlink()
                 raise
             checkpoint("stopped")
-        self.files.commit(tree_id, resolution.state)
+        self.files.commit(tree_id, state)
         report = ApplyReport(
             plan,
             displaced=tuple(displaced),
-            config_findings=tuple(self._config_findings(resolution.state)),
+            config_findings=tuple(self._config_findings(state)),
             restarted=restart,
-            snapshot_drift=_snapshot_drift(recipes, self.files.current),
+            snapshot_drift=_snapshot_drift(list(recipes), self.files.current),
         )
-        report = attrs.evolve(report, upload=self._upload_snapshot(resolution.state))
+        report = attrs.evolve(report, upload=self._upload_snapshot(state))
         if restart:
             try:
                 self.service.start()
@@ -900,6 +1119,10 @@ def _snapshot_drift(recipes: list[Recipe], tree: Path) -> Drift | None:
     if not files:
         return None
     return diff_tree(files, scan_tree(tree, hashes=True))
+
+
+def _is_tree_id(text: str) -> bool:
+    return _TREE_ID.fullmatch(text) is not None
 
 
 def _missing_objects(

@@ -16,6 +16,7 @@ import typer
 from packaging.version import Version
 
 from steppatch import Home, Repository, SteppatchError
+from steppatch.cluster import Cluster
 from steppatch.config import MirrorEntry
 from steppatch.errors import InputError, LocalEnvironmentError, NetworkError
 from steppatch.offline import PatchFile, is_patch_file
@@ -23,10 +24,11 @@ from steppatch.plan import SyncMode
 from steppatch.recipe import parse_recipe
 from steppatch.updater import ApplyStartFailed, Progress, split_refs
 from steppatch.versions import parse_requirement
-from steppatch_cli import render
+from steppatch_cli import cluster, render
 from steppatch_cli.ca import ca_app, enroll_cli, rewrite_enroll_alias
 from steppatch_cli.mirror import mirror_app
 from steppatch_cli.parsing import parse_expiry
+from steppatch_cli.spot import register as register_spot
 
 app = typer.Typer(
     name="steppatch",
@@ -310,9 +312,17 @@ def apply(
     ] = "online",
     target: TargetOption = None,
     output: OutputOption = None,
+    local: Annotated[
+        bool,
+        typer.Option("--local", help="In a cluster: patch this node only (the cluster is mixed)."),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
 ) -> None:
-    """Bring the home to what the recipes ask for, or apply an offline patch file."""
+    """Bring the home to what the recipes ask for, or apply an offline patch file.
+
+    In a cluster (steppatch nodes add) every node is staged first and then switched, unless
+    --local; a patch file is always for this node only.
+    """
     if accessmode not in ("online", "offline"):
         raise InputError(f"--accessmode {accessmode!r}: expected online or offline")
     if accessmode == "offline":
@@ -322,8 +332,16 @@ def apply(
     names = _refs(refs)
     with render.progress_bar(enabled=not json_out) as bar:
         home = _open_home(bar)
+        patch = len(names) == 1 and is_patch_file(Path(names[0]))
+        if home.files.config.nodes and not local and not patch:
+            result = Cluster(home).apply(names, hot=hot, sync=mode)
+            if json_out:
+                render.print_json(cluster.cluster_report_json(result))
+            else:
+                cluster.show_cluster_report(result)
+            return
         try:
-            if len(names) == 1 and is_patch_file(Path(names[0])):
+            if patch:
                 if mode is not None:
                     raise InputError("--sync does not go with a patch file")
                 report = home.apply_patch(names[0], force=force, hot=hot)
@@ -333,6 +351,10 @@ def apply(
             render.show_report(e.report)
             raise
     render.report(report, json_out=json_out)
+    if home.files.config.nodes:
+        warning = cluster.mixed_warning(Cluster(home).status())
+        if warning:
+            render.err.print(warning, markup=False)
 
 
 @app.command("prepare")
@@ -507,9 +529,26 @@ def ping(
 
 
 @app.command("status")
-def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    in_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster", help="Every node's versions and whether they agree (exit 1 if not)."
+        ),
+    ] = False,
+) -> None:
     """The installed components."""
     home = _open_home()
+    if in_cluster:
+        cluster_status = Cluster(home).status()
+        if json_out:
+            render.print_json(cluster.cluster_status_json(cluster_status))
+        else:
+            cluster.show_cluster_status(cluster_status)
+        if not cluster_status.consistent:
+            raise typer.Exit(cluster.MIXED_EXIT)
+        return
     state = home.status()
     if json_out:
         render.print_json(render.state_json(state))
@@ -523,8 +562,20 @@ def snapshot(
     full: Annotated[
         bool, typer.Option("--full", help="Also every managed file's hash, mode and link target.")
     ] = False,
+    in_cluster: Annotated[
+        bool, typer.Option("--cluster", help="Record every node of the cluster too.")
+    ] = False,
 ) -> None:
     """Write the home's snapshot: thin (component versions only) or --full."""
+    if in_cluster:
+        if full:
+            raise InputError("--full is per node: take it on each node without --cluster")
+        recipe = Cluster(_open_home()).snapshot(file)
+        render.out.print(
+            f"Wrote a cluster snapshot of {len(recipe.nodes)} node(s), "
+            f"{len(recipe.components)} component(s), to {file}"
+        )
+        return
     recipe = _open_home().snapshot(file, full=full)
     extra = f" and {len(recipe.files)} file entries" if full else ""
     render.out.print(
@@ -543,6 +594,9 @@ def showupdates(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
 
 
 app.command("enroll")(enroll_cli(_home_path))
+register_spot(app)  # `steppatch spot --apply=...`: docs/spot.md
+app.add_typer(cluster.make_nodes_app(lambda: _open_home()), name="nodes")
+app.add_typer(cluster.make_node_app(lambda: _open_home()), name="node")
 
 
 def main(argv: list[str] | None = None) -> None:
