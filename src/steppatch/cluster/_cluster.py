@@ -15,6 +15,7 @@ from pathlib import Path
 
 import attrs
 
+from steppatch._fs import checkpoint
 from steppatch.cluster._core import ClusterStatus, NodeStatus, versions_text
 from steppatch.cluster._nodes import LocalNode, Node, connect_node
 from steppatch.config import NodeEntry
@@ -143,6 +144,7 @@ class Cluster:
             self._discard(staged)
             raise NodeFailed(failed, "prepare", str(e), e.exit_code) from e
 
+        checkpoint("cluster-staged")
         outcomes: list[NodeOutcome] = []
         for i, (node, stage) in enumerate(staged):
             if not stage.token:
@@ -154,6 +156,7 @@ class Cluster:
                 self._discard(staged[i + 1 :])
                 raise self._partial(node.name, e, staged, refs) from e
             outcomes.append(NodeOutcome(node.name, stage.plan, True, result.restarted))
+            checkpoint(f"cluster-switched-{i + 1}")
         return ClusterReport(mine.plan, tuple(outcomes))
 
     def _self_node(self) -> LocalNode:

@@ -102,7 +102,7 @@ class SshNode:
     ) -> None:
         self.name = name
         self.where = location
-        self.command = command or "steppatch"
+        self.command = command or "steppatch"  # split like a shell: it may carry arguments
         self.ssh = shlex.split(ssh if ssh is not None else os.environ.get("STEPPATCH_SSH", "ssh"))
 
     @property
@@ -136,7 +136,7 @@ class SshNode:
         target = f"{where.user}@{where.host}" if where.user else where.host
         port = ["-p", str(where.port)] if where.port is not None else []
         # ssh joins its arguments into one string for the remote shell: quote each once.
-        remote = shlex.join([self.command, "--home", where.path, "node", *args])
+        remote = shlex.join([*shlex.split(self.command), "--home", where.path, "node", *args])
         return [*self.ssh, "-o", "BatchMode=yes", *port, "--", target, remote]
 
     def _run(self, args: list[str], *, stdin: bytes = b"", timeout: float | None = None) -> bytes:
