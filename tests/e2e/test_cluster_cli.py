@@ -128,3 +128,22 @@ def test_coordinator_killed_between_switches_leaves_a_visible_mixed_cluster(
     for path in cluster[1:]:
         run("--home", path, "apply", "to:app/latest.spr", "--local")
     assert json.loads(run("status", "--cluster", "--json").out)["consistent"] is True
+
+
+def test_offline_patches_are_per_node(cluster: list[Path], run: Run, tmp_path: Path) -> None:
+    # Steps 1-3 of the offline method for node b, driven from a, then for a itself.
+    run("--home", cluster[1], "snapshot", tmp_path / "b.spr")
+    run("prepare", "to:app/latest.spr", "--target", tmp_path / "b.spr",
+        "--output", tmp_path / "b.patch")
+    run("--home", cluster[1], "apply", tmp_path / "b.patch")
+    assert [versions(p) for p in cluster] == [["1.0"], ["2.0"], ["1.0"]]
+    # A patch applied on a node with a cluster patches that node only, and says the cluster is
+    # mixed; the patch for b is refused on a (another environment).
+    refused = run("apply", tmp_path / "b.patch", expect=2)
+    assert "environment" in refused.err
+    run("snapshot", tmp_path / "a.spr")
+    run("prepare", "to:app/latest.spr", "--target", tmp_path / "a.spr",
+        "--output", tmp_path / "a.patch")
+    applied = run("apply", tmp_path / "a.patch")
+    assert "the cluster is now mixed" in applied.err
+    assert [versions(p) for p in cluster] == [["2.0"], ["2.0"], ["1.0"]]
