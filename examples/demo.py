@@ -23,7 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 COMPONENTS = HERE / "components"
 RELEASE = "step/trailblazer/step-trailblazer-9.0-mp5-2018-11-08-15-54-27.spr"
-CLI = [sys.executable, "-m", "steppatch_cli"]
+# $STEPPATCH_CMD runs the demo through another steppatch, e.g. "python3 steppatch.pyz" (a foothold).
+CLI = shlex.split(os.environ.get("STEPPATCH_CMD", "")) or [sys.executable, "-m", "steppatch_cli"]
 
 
 def free_port() -> int:

@@ -26,6 +26,7 @@ from steppatch.updater import ApplyStartFailed, Progress, split_refs
 from steppatch.versions import parse_requirement
 from steppatch_cli import cluster, render
 from steppatch_cli.ca import ca_app, enroll_cli, rewrite_enroll_alias
+from steppatch_cli.foothold import foothold_app, repo_add_self, self_update_command
 from steppatch_cli.mirror import mirror_app
 from steppatch_cli.parsing import parse_expiry
 from steppatch_cli.spot import register as register_spot
@@ -43,6 +44,8 @@ repo_app = typer.Typer(
 app.add_typer(repo_app, name="repo")
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(ca_app, name="ca")
+app.add_typer(foothold_app, name="foothold")
+app.command("self-update")(self_update_command)
 
 
 class _Options:
@@ -180,6 +183,9 @@ def repo_rotate_keys(
     root = Repository.open(directory, keys=keys).rotate_keys(role)
     ids = ", ".join(sorted(k[:16] for k in root.role(role).keyids))
     render.out.print(f"Published root version {root.version}; {role} key(s) now: {ids}")
+
+
+repo_app.command("add-self")(repo_add_self)
 
 
 # --- a home -------------------------------------------------------------------------------------

@@ -12,6 +12,13 @@ from typing import Annotated, Any
 import typer
 
 from steppatch_cli import render
+from steppatch_cli.foothold import (
+    DEFAULT_REF,
+    RefArgument,
+    self_update_json,
+    show_self_update,
+    tool_home_option,
+)
 
 __all__ = ["mirror_app"]
 
@@ -28,21 +35,29 @@ ConfigOption = Annotated[
 
 @mirror_app.command("serve")
 def serve(config: ConfigOption = Path("mirror.toml")) -> None:
-    """Serve until SIGTERM: the HTTPS service port and the admin port (/health, /metrics)."""
+    """Serve until SIGTERM: the HTTPS service port and the admin port (/health, /metrics).
+
+    SIGHUP restarts it in place (same pid), running the steppatch its tool home now holds.
+    """
     from steppatch import server
+    from steppatch.selfupdate import RestartOnHangup
 
     cfg = server.load_config(config)
     kind = "mirror" if cfg.is_mirror else "origin"
+    restart = RestartOnHangup()
 
     def ready(addresses: dict[str, str]) -> None:
         server.print_ready(addresses)
         render.err.print(
             f"{kind} serving https://{addresses['listen']} "
-            f"(admin http://{addresses['admin_listen']}); SIGTERM stops it",
+            f"(admin http://{addresses['admin_listen']}); SIGTERM stops it, SIGHUP restarts it",
             markup=False,
         )
 
     server.serve(cfg, ready)
+    if restart.requested:
+        render.err.print(f"{kind} stopped; restarting in place (SIGHUP)", markup=False)
+        restart.reexec()
 
 
 @mirror_app.command("status")
@@ -108,3 +123,41 @@ def sync(
     for key, value in sorted(result.items()):
         render.out.print(f"{key}: {value}", markup=False)
 
+
+@mirror_app.command("upgrade")
+def upgrade(
+    ref: RefArgument = DEFAULT_REF,
+    config: ConfigOption = Path("mirror.toml"),
+    tool_home: Annotated[Path | None, tool_home_option] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Update steppatch in its tool home, then restart the running server in place."""
+    from steppatch.selfupdate import tool_home_path, upgrade_mirror
+
+    with render.progress_bar(enabled=not json_out) as bar:
+        result = upgrade_mirror(config, tool_home_path(tool_home), ref, progress=bar)
+    restart = result.restart
+    if json_out:
+        value = self_update_json(result.update)
+        value["restart"] = None if restart is None else {
+            "pid": restart.pid, "generation": restart.generation, "command": list(restart.command),
+        }
+        render.print_json(value)
+        return
+    show_self_update(result.update, json_out=False)
+    if restart is None:
+        render.out.print(
+            f"No server runs on {config}; start it with: {result.update.launcher} mirror serve "
+            f"--config {config}",
+            markup=False,
+        )
+        return
+    render.out.print(
+        f"Restarted the server in place (pid {restart.pid}); it is healthy", markup=False
+    )
+    if str(result.update.tool_home) not in " ".join(restart.command):
+        render.err.print(
+            f"warning: that server does not run from {result.update.tool_home}: "
+            f"{' '.join(restart.command)}",
+            markup=False,
+        )

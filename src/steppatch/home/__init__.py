@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from steppatch.home._layout import HomeDir
+from steppatch.home._program import ProgramResult, run_program
 from steppatch.home._scan import scan_tree
 from steppatch.home._service import Service, ShellService
 
-__all__ = ["HomeDir", "Service", "ShellService", "scan_tree"]
+__all__ = [
+    "HomeDir",
+    "ProgramResult",
+    "Service",
+    "ShellService",
+    "run_program",
+    "scan_tree",
+]

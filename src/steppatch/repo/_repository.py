@@ -266,12 +266,16 @@ class Repository:
             self._commit(RepositoryIndex(components, recipes))
         return AddResult(source.name, source.version, True, recipe_path)
 
-    def release(self, path: str, pins: Mapping[str, Version], name: str = "") -> Recipe:
+    def release(
+        self, path: str, pins: Mapping[str, Version], name: str = "", *, replace: bool = False
+    ) -> Recipe:
         """Publish a release recipe at ``path`` pinning exactly ``pins``.
 
-        Raises :class:`ReleaseError` when a pinned version does not exist or the set does not
-        satisfy its own dependency ranges (including a dependency it does not pin), and
-        :class:`RepositoryConflict` when ``path`` already holds a different recipe.
+        ``replace`` lets a channel (``updates/steppatch/latest.spr``) move to another pin set;
+        without it, ``path`` is written once. Raises :class:`ReleaseError` when a pinned version
+        does not exist or the set does not satisfy its own dependency ranges (including a
+        dependency it does not pin), and :class:`RepositoryConflict` when ``path`` already
+        holds a different recipe and ``replace`` is false.
         """
         try:
             path = safe_relpath(path)
@@ -308,7 +312,8 @@ class Repository:
             if held is not None:
                 if held.sha256 == sha256_hex(data):
                     return recipe
-                raise RepositoryConflict(f"{path} already holds a different recipe")
+                if not replace:
+                    raise RepositoryConflict(f"{path} already holds a different recipe")
             if path.startswith(_RESERVED):
                 raise ReleaseError(f"release path {path!r} is reserved by the repository layout")
             recipes = dict(index.recipes)

@@ -1,0 +1,45 @@
+"""Footholds: the running steppatch and its runtime dependencies as one artifact that runs on a
+host with only Python 3.11+ and no network (``docs/foothold.md``).
+
+:func:`build_foothold` makes one; :func:`running` tells whether this process runs from one.
+"""
+
+from __future__ import annotations
+
+from steppatch.foothold._bootstrap import ENVS_VARIABLE, FORMAT
+from steppatch.foothold._build import (
+    PYZ_NAME,
+    Foothold,
+    Layout,
+    Part,
+    build_foothold,
+    read_foothold,
+)
+from steppatch.foothold._errors import BadWheel, FootholdError
+from steppatch.foothold._runtime import (
+    CORE_MODULES,
+    Host,
+    RunningFoothold,
+    check_imports,
+    host,
+    running,
+)
+
+__all__ = [
+    "CORE_MODULES",
+    "ENVS_VARIABLE",
+    "FORMAT",
+    "PYZ_NAME",
+    "BadWheel",
+    "Foothold",
+    "FootholdError",
+    "Host",
+    "Layout",
+    "Part",
+    "RunningFoothold",
+    "build_foothold",
+    "check_imports",
+    "host",
+    "read_foothold",
+    "running",
+]

@@ -1,0 +1,116 @@
+"""The foothold this process runs from, if any, as its bootstrap recorded it."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from steppatch.foothold._bootstrap import RUNTIME_MODULE
+from steppatch.foothold._errors import FootholdError
+
+__all__ = ["CORE_MODULES", "Host", "RunningFoothold", "check_imports", "host", "running"]
+
+#: what every command needs, including the lazily imported server (aiohttp) and PKI (cryptography)
+CORE_MODULES = ("steppatch", "steppatch.pki", "steppatch.server", "steppatch_cli.app")
+
+
+@attrs.frozen
+class RunningFoothold:
+    """The foothold this process runs from.
+
+    ``archive`` is the real path it was started from (it may since have been replaced by a
+    self-update; this process keeps reading the file it opened), ``env`` the private environment
+    holding the wheels chosen for this host (``None`` when it needs none).
+    """
+
+    archive: Path
+    version: str
+    build: str
+    steppatch: str
+    layout: str
+    env: Path | None
+    wheels: tuple[str, ...]
+    platform: str
+    #: the archive's ``_foothold/build.json``
+    info: dict[str, Any] = attrs.field(eq=False, repr=False)
+    #: the name the archive is imported under (``/proc/self/fd/N``)
+    pinned: str = ""
+
+    def modules(self) -> list[str]:
+        """The top-level modules of every distribution carried, for this host."""
+        chosen = set(self.wheels)
+        names: set[str] = set()
+        for dist in self.info.get("zipped", []):
+            names.update(dist.get("modules", []))
+        for wheel in self.info.get("wheels", []):
+            if wheel["file"] in chosen:
+                names.update(wheel.get("modules", []))
+        return sorted(names)
+
+
+def running() -> RunningFoothold | None:
+    """The foothold this process runs from, or ``None`` (an installed steppatch)."""
+    runtime = sys.modules.get(RUNTIME_MODULE)
+    if runtime is None:
+        return None
+    values = vars(runtime)
+    info: dict[str, Any] = values["build"]
+    env = values.get("env")
+    return RunningFoothold(
+        archive=Path(values["archive"]),
+        version=str(info.get("version", "")),
+        build=str(info.get("build", "")),
+        steppatch=str(info.get("steppatch", "")),
+        layout=str(info.get("layout", "")),
+        env=Path(env) if env else None,
+        wheels=tuple(values.get("wheels", ())),
+        platform=str(values.get("platform", "")),
+        info=info,
+        pinned=str(values.get("pinned", "")),
+    )
+
+
+def check_imports(modules: Sequence[str]) -> list[str]:
+    """Import each module; return them. Raises :class:`FootholdError` naming every one that
+    fails and why (a missing or broken compiled library shows here, not in the middle of work).
+    """
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # any import-time failure is the finding, whatever its type
+            failed.append(f"{name}: {type(e).__name__}: {e}")
+    if failed:
+        raise FootholdError("these modules do not import here: " + "; ".join(failed))
+    return list(modules)
+
+
+@attrs.frozen
+class Host:
+    """The interpreter this steppatch runs on: versions, executable and its most specific
+    wheel tag."""
+
+    steppatch: str
+    python: str
+    executable: str
+    platform: str
+
+
+def host() -> Host:
+    """This process's :class:`Host`."""
+    from packaging.tags import sys_tags
+
+    here = running()
+    tag = here.platform if here is not None and here.platform else str(next(iter(sys_tags())))
+    try:
+        version = importlib.metadata.version("steppatch")
+    except importlib.metadata.PackageNotFoundError:
+        version = here.steppatch if here is not None else "unknown"
+    return Host(version, platform.python_version(), sys.executable, tag)

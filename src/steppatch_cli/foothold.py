@@ -1,0 +1,251 @@
+"""``steppatch foothold build|info``, ``steppatch self-update`` and ``steppatch repo add-self``:
+the tool as one self-contained artifact and as a component of its own (``docs/foothold.md``).
+
+Thin: each command parses, calls :mod:`steppatch.foothold` or :mod:`steppatch.selfupdate`, and
+renders what it returned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from packaging.version import InvalidVersion, Version
+from rich.table import Table
+
+from steppatch.errors import InputError
+from steppatch.foothold import (
+    CORE_MODULES,
+    Foothold,
+    build_foothold,
+    check_imports,
+    host,
+    running,
+)
+from steppatch.repo import Repository
+from steppatch.selfupdate import (
+    DEFAULT_CHANNEL,
+    DEFAULT_REF,
+    SelfUpdate,
+    publish_self,
+    self_update,
+    tool_home_path,
+)
+from steppatch_cli import render
+
+__all__ = [
+    "DEFAULT_REF",
+    "RefArgument",
+    "foothold_app",
+    "repo_add_self",
+    "self_update_command",
+    "self_update_json",
+    "show_self_update",
+    "tool_home_option",
+]
+
+foothold_app = typer.Typer(
+    help="Build a foothold: steppatch in one artifact that runs with only Python 3.11+ and "
+    "no network.",
+    no_args_is_help=True,
+)
+
+WheelsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--wheels",
+        help="A directory of wheels of the compiled dependencies for other platforms "
+        "(pip download --only-binary=:all: --platform ...).",
+    ),
+]
+tool_home_option = typer.Option(
+    "--tool-home",
+    help="The tool home to update (default: $STEPPATCH_TOOL_HOME, which its launcher sets).",
+)
+ToolHomeOption = Annotated[Path | None, tool_home_option]
+RefArgument = Annotated[
+    str, typer.Argument(help="The recipe naming the steppatch version (default: the channel).")
+]
+
+
+@foothold_app.command("build")
+def build(
+    out: Annotated[
+        Path, typer.Argument(help="OUT.pyz (one file) or a directory (steppatch.pyz + wheels/).")
+    ],
+    version: Annotated[
+        str | None, typer.Option("--version", help="The build's version (default: steppatch's).")
+    ] = None,
+    wheels: WheelsOption = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Build a foothold of this steppatch, offline, from what is installed; print its contents."""
+    with render.progress_bar(enabled=not json_out) as bar:
+        built = build_foothold(out, version=version, wheels=wheels, progress=bar)
+    if json_out:
+        render.print_json(foothold_json(built))
+        return
+    show_foothold(built)
+    render.out.print(f"Run it with: python3 {built.pyz} --help", markup=False)
+
+
+@foothold_app.command("info")
+def info(
+    check: Annotated[
+        bool, typer.Option("--check", help="Import every module it carries (exit 5 if any fails).")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The foothold this steppatch runs from: version, build, private environment, wheels."""
+    here = running()
+    imported = None
+    if check:
+        imported = check_imports([*(here.modules() if here else []), *CORE_MODULES])
+    this = host()
+    if json_out:
+        render.print_json({
+            "foothold": None if here is None else {
+                "archive": str(here.archive), "version": here.version, "build": here.build,
+                "steppatch": here.steppatch, "layout": here.layout,
+                "env": None if here.env is None else str(here.env), "wheels": list(here.wheels),
+            },
+            "steppatch": this.steppatch, "python": this.python, "executable": this.executable,
+            "platform": this.platform,
+            "check": None if imported is None else {"ok": True, "modules": len(imported)},
+        })
+        return
+    out = render.out
+    if here is None:
+        out.print(f"steppatch {this.steppatch}, installed (not a foothold)", markup=False)
+    else:
+        out.print(
+            f"steppatch foothold {here.version} (steppatch {here.steppatch}), build "
+            f"{here.build[:16]}\nfrom {here.archive}\nprivate environment: "
+            f"{here.env or 'none needed'}",
+            markup=False,
+        )
+        for wheel in here.wheels:
+            out.print(f"  {wheel}", markup=False)
+    out.print(f"Python {this.python} ({this.executable}), {this.platform}", markup=False)
+    if imported is not None:
+        out.print(f"check: {len(imported)} modules import", markup=False)
+
+
+def foothold_json(built: Foothold) -> dict[str, Any]:
+    return {
+        "path": str(built.path), "layout": built.layout.value, "version": built.version,
+        "build": built.build, "steppatch": built.steppatch,
+        "python_requires": built.python_requires, "size": built.size,
+        "parts": [
+            {"name": p.name, "version": p.version, "kind": p.kind, "detail": p.detail,
+             "size": p.size}
+            for p in built.parts
+        ],
+        "skipped": list(built.skipped),
+    }
+
+
+def show_foothold(built: Foothold) -> None:
+    table = Table(title=f"Foothold {built.path}", title_justify="left")
+    for column in ("distribution", "version", "carried as", "size"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for p in built.parts:
+        how = f"zipped, {p.detail}" if p.kind == "zipped" else p.detail
+        table.add_row(p.name, p.version, how, _mib(p.size))
+    render.out.print(table)
+    zipped = sum(1 for p in built.parts if p.kind == "zipped")
+    wheels = len(built.parts) - zipped
+    render.out.print(
+        f"{_mib(built.size)} ({built.size} bytes): {zipped} distributions zipped, {wheels} "
+        f"wheel(s); version {built.version}, build {built.build[:16]}, Python "
+        f"{built.python_requires or 'any'}",
+        markup=False,
+    )
+    for name in built.skipped:
+        render.err.print(f"skipped {name}: not a compiled dependency, or carried already",
+                         markup=False)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.2f} MiB"
+
+
+def repo_add_self(
+    directory: Annotated[Path, typer.Argument(help="The repository.")],
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="Component version to publish (default: steppatch's)."),
+    ] = None,
+    channel: Annotated[
+        str, typer.Option("--channel", help="The release recipe moved to this version.")
+    ] = DEFAULT_CHANNEL,
+    wheels: WheelsOption = None,
+    keys: Annotated[
+        Path | None,
+        typer.Option("--keys", help="The signing key directory (default: DIR.keys)."),
+    ] = None,
+) -> None:
+    """Publish the running steppatch (a foothold and its wheels) as component steppatch."""
+    try:
+        wanted = Version(version) if version is not None else None
+    except InvalidVersion:
+        raise InputError(f"--version {version!r} is not a PEP 440 version") from None
+    repo = Repository.open(directory, keys=keys)
+    with render.progress_bar() as bar:
+        published = publish_self(repo, wanted, channel=channel, wheels=wheels, progress=bar)
+    show_foothold(published.foothold)
+    added = published.component
+    verb = "Published" if added.added else "Already published, unchanged:"
+    render.out.print(
+        f"{verb} steppatch {added.version} -> to:{added.recipe}\n"
+        f"Channel to:{published.channel} now pins steppatch=={added.version}; tool homes "
+        "update with: steppatch self-update",
+        markup=False,
+    )
+
+
+def self_update_command(
+    ref: RefArgument = DEFAULT_REF,
+    tool_home: ToolHomeOption = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Update this steppatch from its channel: verified, tried first, switched atomically."""
+    with render.progress_bar(enabled=not json_out) as bar:
+        result = self_update(tool_home_path(tool_home), ref, progress=bar)
+    show_self_update(result, json_out=json_out)
+
+
+def self_update_json(result: SelfUpdate) -> dict[str, Any]:
+    check = result.check
+    return {
+        "tool_home": str(result.tool_home),
+        "from": None if result.old is None else str(result.old),
+        "to": str(result.new),
+        "changed": result.changed,
+        "launcher": str(result.launcher),
+        "check": None if check is None else {
+            "version": check.version, "build": check.build, "python": check.python,
+            "platform": check.platform,
+        },
+    }
+
+
+def show_self_update(result: SelfUpdate, *, json_out: bool) -> None:
+    """What a self-update did, as JSON or for a person."""
+    if json_out:
+        render.print_json(self_update_json(result))
+        return
+    out = render.out
+    if not result.changed:
+        out.print(f"steppatch {result.new} is current in {result.tool_home}", markup=False)
+    else:
+        old = "nothing" if result.old is None else str(result.old)
+        out.print(f"steppatch {old} -> {result.new} in {result.tool_home}", markup=False)
+        if result.check is not None:
+            out.print(
+                f"tried before the switch: build {result.check.build[:16]} runs on Python "
+                f"{result.check.python}, {result.check.platform}",
+                markup=False,
+            )
+    out.print(f"run it as {result.launcher}", markup=False)
