@@ -1,6 +1,6 @@
 """The steppatch demo: a signed repository, an origin and a private mirror over HTTPS with client
-certificates, a home installed, upgraded, checked and rolled back, a fallback to a snapshot, and
-an air-gapped installation patched with the offline three-step method.
+certificates, a home installed, upgraded, checked and rolled back, a fallback to a snapshot, a cluster of two
+nodes patched together, and an air-gapped installation patched with the offline three-step method.
 
 Run from the project root (README's first command does): ``python examples/demo.py [WORKDIR]``.
 Every step runs the real ``steppatch`` command line, as an operator would, and says what it does.
@@ -176,6 +176,23 @@ def main() -> int:
             "apply", str(snap), "--sync", "--syncmode", "delete",
         )
         step("Nothing drifts now", "verify")
+
+        app2 = work / "home-app2"
+        step("A second application server of the same installation (a cluster node): a home "
+             "with the same trust and certificate", "--home", str(app2), "init",
+             "--updates", mirror_url, "--root", str(repo / "root.json"),
+             "--ca", str(ca / "ca.crt"), "--cert", str(work / "prod.crt"),
+             "--key", str(work / "prod.key"), "--system", "demo-prod")
+        step("... brought to the same release as the first (from its snapshot)",
+             "--home", str(app2), "apply", str(snap))
+        step("The first home names itself and lists the other node", "nodes", "name", "app1")
+        step("...", "nodes", "add", "app2", str(app2))
+        step("Every node's versions, and whether they agree", "status", "--cluster")
+        step("Patch the cluster: every node is staged (downloaded, verified, built) before any "
+             "is switched", "apply", "to:restapi/7.0/restapi-7.0.40.spr")
+        step("Both nodes moved together", "status", "--cluster")
+        step("The SPOT manuals' commands work too (here: spot --showupdates)",
+             "spot", "--showupdates")
 
         air = work / "air-gapped"
         air_env = {**env, "STEPPATCH_HOME": str(air)}

@@ -20,6 +20,7 @@ def test_demo_runs_in_under_a_minute(tmp_path: Path) -> None:
     assert time.monotonic() - started < 60
     assert "Demo finished" in done.stdout
     assert "version solving failed" in done.stderr
+    assert "Switched 2 node(s): app1, app2" in done.stdout  # the cluster moved together
 
 
 def test_api_script_runs(tmp_path: Path) -> None:
