@@ -14,6 +14,7 @@ from packaging.version import Version
 from steppatch.errors import ResolutionImpossible
 from steppatch.solver import (
     ROOT,
+    ComponentDependency,
     Dependency,
     Derived,
     DictIndex,
@@ -30,8 +31,10 @@ from steppatch.testing import (
     brute_force,
     check_solution,
     problems,
+    specifiers,
     universes,
 )
+from steppatch.testing.strategies import PRERELEASES, RELEASES
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -43,9 +46,28 @@ def run(problem: Problem) -> dict[str, Version] | ResolutionImpossible:
         return error
 
 
-@FAST
-@given(problems(prereleases=True))
-def test_solvable_exactly_when_brute_force_finds_a_solution(problem: Problem) -> None:
+@st.composite
+def chains(draw: st.DrawFn) -> Problem:
+    """Components c0, c1, ... where every version of each depends on the next, each with a range
+    of its own: when one is ruled out, the solver learns that its depender's runs of versions
+    need it (ComponentDependency facts), which the small universes of ``problems`` rarely show.
+    """
+    pool = (*RELEASES, *PRERELEASES)
+    names = [f"c{i}" for i in range(draw(st.integers(2, 4)))]
+    universe: dict[str, dict[str, dict[str, str]]] = {}
+    for i, name in enumerate(names):
+        versions = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=5, unique=True))
+        universe[name] = {}
+        for version in versions:
+            deps = {names[i + 1]: draw(specifiers(pool))} if i + 1 < len(names) else {}
+            if draw(st.booleans()):
+                deps[draw(st.sampled_from(names))] = draw(specifiers(pool))
+            universe[name][version] = deps
+    request = draw(st.sampled_from(["c0", "c0>=1.1", "c0<3.0"]))
+    return Problem(universe, (request,))
+
+
+def _agrees_with_brute_force(problem: Problem) -> None:
     result = run(problem)
     expected = brute_force(problem.universe, problem.requirements, problem.installed)
     if isinstance(result, ResolutionImpossible):
@@ -56,6 +78,18 @@ def test_solvable_exactly_when_brute_force_finds_a_solution(problem: Problem) ->
             problem.universe, problem.requirements, result, problem.installed
         )
         assert problems_found == []
+
+
+@FAST
+@given(problems(prereleases=True))
+def test_solvable_exactly_when_brute_force_finds_a_solution(problem: Problem) -> None:
+    _agrees_with_brute_force(problem)
+
+
+@FAST
+@given(chains())
+def test_chains_solvable_exactly_when_brute_force_finds_a_solution(problem: Problem) -> None:
+    _agrees_with_brute_force(problem)
 
 
 # --- explanations: leaves are facts, inner nodes follow from them ------------------------------
@@ -109,6 +143,15 @@ def _check_leaf(problem: Problem, leaf: Incompatibility) -> None:
                 spec = SpecifierSet(deps[dependee.name])
                 assert spec == SpecifierSet(cause.specifier)
                 assert target == _allowed(problem, dependee.name, spec)
+    elif isinstance(cause, ComponentDependency):
+        # Every version of the run depends on the component, whatever its range.
+        assert cause.dependee.is_any and cause.dependee.positive
+        assert cause.depender.name not in (ROOT, cause.dependee.name)
+        assert cause.depender.versions, "a dependency of no version"
+        assert leaf.terms == (cause.depender, cause.dependee.negate())
+        for version in cause.depender.versions:
+            deps = universe[cause.depender.name][_raw(universe, cause.depender.name, version)]
+            assert cause.dependee.name in deps
     else:
         raise AssertionError(f"unexpected leaf {leaf!r}")
 
@@ -154,9 +197,7 @@ def _nodes(root: Incompatibility) -> list[Incompatibility]:
     return list(seen.values())
 
 
-@FAST
-@given(problems(prereleases=True))
-def test_explanations_rest_on_true_facts(problem: Problem) -> None:
+def _explanation_rests_on_true_facts(problem: Problem) -> None:
     result = run(problem)
     assume(isinstance(result, ResolutionImpossible))
     assert isinstance(result, ResolutionImpossible)
@@ -171,6 +212,18 @@ def test_explanations_rest_on_true_facts(problem: Problem) -> None:
     text = str(result)
     assert text.endswith("version solving failed.")
     assert text == result.explanation
+
+
+@FAST
+@given(problems(prereleases=True))
+def test_explanations_rest_on_true_facts(problem: Problem) -> None:
+    _explanation_rests_on_true_facts(problem)
+
+
+@FAST
+@given(chains())
+def test_chain_explanations_rest_on_true_facts(problem: Problem) -> None:
+    _explanation_rests_on_true_facts(problem)
 
 
 # --- monotonicity --------------------------------------------------------------------------------

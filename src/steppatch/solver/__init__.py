@@ -17,6 +17,7 @@ from steppatch.errors import ResolutionImpossible
 from ._explain import explain
 from ._incompat import (
     Cause,
+    ComponentDependency,
     Dependency,
     Derived,
     Incompatibility,
@@ -30,6 +31,7 @@ from ._terms import ROOT, Term
 __all__ = [
     "ROOT",
     "Cause",
+    "ComponentDependency",
     "Dependency",
     "Derived",
     "DictIndex",

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from ._incompat import Dependency, Derived, Incompatibility, NoVersions, UnknownComponent
+from ._incompat import (
+    ComponentDependency,
+    Dependency,
+    Derived,
+    Incompatibility,
+    NoVersions,
+    UnknownComponent,
+)
 from ._terms import Term
 
 __all__ = ["describe", "explain"]
@@ -21,7 +28,7 @@ def _single(inc: Incompatibility, positive: bool) -> Term | None:
 
 
 def _verb(inc: Incompatibility) -> str:
-    return "depends on" if isinstance(inc.cause, Dependency) else "requires"
+    return "depends on" if isinstance(inc.cause, (Dependency, ComponentDependency)) else "requires"
 
 
 def _dependee_text(inc: Incompatibility) -> str:
@@ -36,6 +43,8 @@ def describe(inc: Incompatibility) -> str:
     cause = inc.cause
     if isinstance(cause, Dependency):
         return f"{cause.depender.text(allow_every=True)} depends on {_dependee_text(inc)}"
+    if isinstance(cause, ComponentDependency):
+        return f"{cause.depender.text(allow_every=True)} depends on {cause.dependee.name}"
     if isinstance(cause, NoVersions):
         if not cause.specifier:
             return f"{cause.term.name} has only pre-releases"
@@ -88,11 +97,7 @@ def _requires_both(
     b_pos = _single(b, True)
     if a_pos is None or b_pos is None or a_pos != b_pos:
         return None
-    verb = (
-        "depends on"
-        if isinstance(a.cause, Dependency) and isinstance(b.cause, Dependency)
-        else "requires"
-    )
+    verb = "depends on" if _verb(a) == _verb(b) == "depends on" else "requires"
     return (
         f"{a_pos.text(allow_every=True)} {verb} both {_negatives_text(a)}{_line(a_line)}"
         f" and {_negatives_text(b)}{_line(b_line)}"

@@ -15,6 +15,7 @@ from ._terms import ROOT, Term
 
 __all__ = [
     "Cause",
+    "ComponentDependency",
     "Dependency",
     "Derived",
     "Incompatibility",
@@ -35,6 +36,20 @@ class Dependency:
     depender: Term
     dependee: Term
     specifier: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ComponentDependency:
+    """External fact: every version in ``depender`` depends on component ``dependee.name``.
+
+    Each version has its own range; this fact keeps only that some version is needed
+    (``dependee`` is positive and names every version). The solver learns it for a run of
+    adjacent versions once ``dependee`` is ruled out entirely, so that the whole run fails in
+    one step instead of one version at a time.
+    """
+
+    depender: Term
+    dependee: Term
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,7 +75,7 @@ class Derived:
     other: Incompatibility
 
 
-Cause: TypeAlias = Dependency | NoVersions | UnknownComponent | Derived
+Cause: TypeAlias = Dependency | ComponentDependency | NoVersions | UnknownComponent | Derived
 
 
 class Incompatibility:

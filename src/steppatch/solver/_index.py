@@ -15,7 +15,10 @@ class PackageIndex(Protocol):
     """What the solver asks a repository. Implementations may do I/O; the solver does none itself.
 
     The solver calls ``versions`` once per component name it meets, and ``dependencies`` at most
-    once per component version it considers (it caches both), so an index need not cache.
+    once per component version it considers (it caches both), so an index need not cache. It
+    considers versions it does not select: the neighbours of a version, to merge adjacent
+    versions with equal dependencies, and, once a component is ruled out, the adjacent versions
+    of a depender that depend on it too.
     """
 
     def versions(self, name: str) -> Sequence[Version]:

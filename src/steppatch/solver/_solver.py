@@ -2,10 +2,12 @@
 
 The algorithm is pub's: unit propagation over incompatibilities, decisions that pick the newest
 (or kept) version of the component with the fewest versions left, and conflict resolution that
-learns a root-cause incompatibility and backjumps. Adjacent versions with equal dependencies are
-merged into one incompatibility, so a component's many versions that fail for one reason fail
-together. The solver does no I/O of its own; everything it learns about components comes from the
-:class:`~steppatch.solver.PackageIndex` it is given.
+learns a root-cause incompatibility and backjumps. Adjacent versions with the same dependency
+(as written) are merged into one incompatibility, so a component's many versions that fail for
+one reason fail together. When a component is ruled out entirely, its dependers learn a summary
+fact ("these versions of D all need C"), so that versions with differing ranges on it fail
+together too. The solver does no I/O of its own; everything it learns about components comes
+from the :class:`~steppatch.solver.PackageIndex` it is given.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from packaging.version import Version
 from steppatch.errors import ResolutionImpossible
 
 from ._explain import explain
-from ._incompat import Dependency, Derived, Incompatibility, NoVersions, UnknownComponent
+from ._incompat import (
+    ComponentDependency,
+    Dependency,
+    Derived,
+    Incompatibility,
+    NoVersions,
+    UnknownComponent,
+)
 from ._index import PackageIndex
 from ._terms import ROOT, Space, Term, format_specifier
 
@@ -101,6 +110,17 @@ def _subset(p1: bool, b1: int, p2: bool, b2: int) -> bool:
     return False if p2 else b2 & ~b1 == 0
 
 
+def _same(spec: SpecifierSet | None, other: SpecifierSet) -> bool:
+    """Whether two dependencies are written alike (the same clauses, in any order).
+
+    Text, not ``==``: ``==`` canonicalizes every version in both sets, which made comparing a
+    version's range with its neighbours' a tenth of a small solve. Ranges written differently
+    but equal (``>=1.0`` and ``>=1.0.0``) are then not merged, which costs speed, not answers.
+    An index that shares parsed sets (``DictIndex``) makes this an identity test.
+    """
+    return spec is other or (spec is not None and str(spec) == str(other))
+
+
 def _run_mask(lo: int, hi: int) -> int:
     return ((1 << (hi + 1)) - 1) ^ ((1 << lo) - 1)
 
@@ -113,6 +133,9 @@ class _Solver:
         self.installed = installed
         self.max_rounds = max_rounds
         self.rounds = 0
+        # Assignments made by propagation, however many backjumps undid: the work that grows
+        # with the problem when the same facts are derived again and again (tests bound it).
+        self.derivations = 0
         self.spaces: dict[str, Space] = {}
         self.first_seen: dict[str, int] = {}
         # The active incompatibilities of each component, oldest first, keyed by id.
@@ -137,6 +160,12 @@ class _Solver:
         self.runs: dict[tuple[str, str], dict[int, Incompatibility | None]] = {}
         # Installed components not named by the request: the version index they prefer.
         self.keep: dict[str, int] = {}
+        # Dependee -> (depender, first, last version index) of each dependency run met since the
+        # dependee was last ruled out entirely; and (depender, dependee) -> version index -> the
+        # ComponentDependency fact of the run holding it (None: no wider than its dependency).
+        # See summarize() and component_dependency().
+        self.dependers: dict[str, list[tuple[str, int, int]]] = {}
+        self.summaries: dict[tuple[str, str], dict[int, Incompatibility | None]] = {}
 
     # --- components ------------------------------------------------------------------------
 
@@ -172,6 +201,8 @@ class _Solver:
         if text:
             target.label(dep_bits, text)
         cause = Dependency(depender, Term(target, True, dep_bits, text or None), text)
+        if space.name != ROOT and dep != space.name and target.versions:
+            self.dependers.setdefault(dep, []).append((space.name, lo, hi))
         if dep == space.name:
             # A self-dependency forbids the versions of the run that it excludes.
             forbidden = bits & ~dep_bits
@@ -208,10 +239,10 @@ class _Solver:
             else:
                 spec = deps[dep]
                 lo = i
-                while lo > 0 and self.dependencies_of(name, lo - 1).get(dep) == spec:
+                while lo > 0 and _same(self.dependencies_of(name, lo - 1).get(dep), spec):
                     lo -= 1
                 hi = i
-                while hi < last and self.dependencies_of(name, hi + 1).get(dep) == spec:
+                while hi < last and _same(self.dependencies_of(name, hi + 1).get(dep), spec):
                     hi += 1
                 inc = self.dependency(space, lo, hi, dep, spec)
                 for k in range(lo, hi + 1):
@@ -241,6 +272,8 @@ class _Solver:
 
     def assign(self, term: Term, cause: Incompatibility | None) -> None:
         name = term.name
+        if cause is not None:
+            self.derivations += 1
         known = self.acc.get(name)
         if known is None:
             positive, bits = term.positive, term.bits
@@ -252,6 +285,72 @@ class _Solver:
         self.by_name.setdefault(name, []).append(assignment)
         if positive and name not in self.decisions:
             heapq.heappush(self.heap, (bits.bit_count(), self.first_seen[name], name))
+        if name in self.dependers and (bits == 0 if positive else bits == term.space.full):
+            self.summarize(name)
+
+    def summarize(self, name: str) -> None:
+        """Add, now that ``name`` is ruled out entirely, what its known dependers learn from it.
+
+        A dependency run covers adjacent versions with equal ranges; when every version depends
+        on ``name`` with a range of its own, those runs are single versions, and without this
+        each would be ruled out by a conflict of its own after every backjump (quadratic in
+        versions). A :class:`ComponentDependency` over the maximal run of adjacent versions
+        that depend on ``name`` at all rules them out in one propagation step.
+        """
+        for depender, lo, hi in self.dependers.pop(name):
+            inc = self.component_dependency(depender, lo, hi, name)
+            if inc is not None and not inc.added:
+                self.add(inc)
+
+    def component_dependency(
+        self, depender: str, lo: int, hi: int, dependee: str
+    ) -> Incompatibility | None:
+        """The fact "the versions of ``depender`` around ``lo..hi`` that depend on ``dependee``
+        need it", over the maximal run of adjacent such versions, or ``None`` when that run is
+        just ``lo..hi`` (the dependency fact of the run says as much).
+
+        ``lo..hi`` must be versions that depend on ``dependee``. Costs one ``dependencies`` call
+        per version of the run (cached) the first time; a run is computed once.
+        """
+        cache = self.summaries.setdefault((depender, dependee), {})
+        if lo in cache:
+            return cache[lo]
+        first, last = lo, hi
+        space = self.spaces[depender]
+        top = len(space.versions) - 1
+        dependencies_of = self.dependencies_of  # the loops may visit every version
+        while lo > 0 and dependee in dependencies_of(depender, lo - 1):
+            lo -= 1
+        while hi < top and dependee in dependencies_of(depender, hi + 1):
+            hi += 1
+        inc: Incompatibility | None = None
+        if (lo, hi) != (first, last):
+            bits = _run_mask(lo, hi)
+            run_text = space.run_text(lo, hi)
+            if run_text == "any":
+                term = Term(space, True, bits)
+            else:
+                space.label(bits, run_text)
+                term = Term(space, True, bits, run_text)
+            target = self.spaces[dependee]
+            cause = ComponentDependency(term, Term(target, True, target.full))
+            inc = Incompatibility((term, Term(target, False, target.full)), cause)
+        for k in range(lo, hi + 1):
+            cache[k] = inc
+        return inc
+
+    def widened(self, inc: Incompatibility, dependee: str) -> Incompatibility | None:
+        """For a dependency fact on ``dependee``, the :meth:`component_dependency` of its run."""
+        cause = inc.cause
+        if not isinstance(cause, Dependency) or cause.dependee.name != dependee:
+            return None
+        depender = cause.depender
+        if depender.name in (ROOT, dependee):
+            return None
+        bits = depender.bits
+        return self.component_dependency(
+            depender.name, (bits & -bits).bit_length() - 1, bits.bit_length() - 1, dependee
+        )
 
     def decide(self, name: str, i: int) -> None:
         self.level += 1
@@ -420,18 +519,27 @@ class _Solver:
                     else:
                         difference = diff
                         previous_level = max(previous_level, self.satisfier(diff.negate()).level)
-            assert recent is not None
+            assert recent is not None and recent_term is not None
             if recent.cause is None or previous_level != recent.level:
                 if inc is not original:
                     self.add(inc)
                 self.backtrack(previous_level)
                 return inc
             name = recent.name
+            cause = recent.cause
+            if recent_term.positive and recent_term.bits == recent_term.space.full:
+                # inc needs only that the component is selected at all: resolving with "these
+                # versions of D need it" instead of D's range for one run rules out all of them.
+                wider = self.widened(cause, name)
+                if wider is not None:
+                    if not wider.added:
+                        self.add(wider)
+                    cause = wider
             terms = [t for t in inc.terms if t.name != name]
-            terms.extend(t for t in recent.cause.terms if t.name != name)
+            terms.extend(t for t in cause.terms if t.name != name)
             if difference is not None:
                 terms.append(difference.negate())
-            inc = Incompatibility(terms, Derived(inc, recent.cause))
+            inc = Incompatibility(terms, Derived(inc, cause))
 
     def choose(self) -> str | None:
         """The undecided component with a positive derivation and the fewest versions left."""

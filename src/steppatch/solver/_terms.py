@@ -48,17 +48,20 @@ def _refuses(item: Specifier, versions: Sequence[Version]) -> Callable[[int], bo
 class Space:
     """The versions of one component, sorted ascending, and the display labels of its sets.
 
-    Costs O(n log n) to build for n versions. Not thread-safe (caches are filled lazily).
+    Costs O(n) to build for n versions given in order, O(n log n) otherwise; what is derived
+    from every version (positions, pre-releases) is computed when first needed. Not thread-safe
+    (caches are filled lazily).
     """
 
     __slots__ = (
         "_bits_cache",
         "_labels",
+        "_position",
+        "_pre_bits",
+        "_pre_known",
         "full",
         "installed",
         "name",
-        "position",
-        "prereleases",
         "versions",
     )
 
@@ -66,37 +69,76 @@ class Space:
         self, name: str, versions: Sequence[Version], installed: Version | None = None
     ) -> None:
         self.name = name
-        self.versions: tuple[Version, ...] = tuple(sorted(set(versions)))
-        self.position: dict[Version, int] = {v: i for i, v in enumerate(self.versions)}
+        # dict.fromkeys keeps the index's order, which is often sorted already: Timsort then
+        # needs n - 1 comparisons (Version's are Python calls), where a set's order needs n log n.
+        self.versions: tuple[Version, ...] = tuple(sorted(dict.fromkeys(versions)))
         self.full: int = (1 << len(self.versions)) - 1
         #: the installed version, if the index still has it
-        self.installed = installed if installed in self.position else None
-        #: the pre-releases, as a bitset
-        self.prereleases = sum(1 << i for i, v in enumerate(self.versions) if v.is_prerelease)
+        self.installed: Version | None = None
+        if installed is not None:
+            i = bisect_left(self.versions, installed)
+            if i < len(self.versions) and self.versions[i] == installed:
+                self.installed = installed
+        self._position: dict[Version, int] | None = None
+        # Which versions are known to be pre-releases, and which have been looked at.
+        self._pre_bits = 0
+        self._pre_known = 0
         self._labels: dict[int, str] = {}
-        self._bits_cache: dict[SpecifierSet, int] = {}
+        # Keyed by id: hashing a SpecifierSet canonicalizes every version in it, which costs
+        # more than the lookup saves. The set is kept in the value, so its id stays unique.
+        self._bits_cache: dict[int, tuple[SpecifierSet, int]] = {}
+
+    @property
+    def position(self) -> dict[Version, int]:
+        """Version -> its index in :attr:`versions`. O(n) the first time."""
+        if self._position is None:
+            self._position = {v: i for i, v in enumerate(self.versions)}
+        return self._position
+
+    def prereleases(self, lo: int, hi: int) -> int:
+        """The pre-releases among versions ``lo..hi - 1``, as a bitset.
+
+        O(hi - lo) unless every one of them was looked at before, then O(n/64).
+        """
+        mask = ((1 << hi) - 1) ^ ((1 << lo) - 1)
+        if mask & ~self._pre_known:
+            versions = self.versions
+            found = 0
+            for k in range(lo, hi):
+                if versions[k].is_prerelease:
+                    found |= 1 << k
+            self._pre_bits |= found
+            self._pre_known |= mask
+        return self._pre_bits & mask
 
     def bits_for(self, spec: SpecifierSet) -> int:
-        """The versions ``spec`` allows, as a bitset. O(n) the first time per ``spec``.
+        """The versions ``spec`` allows, as a bitset. O(log n) the first time per ``spec`` for
+        ranges and pins (plus the length of the run for the pre-release check), O(n) for other
+        operators.
 
         Pre-releases match only when the specifier names one (or was built with
         ``prereleases=True``), as packaging's ``SpecifierSet.prereleases`` says, except the
         installed version, which matches when it is in range (packaging's ``installed=True``).
         """
-        bits = self._bits_cache.get(spec)
+        cached = self._bits_cache.get(id(spec))
+        if cached is not None:
+            return cached[1]
+        bits = self._bounded(spec)
         if bits is None:
-            bits = self._bounded(spec)
-            if bits is None:
-                position = self.position
-                bits = 0
-                for version in spec.filter(self.versions, prereleases=spec.prereleases is True):
-                    bits |= 1 << position[version]
-            elif spec.prereleases is not True:
-                bits &= ~self.prereleases
-            installed = self.installed
-            if installed is not None and spec.contains(installed, installed=True):
-                bits |= 1 << self.position[installed]
-            self._bits_cache[spec] = bits
+            position = self.position
+            bits = 0
+            for version in spec.filter(self.versions, prereleases=spec.prereleases is True):
+                bits |= 1 << position[version]
+        elif bits:
+            # A run of versions: only its own are checked for being pre-releases, and the
+            # specifier (whose prereleases property parses each of its versions) only if any is.
+            pre = self.prereleases((bits & -bits).bit_length() - 1, bits.bit_length())
+            if pre and spec.prereleases is not True:
+                bits &= ~pre
+        installed = self.installed
+        if installed is not None and spec.contains(installed, installed=True):
+            bits |= 1 << self.position[installed]
+        self._bits_cache[id(spec)] = (spec, bits)
         return bits
 
     def _bounded(self, spec: SpecifierSet) -> int | None:
@@ -111,13 +153,16 @@ class Space:
         costing O(n) each.
         """
         versions = self.versions
+        indices = range(len(versions))
         lo, hi = 0, len(versions)
         for item in spec:
             op = item.operator
+            # Each bound's predicate is monotone over all versions, so searching only the run
+            # left by the bounds before it finds the same intersection, in fewer calls.
             if op in (">", ">="):
-                lo = max(lo, bisect_left(range(len(versions)), True, key=_admits(item, versions)))
+                lo = bisect_left(indices, True, lo, hi, key=_admits(item, versions))
             elif op in ("<", "<="):
-                hi = min(hi, bisect_left(range(len(versions)), True, key=_refuses(item, versions)))
+                hi = bisect_left(indices, True, lo, hi, key=_refuses(item, versions))
             elif op == "==" and not item.version.endswith(".*") and "+" not in item.version:
                 start = bisect_left(versions, Version(item.version))
                 end = start

@@ -63,14 +63,17 @@ def check_solution(
 ) -> list[str]:
     """Every way ``solution`` breaks the rules (empty when it is a valid answer).
 
-    Valid means: every requirement is met; every installed component is present (at a release,
-    or at its installed version if that is a pre-release); every selected
+    Valid means: every requirement is met; every installed component is present (one not
+    requested at a release, or at its installed version if that is a pre-release); every selected
     version exists and has its dependencies met; and nothing outside the roots and their
     transitive dependencies is selected. O(size of the solution x dependencies).
     """
     problems: list[str] = []
     roots: list[str] = []
-    for name, spec in _requirements(requirements):
+    reqs = _requirements(requirements)
+    # A requested component follows its request's pre-release rule, not the installed one's.
+    requested = {name for name, _ in reqs}
+    for name, spec in reqs:
         roots.append(name)
         if name not in solution:
             problems.append(f"requested {name} is missing")
@@ -80,7 +83,7 @@ def check_solution(
         roots.append(name)
         if name not in solution:
             problems.append(f"installed {name} was dropped")
-        elif not _keeps(kept, solution[name]):
+        elif name not in requested and not _keeps(kept, solution[name]):
             problems.append(f"installed {name} {kept} moved to the pre-release {solution[name]}")
     for name, version in solution.items():
         deps = _deps(universe, name, version)
@@ -119,7 +122,7 @@ def brute_force(
     names = sorted(universe)
     choices = [[None, *(Version(v) for v in universe[name])] for name in names]
     kept = dict(installed or {})
-    keep = sorted(kept)
+    keep = sorted(set(kept) - {name for name, _ in reqs})
     for combo in itertools.product(*choices):
         selected = {n: v for n, v in zip(names, combo, strict=True) if v is not None}
         if any(

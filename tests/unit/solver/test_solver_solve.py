@@ -11,6 +11,8 @@ from packaging.version import Version
 
 from steppatch.errors import InputError, ResolutionImpossible
 from steppatch.solver import DictIndex, SolverLimitExceeded, solve
+from steppatch.solver._solver import _Solver
+from steppatch.testing import brute_force, check_solution
 
 
 def V(s: str) -> Version:
@@ -234,6 +236,42 @@ def test_merged_runs_make_many_versions_fail_at_once() -> None:
     assert "every version of a depends on b >=2" in str(info.value)
 
 
+def _shifting(n: int, components: int = 5) -> DictIndex:
+    """The benchmark's shifting ranges: version j of r<i> needs r<i+1> >=j,<j+2 (each version a
+    range of its own, so no two merge), and every version of the last needs r0 <=1."""
+    last = components - 1
+    return DictIndex(
+        {
+            f"r{i}": {
+                str(j): ({"r0": "<=1"} if i == last else {f"r{i + 1}": f">={j},<{j + 2}"})
+                for j in range(1, n + 1)
+            }
+            for i in range(components)
+        }
+    )
+
+
+@pytest.mark.parametrize("n", [50, 400])
+def test_shifting_ranges_take_a_bounded_number_of_rounds(n: int) -> None:
+    # Only r0 = 1 works. Each newest r0 used to fail on its own after walking the chain (rounds
+    # linear in n); once r4 is ruled out, "every r3 needs r4" and so on rule out r0 >=2 at once.
+    solution = solve(["r0"], _shifting(n), max_rounds=40)
+    assert versions(solution) == {"r0": "1", "r1": "2", "r2": "3", "r3": "4", "r4": "5"}
+
+
+def test_shifting_ranges_derive_at_most_linearly_many_facts() -> None:
+    # After every backjump, each version of r1..r3 tried before used to be ruled out again by a
+    # fact of its own: 10,499 derivations at 100 versions, 161,999 at 400 (quadratic).
+    def derivations(n: int) -> int:
+        solver = _Solver(_shifting(n), 100_000, {})
+        solver.solve([("r0", SpecifierSet())])
+        return solver.derivations
+
+    small, large = derivations(100), derivations(400)
+    assert large <= 4 * small, "derivations grow faster than the versions"
+    assert large < 400, "more than one derivation per version of r0"
+
+
 def test_dict_index() -> None:
     index = DictIndex({"a": {"1.0": {"b": ">=1"}, "2.0": {"b": SpecifierSet("<3")}}})
     assert list(index.versions("a")) == [V("1.0"), V("2.0")]
@@ -247,3 +285,13 @@ def test_dict_index() -> None:
         DictIndex({"a": {"not-a-version": {}}})
     with pytest.raises(ValueError):
         DictIndex({"a": {"1": {"b": "~~1"}}})
+
+
+def test_a_requested_installed_component_follows_its_request_pre_release_rule() -> None:
+    # Found by hypothesis: the checker held a requested component to the installed one's rule.
+    universe = {"a": {"2.0rc1": {}}}
+    index = DictIndex(universe)
+    solution = solve(["a>=2.0rc1"], index, installed={"a": Version("4.0")})
+    assert solution == {"a": Version("2.0rc1")}
+    assert check_solution(universe, ["a>=2.0rc1"], solution, {"a": Version("4.0")}) == []
+    assert brute_force(universe, ["a>=2.0rc1"], {"a": Version("4.0")}) is not None
