@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -173,55 +175,52 @@ def parse_home_config(data: bytes, source: str) -> HomeConfig:
 
 
 def _nodes(raw: dict[str, object], source: str) -> tuple[NodeEntry, ...]:
-    tables = raw.get("nodes", [])
-    if not isinstance(tables, list):
-        raise ConfigError(source, "[[nodes]]: expected an array of tables")
-    nodes = []
-    for i, table in enumerate(tables):
-        where = f"nodes[{i}]"
-        if not isinstance(table, dict):
-            raise ConfigError(source, f"{where}: expected a table")
-        unknown = sorted(set(table) - {"name", "location", "command"})
-        if unknown:
-            raise ConfigError(source, f"field '{where}.{unknown[0]}': unknown")
-        for key in ("name", "location", "command"):
-            if key in table and not isinstance(table[key], str):
-                raise ConfigError(source, f"field '{where}.{key}': expected str")
-        if not table.get("name") or not table.get("location"):
-            raise ConfigError(source, f"{where}: 'name' and 'location' are required")
-        nodes.append(NodeEntry(table["name"], table["location"], table.get("command", "")))
-    names = [n.name for n in nodes]
-    if len(set(names)) != len(names):
-        raise ConfigError(source, f"[[nodes]]: names must be unique, got {names}")
-    return tuple(nodes)
+    fields = {"name": str, "location": str, "command": str}
+    tables = _tables(raw, "nodes", fields, ("name", "location"), source)
+    return tuple(NodeEntry(t["name"], t["location"], t.get("command", "")) for t in tables)
 
 
 def _mirrors(raw: dict[str, object], source: str) -> tuple[MirrorEntry, ...]:
-    tables = raw.get("mirrors", [])
+    fields = {"id": str, "url": str, "priority": int, "name": str}
+    tables = _tables(raw, "mirrors", fields, ("id", "url"), source)
+    return tuple(
+        MirrorEntry(t["id"], t["url"], t.get("priority", 0), t.get("name", "")) for t in tables
+    )
+
+
+def _tables(
+    raw: dict[str, object],
+    key: str,
+    fields: Mapping[str, type],
+    required: tuple[str, str],
+    source: str,
+) -> list[dict[str, Any]]:
+    """The array of tables ``[[key]]``, each field checked; ``required[0]`` is its unique id.
+
+    Raises :class:`ConfigError` naming the table and field at fault.
+    """
+    tables = raw.get(key, [])
     if not isinstance(tables, list):
-        raise ConfigError(source, "[[mirrors]]: expected an array of tables")
-    mirrors = []
+        raise ConfigError(source, f"[[{key}]]: expected an array of tables")
     for i, table in enumerate(tables):
-        where = f"mirrors[{i}]"
+        where = f"{key}[{i}]"
         if not isinstance(table, dict):
             raise ConfigError(source, f"{where}: expected a table")
-        unknown = sorted(set(table) - {"id", "url", "priority", "name"})
+        unknown = sorted(set(table) - set(fields))
         if unknown:
             raise ConfigError(source, f"field '{where}.{unknown[0]}': unknown")
-        for key, kind in (("id", str), ("url", str), ("priority", int), ("name", str)):
-            if key in table and (not isinstance(table[key], kind) or isinstance(table[key], bool)):
-                raise ConfigError(source, f"field '{where}.{key}': expected {kind.__name__}")
-        if not table.get("id") or not table.get("url"):
-            raise ConfigError(source, f"{where}: 'id' and 'url' are required")
-        mirrors.append(
-            MirrorEntry(
-                table["id"], table["url"], table.get("priority", 0), table.get("name", "")
-            )
-        )
-    ids = [m.id for m in mirrors]
+        for name, kind in fields.items():
+            # bool is an int in Python; a TOML true is never a priority
+            if name in table and (
+                not isinstance(table[name], kind) or isinstance(table[name], bool)
+            ):
+                raise ConfigError(source, f"field '{where}.{name}': expected {kind.__name__}")
+        if not all(table.get(name) for name in required):
+            raise ConfigError(source, f"{where}: {required[0]!r} and {required[1]!r} are required")
+    ids = [table[required[0]] for table in tables]
     if len(set(ids)) != len(ids):
-        raise ConfigError(source, f"[[mirrors]]: ids must be unique, got {ids}")
-    return tuple(mirrors)
+        raise ConfigError(source, f"[[{key}]]: {required[0]}s must be unique, got {ids}")
+    return tables
 
 
 def dump_home_config(config: HomeConfig) -> bytes:
