@@ -108,6 +108,10 @@ def test_config_nodes_round_trip_and_errors() -> None:
         ('updates = "x"\n[[nodes]]\nname = "b"\nlocation = "/x"\n[[nodes]]\nname = "b"\n'
          'location = "/y"\n', "unique"),
         ('updates = "x"\nnode = 3\n', "field 'node'"),
+        ('updates = "x"\n[[mirrors]]\nid = "a"\nurl = "u"\npriority = true\n', "expected int"),
+        ('updates = "x"\n[[mirrors]]\nid = "a"\n', "'id' and 'url' are required"),
+        ('updates = "x"\n[[mirrors]]\nid = "a"\nurl = "u"\n[[mirrors]]\nid = "a"\nurl = "v"\n',
+         "ids must be unique"),
     ):
         with pytest.raises(ConfigError, match=message):
             parse_home_config(text.encode(), "t")
