@@ -1,6 +1,7 @@
 """The steppatch demo: a signed repository, an origin and a private mirror over HTTPS with client
-certificates, a home installed, upgraded, checked and rolled back, a fallback to a snapshot, a cluster of two
-nodes patched together, and an air-gapped installation patched with the offline three-step method.
+certificates, a home installed, upgraded, checked and rolled back, a fallback to a snapshot, a
+cluster of two nodes patched together, and an air-gapped installation patched with the offline
+three-step method.
 
 Run from the project root (README's first command does): ``python examples/demo.py [WORKDIR]``.
 Every step runs the real ``steppatch`` command line, as an operator would, and says what it does.

@@ -40,7 +40,7 @@ class Limits:
     max_patch_members: int = 2_000_000
     lock_timeout_seconds: float = 30.0
     service_timeout_seconds: float = 600.0
-    #: threads hashing a tree; more than the cores only adds contention (measured)
+    #: processes hashing a tree (this one plus helpers); more than the cores only adds contention
     hash_workers: int = 2
     #: free space kept in reserve beyond an apply's own estimate
     disk_reserve_bytes: int = 16 * MiB

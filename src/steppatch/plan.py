@@ -26,7 +26,9 @@ __all__ = [
     "TreeStep",
     "component_changes",
     "diff_tree",
+    "drift_from",
     "merge_manifests",
+    "same_entry",
     "tree_steps",
 ]
 
@@ -147,7 +149,9 @@ class Drift:
         return bool(self.changed or self.missing or self.extra)
 
 
-def _same(expected: FileEntry, actual: FileEntry) -> bool:
+def same_entry(expected: FileEntry, actual: FileEntry) -> bool:
+    """Whether ``actual`` (found on disk) is what ``expected`` says: the kind, and for a file its
+    sha256, size and mode, for a directory its mode, for a symlink its target."""
     if expected.kind is not actual.kind:
         return False
     if expected.kind is EntryKind.SYMLINK:
@@ -167,10 +171,21 @@ def diff_tree(expected: Mapping[str, FileEntry], actual: Mapping[str, FileEntry]
     An entry below an extra or missing directory is reported once, at the topmost path.
     Cost: O(entries).
     """
-    changed = [p for p, e in expected.items() if p in actual and not _same(e, actual[p])]
-    missing = _topmost(p for p in expected if p not in actual)
-    extra = _topmost(p for p in actual if p not in expected)
-    return Drift(tuple(sorted(changed)), missing, extra)
+    changed = []
+    for path, e in expected.items():
+        found = actual.get(path)
+        # Equal values are the same entry; only unequal ones need the kind-wise comparison.
+        if found is not None and found != e and not same_entry(e, found):
+            changed.append(path)
+    missing = (p for p in expected if p not in actual)
+    extra = (p for p in actual if p not in expected)
+    return drift_from(changed, missing, extra)
+
+
+def drift_from(changed: Iterable[str], missing: Iterable[str], extra: Iterable[str]) -> Drift:
+    """A :class:`Drift` from paths in any order: ``missing`` and ``extra`` are reduced to their
+    topmost paths (an entry below a missing or extra directory is not listed again)."""
+    return Drift(tuple(sorted(changed)), _topmost(missing), _topmost(extra))
 
 
 def _topmost(paths: Iterable[str]) -> tuple[str, ...]:

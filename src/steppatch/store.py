@@ -12,6 +12,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,8 @@ __all__ = ["ObjectStore", "PartialObject", "copy_verified", "hash_file"]
 PARTIAL_DIR = ".partial"
 
 _CHUNK = 256 * 1024
+#: never follow a link, never block on a fifo
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -46,6 +49,12 @@ class ObjectStore:
         # A cache need not survive a power cut: every use re-verifies, and a damaged entry is
         # fetched again. A repository's objects must, since its index will name them.
         self.durable = durable
+        #: objects stored by this process since :meth:`forget_added` (see :meth:`move_out`)
+        self.added: set[str] = set()
+
+    def forget_added(self) -> None:
+        """Start a new run: objects stored so far no longer count as :attr:`added`."""
+        self.added.clear()
 
     def path(self, sha256: str) -> Path:
         """Where the object with this hash lives (whether or not it is there)."""
@@ -89,6 +98,7 @@ class ObjectStore:
                 raise IntegrityError(what, f"sha256 {sha256}", f"sha256 {h.hexdigest()}")
             os.chmod(tmp, 0o444)
             os.replace(tmp, final)
+            self.added.add(sha256)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -124,6 +134,100 @@ class ObjectStore:
         except IntegrityError:
             self.remove(sha256)
             raise
+
+    def move_out(self, sha256: str, length: int, dest: Path, mode: int) -> bool:
+        """Move object ``sha256`` to the new file ``dest`` with ``mode``, verified: the bytes are
+        not copied, and the object leaves the store.
+
+        For an object stored for the tree being built and used once by it: writing it again
+        would double the bytes an upgrade writes. ``dest`` then has an inode of its own (the
+        store keeps no name for it), so nothing an operator does to the file reaches the store.
+        Returns ``False``, doing nothing, when the object cannot be moved (not stored, linked
+        elsewhere too, another filesystem): the caller copies it then. A damaged object is
+        removed and :class:`IntegrityError` raised. Not flushed: the caller syncs the whole tree
+        once. Raises ``OSError`` from the filesystem (``FileExistsError`` if ``dest`` exists).
+        """
+        source = self.path(sha256)
+        try:
+            fd = os.open(source, _OPEN_FILE)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != length:
+                return False  # copy_out then says what is wrong with it, if anything
+            # link + unlink, not rename: rename would silently replace an existing dest.
+            try:
+                os.link(source, dest, follow_symlinks=False)
+            except OSError as e:
+                if e.errno == errno.EXDEV:
+                    return False
+                raise
+            os.unlink(source)
+            digest, size = _hash_fd(fd)
+            if (digest, size) != (sha256, length):
+                os.unlink(dest)
+                raise IntegrityError(
+                    f"cached object {sha256}", f"{length} bytes with sha256 {sha256}",
+                    f"{size} bytes with sha256 {digest}",
+                )
+            os.fchmod(fd, mode)
+            return True
+        finally:
+            os.close(fd)
+
+    def adopt(self, source: Path, sha256: str | None = None, length: int | None = None) -> bool:
+        """Move the file ``source`` into the store as the object it holds, if that is ``sha256``
+        and ``length`` (when given; hashed now, either way) and no other name links to it.
+
+        The reverse of :meth:`move_out`: a file a tree no longer needs becomes a cached object
+        again, without copying. Returns whether it was taken; a file that differs, is linked
+        elsewhere, is already stored or lies on another filesystem is left where it is.
+        Raises ``OSError`` from the filesystem.
+        """
+        try:
+            fd = os.open(source, _OPEN_FILE)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                return False
+            if length is not None and st.st_size != length:
+                return False
+            if sha256 is not None and self.has(sha256):
+                return False
+            digest, _size = _hash_fd(fd)
+            if sha256 is not None and digest != sha256:
+                return False
+            final = self.path(digest)
+            if final.exists():
+                return False
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.fchmod(fd, 0o444)
+            try:
+                os.link(source, final, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno == errno.EXDEV:
+                    return False
+                raise
+            os.unlink(source)
+            return True
+        finally:
+            os.close(fd)
+
+
+def _hash_fd(fd: int) -> tuple[str, int]:
+    """The sha256 hex digest and length of ``fd``'s content, from its start."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    h = hashlib.sha256()
+    size = 0
+    while chunk := os.read(fd, _CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
 
 
 class PartialObject:
@@ -225,6 +329,7 @@ class PartialObject:
         except FileNotFoundError:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.path, final)
+        self.store.added.add(self.sha256)
         self._file.close()
         return final
 

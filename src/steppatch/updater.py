@@ -358,12 +358,8 @@ class Home:
         if against is not None and not against.files:
             raise InputError("verify needs a full snapshot (steppatch snapshot --full)")
         with self._locked():
-            if against is not None:
-                expected: Mapping[str, FileEntry] = against.files
-            else:
-                expected = _entries(self.files.state())
-            actual = scan_tree(self.files.current, hashes=True, workers=self.limits.hash_workers)
-        return diff_tree(expected, actual)
+            files = against.files if against is not None else None
+            return self.files.drift(files, workers=self.limits.hash_workers)
 
     def showupdates(self) -> list[Update]:
         """For each installed component, the newer versions the repository has."""
@@ -392,42 +388,48 @@ class Home:
 
     def add_mirror(self, mirror: MirrorEntry) -> None:
         """Add a mirror. Raises :class:`InputError` if its id is taken or its URL unusable."""
-        config = self.files.config
-        if any(m.id == mirror.id for m in config.mirrors):
-            raise InputError(f"a mirror with id {mirror.id!r} exists already")
         fetcher_for(mirror.url, self.tls, self.limits.transport())  # refuses unusable URLs
-        with self._locked():
-            self.files.write_config(attrs.evolve(config, mirrors=(*config.mirrors, mirror)))
+
+        def change(config: HomeConfig) -> HomeConfig:
+            if any(m.id == mirror.id for m in config.mirrors):
+                raise InputError(f"a mirror with id {mirror.id!r} exists already")
+            return attrs.evolve(config, mirrors=(*config.mirrors, mirror))
+
+        self._edit_config(change)
 
     def remove_mirror(self, mirror_id: str) -> None:
         """Remove a mirror. Raises :class:`InputError` for an unknown id or the last mirror."""
-        config = self.files.config
-        kept = tuple(m for m in config.mirrors if m.id != mirror_id)
-        if len(kept) == len(config.mirrors):
-            raise InputError(f"no mirror with id {mirror_id!r}")
-        if not kept:
-            raise InputError("the last mirror cannot be removed (add another first)")
-        updates = config.updates
-        if not any(m.url == updates for m in kept):
-            updates = max(kept, key=lambda m: m.priority).url
-        with self._locked():
-            self.files.write_config(attrs.evolve(config, mirrors=kept, updates=updates))
+
+        def change(config: HomeConfig) -> HomeConfig:
+            kept = tuple(m for m in config.mirrors if m.id != mirror_id)
+            if len(kept) == len(config.mirrors):
+                raise InputError(f"no mirror with id {mirror_id!r}")
+            if not kept:
+                raise InputError("the last mirror cannot be removed (add another first)")
+            updates = config.updates
+            if not any(m.url == updates for m in kept):
+                updates = max(kept, key=lambda m: m.priority).url
+            return attrs.evolve(config, mirrors=kept, updates=updates)
+
+        self._edit_config(change)
 
     def select_mirror(self, url: str) -> None:
         """Make ``url`` the mirror tried first (as the manuals' ``--updates=URL``); a URL not
         listed yet is added with priority 0. Raises :class:`InputError` for an unusable URL.
         """
-        config = self.files.config
-        mirrors = config.mirrors
         fetcher_for(url, self.tls, self.limits.transport())
-        if not any(m.url == url for m in mirrors):
-            taken = {m.id for m in mirrors}
-            new_id = next(
-                f"mirror{i}" for i in range(1, len(taken) + 2) if f"mirror{i}" not in taken
-            )
-            mirrors = (*mirrors, MirrorEntry(new_id, url, 0))
-        with self._locked():
-            self.files.write_config(attrs.evolve(config, updates=url, mirrors=mirrors))
+
+        def change(config: HomeConfig) -> HomeConfig:
+            mirrors = config.mirrors
+            if not any(m.url == url for m in mirrors):
+                taken = {m.id for m in mirrors}
+                new_id = next(
+                    f"mirror{i}" for i in range(1, len(taken) + 2) if f"mirror{i}" not in taken
+                )
+                mirrors = (*mirrors, MirrorEntry(new_id, url, 0))
+            return attrs.evolve(config, updates=url, mirrors=mirrors)
+
+        self._edit_config(change)
 
     # --- cluster nodes ----------------------------------------------------------------------------
 
@@ -438,37 +440,50 @@ class Home:
         included), a location listed already or this home itself, and
         :class:`~steppatch.errors.HomeError` for a local path that is not a home.
         """
-        config = self.files.config
         check_node_name(node.name)
         location = parse_location(node.location)
-        if node.name == config.node or any(n.name == node.name for n in config.nodes):
-            raise InputError(f"a node named {node.name!r} exists already")
-        if any(parse_location(n.location) == location for n in config.nodes):
-            raise InputError(f"{location} is listed already")
-        if not location.is_ssh:
-            other = HomeDir.open(Path(location.path))
-            if other.root.resolve() == self.files.root.resolve():
-                raise InputError(f"{location} is this home; it is always a node of its cluster")
-        with self._locked():
-            self.files.write_config(attrs.evolve(config, nodes=(*config.nodes, node)))
+
+        def change(config: HomeConfig) -> HomeConfig:
+            if node.name == config.node or any(n.name == node.name for n in config.nodes):
+                raise InputError(f"a node named {node.name!r} exists already")
+            if any(parse_location(n.location) == location for n in config.nodes):
+                raise InputError(f"{location} is listed already")
+            if not location.is_ssh:
+                other = HomeDir.open(Path(location.path))
+                if other.root.resolve() == self.files.root.resolve():
+                    raise InputError(f"{location} is this home; it is always a node of its cluster")
+            return attrs.evolve(config, nodes=(*config.nodes, node))
+
+        self._edit_config(change)
 
     def remove_node(self, name: str) -> None:
         """Remove a node from the cluster's list. Raises :class:`InputError` for an unknown one."""
-        config = self.files.config
-        kept = tuple(n for n in config.nodes if n.name != name)
-        if len(kept) == len(config.nodes):
-            raise InputError(f"no node named {name!r}")
-        with self._locked():
-            self.files.write_config(attrs.evolve(config, nodes=kept))
+
+        def change(config: HomeConfig) -> HomeConfig:
+            kept = tuple(n for n in config.nodes if n.name != name)
+            if len(kept) == len(config.nodes):
+                raise InputError(f"no node named {name!r}")
+            return attrs.evolve(config, nodes=kept)
+
+        self._edit_config(change)
 
     def name_node(self, name: str) -> None:
         """Name this node in its cluster. Raises :class:`InputError` for a bad or taken name."""
-        config = self.files.config
         check_node_name(name)
-        if any(n.name == name for n in config.nodes):
-            raise InputError(f"another node is named {name!r}")
+
+        def change(config: HomeConfig) -> HomeConfig:
+            if any(n.name == name for n in config.nodes):
+                raise InputError(f"another node is named {name!r}")
+            return attrs.evolve(config, node=name)
+
+        self._edit_config(change)
+
+    def _edit_config(self, change: Callable[[HomeConfig], HomeConfig]) -> None:
+        """Write ``change(config)``, the config read again under the lock: two edits at once
+        both land. What ``change`` raises leaves the file as it was."""
         with self._locked():
-            self.files.write_config(attrs.evolve(config, node=name))
+            fresh = HomeDir.open(self.files.root).config
+            self.files.write_config(change(fresh))
 
     def ping(self, url: str | None = None) -> list[PingCheck]:
         """Check one mirror (default: the selected one): reachable, its TLS identity, and that its
@@ -1104,11 +1119,6 @@ def _read_tls(directory: Path) -> TlsConfig | None:
     if cert.is_file() and key.is_file():
         return TlsConfig(ca, cert, key)
     return TlsConfig(ca)
-
-
-def _entries(state: HomeState) -> dict[str, FileEntry]:
-    # The installed set was merged (conflicts refused) when it was applied.
-    return {e.path: e for c in state.components.values() for e in c.manifest.entries}
 
 
 def _snapshot_drift(recipes: list[Recipe], tree: Path) -> Drift | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -72,8 +73,13 @@ def test_expired_repository_is_refused_saying_since_when(
 def test_altered_object_is_named(repo: Path, run: Run, home: Path) -> None:
     run("init", "--updates", repo.as_uri(), "--root", repo / "root.json")
     run("apply", "to:step-core/9.0/step-core-9.0.0.spr")
-    cached = {p.name for p in (home / ".steppatch/cache").rglob("*")}
-    victim = min(p for p in (repo / "objects").rglob("*") if p.is_file() and p.name not in cached)
+    # What the home holds (in its cache, or moved out of it into the live tree) is not fetched.
+    held = {p.name for p in (home / ".steppatch/cache").rglob("*")} | {
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (home / "current").resolve().rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+    victim = min(p for p in (repo / "objects").rglob("*") if p.is_file() and p.name not in held)
     victim.chmod(0o644)
     victim.write_bytes(b"altered after signing")
     before = home_digest(home)

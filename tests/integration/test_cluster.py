@@ -239,3 +239,14 @@ def test_node_configuration_errors_change_nothing(homes: list[Path], tmp_path: P
     with pytest.raises(InputError, match="no node named"):
         home.remove_node("zz")
     assert (homes[0] / "steppatch.toml").read_bytes() == config
+
+
+def test_config_edits_from_two_open_homes_both_land(homes: list[Path], tmp_path: Path) -> None:
+    # Each Home read the config when it was opened; an edit through either must not drop the
+    # other's (the config is read again under the lock).
+    first, second = Home.open(homes[0]), Home.open(homes[0])
+    first.add_mirror(MirrorEntry("extra", (tmp_path / "repo").as_uri(), 5))
+    second.remove_node("c")
+    config = HomeDir.open(homes[0]).config
+    assert [m.id for m in config.mirrors] == ["primary", "extra"]
+    assert [n.name for n in config.nodes] == ["b"]

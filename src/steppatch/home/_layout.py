@@ -5,7 +5,8 @@ Layout (``docs/formats.md``)::
     HOME/steppatch.toml                  config (the operator's)
     HOME/current -> .steppatch/trees/T   the managed tree: a symlink, swapped atomically
     HOME/.steppatch/trees/T/             managed trees (the live one; a new one while applying)
-    HOME/.steppatch/trees/T.state.json   what tree T holds (components, manifests)
+    HOME/.steppatch/trees/T.state.json   what tree T holds (components, stored manifest names)
+    HOME/.steppatch/manifests/H.json.gz  the installed components' manifests, by sha256 H
     HOME/.steppatch/cache/objects/       content-addressed download cache
     HOME/.steppatch/history/             thin snapshots of states an apply replaced
     HOME/.steppatch/metadata/            the signed metadata this home trusts (verified only)
@@ -14,33 +15,49 @@ Layout (``docs/formats.md``)::
 
 The commit point of an apply is the rename of a new ``current`` symlink over the old one: before
 it the old tree is live and whole, after it the new one is (invariant 2). The next run removes
-whatever tree ``current`` does not point to.
+whatever tree ``current`` does not point to, and the stored manifests its state does not name.
+
+An object the new tree uses once is moved out of the cache into it rather than copied, and the
+files of the old tree the new one does not keep are moved into the cache (each hashed first):
+an upgrade writes a changed file's bytes once, and the cache still holds what a rollback needs.
+No inode is ever both in the cache and in the live tree (``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from steppatch._fs import atomic_write, checkpoint, file_lock, fsync_dir, sync_filesystem
 from steppatch.config import CONFIG_NAME, HomeConfig, dump_home_config, parse_home_config
-from steppatch.errors import HomeError, MalformedDocument, UnsafePath
-from steppatch.formats import dump_state, parse_state
-from steppatch.model import EntryKind, HomeState
-from steppatch.paths import is_within
-from steppatch.plan import StepKind, TreeStep
+from steppatch.errors import HomeError, MalformedDocument, TooLarge, UnsafePath
+from steppatch.formats import (
+    StateRecord,
+    dump_home_state,
+    dump_stored_manifest,
+    parse_home_state,
+    parse_stored_manifest,
+    state_from_records,
+    stored_manifest_entries,
+)
+from steppatch.home._scan import check_tree, gc_paused
+from steppatch.model import EntryKind, FileEntry, HomeState
+from steppatch.plan import Drift, StepKind, TreeStep
 from steppatch.store import ObjectStore, copy_verified
 
 __all__ = ["HomeDir"]
 
 STATE_DIR = ".steppatch"
 CURRENT = "current"
+STORED_SUFFIX = ".json.gz"
 
 
 class HomeDir:
@@ -55,6 +72,12 @@ class HomeDir:
         self.history = self.state_dir / "history"
         self.metadata_dir = self.state_dir / "metadata"
         self.tls_dir = self.state_dir / "tls"
+        self.manifests = self.state_dir / "manifests"
+        # A tree's state file never changes once written and tree ids are never reused, so the
+        # state read for a tree id stays true: an apply reads it once, not at every step.
+        self._loaded: tuple[str, HomeState] | None = None
+        #: published manifest sha256 -> name of its stored copy, as far as known
+        self._stored: dict[str, str] = {}
 
     # --- creating and opening -------------------------------------------------------------------
 
@@ -77,7 +100,7 @@ class HomeDir:
         home.environment_id()
         tree_id = home._new_tree_id()
         (home.trees / tree_id).mkdir()
-        atomic_write(home.trees / f"{tree_id}.state.json", dump_state(HomeState()))
+        atomic_write(home.trees / f"{tree_id}.state.json", dump_home_state(HomeState(), {}))
         home._switch(tree_id)
         atomic_write(root / CONFIG_NAME, dump_home_config(config))
         return home
@@ -111,6 +134,9 @@ class HomeDir:
         """Hold the home's lock, then finish or discard any interrupted apply."""
         with file_lock(self.state_dir / "lock", timeout):
             self.recover()
+            # Objects count as downloaded for this run (build_tree may move them) only if they
+            # were stored while this lock is held.
+            self.cache.forget_added()
             yield
 
     # --- state -----------------------------------------------------------------------------------
@@ -136,12 +162,75 @@ class HomeDir:
         return self.trees / self.current_tree_id()
 
     def state(self) -> HomeState:
-        """What the live tree holds. Raises :class:`HomeError` if the state file is damaged."""
-        path = self.trees / f"{self.current_tree_id()}.state.json"
+        """What the live tree holds, every manifest checked in full.
+
+        Raises :class:`HomeError` if the state file or a stored manifest is missing or damaged.
+        """
+        tree_id = self.current_tree_id()
+        if self._loaded is not None and self._loaded[0] == tree_id:
+            return self._loaded[1]
+        path = self.trees / f"{tree_id}.state.json"
         try:
-            return parse_state(path.read_bytes(), str(path))
-        except (FileNotFoundError, MalformedDocument) as e:
+            with gc_paused():
+                parsed = parse_home_state(path.read_bytes(), str(path))
+                if isinstance(parsed, HomeState):
+                    state = parsed
+                else:
+                    manifests = {
+                        name: parse_stored_manifest(self._stored_bytes(r), r.stored, str(path))
+                        for name, r in parsed.items()
+                    }
+                    state = state_from_records(parsed, manifests)
+                    self._stored.update({r.manifest_sha256: r.stored for r in parsed.values()})
+        except (FileNotFoundError, MalformedDocument, TooLarge) as e:
             raise HomeError(str(self.root), f"state unreadable: {e}") from e
+        self._loaded = (tree_id, state)
+        return state
+
+    def expected_entries(self) -> dict[str, FileEntry]:
+        """Every entry the live tree should hold, by path: for comparing it with the tree.
+
+        Lighter than :meth:`state`: a stored manifest is checked against its name (so it is what
+        was checked in full when it was installed), not parsed again in full. Never use the
+        result to write. Raises :class:`HomeError` like :meth:`state`.
+        """
+        tree_id = self.current_tree_id()
+        loaded = self._loaded[1] if self._loaded and self._loaded[0] == tree_id else None
+        path = self.trees / f"{tree_id}.state.json"
+        try:
+            parsed = loaded or parse_home_state(path.read_bytes(), str(path))
+            if isinstance(parsed, HomeState):
+                # The installed set was merged (conflicts refused) when it was applied.
+                return {e.path: e for c in parsed.components.values() for e in c.manifest.entries}
+            entries: dict[str, FileEntry] = {}
+            for r in parsed.values():
+                entries.update(stored_manifest_entries(self._stored_bytes(r), r.stored, str(path)))
+            return entries
+        except (FileNotFoundError, MalformedDocument, TooLarge) as e:
+            raise HomeError(str(self.root), f"state unreadable: {e}") from e
+
+    def drift(self, against: Mapping[str, FileEntry] | None = None, workers: int = 2) -> Drift:
+        """How the live tree differs from its manifests (or from ``against``): every file that
+        could match is hashed, by this process and ``workers - 1`` helper processes. Raises
+        :class:`HomeError` like :meth:`state`, ``OSError`` if the tree cannot be read.
+        """
+        # The loader runs while helper processes hash: loading and hashing overlap.
+        expected = self.expected_entries if against is None else against
+        return check_tree(self.current, expected, workers=workers)
+
+    def _stored_bytes(self, record: StateRecord) -> bytes:
+        return (self.manifests / f"{record.stored}{STORED_SUFFIX}").read_bytes()
+
+    def _stored_names(self, tree_id: str) -> set[str] | None:
+        """The stored manifests tree ``tree_id``'s state names; ``None`` if it cannot be read."""
+        path = self.trees / f"{tree_id}.state.json"
+        try:
+            parsed = parse_home_state(path.read_bytes(), str(path))
+        except (OSError, MalformedDocument):
+            return None
+        if isinstance(parsed, HomeState):
+            return set()
+        return {r.stored for r in parsed.values()}
 
     def recover(self) -> None:
         """Discard what an interrupted apply left: trees and files ``current`` does not use.
@@ -155,10 +244,17 @@ class HomeDir:
             if item.name in (live, f"{live}.state.json"):
                 continue
             checkpoint("recovering")
+            if item.is_dir() and not item.is_symlink():
+                # Objects an interrupted build moved in from the cache go back (each hashed).
+                self._return_objects(item)
             _remove(item)
         staging = self.cache.root.parent / "tmp"
         if staging.exists():
             shutil.rmtree(staging)
+        if self.manifests.is_dir():
+            keep = self._stored_names(live)
+            if keep is not None:
+                self._drop_stored_except(keep)
 
     def record_history(self, name: str, data: bytes) -> Path:
         """Keep a snapshot of a state being replaced, named ``NNNNNN-name``."""
@@ -186,15 +282,19 @@ class HomeDir:
         aside = self.state_dir / "displaced" / tree_id
         dest.mkdir()
         displaced: list[str] = []
+        # The last use of an object downloaded for this run moves it out of the cache (it is
+        # written once); earlier uses copy it.
+        uses = Counter(s.entry.sha256 for s in steps if s.kind is StepKind.FETCH)
+        made: set[Path] = set()
         try:
             dirs: list[tuple[Path, int]] = []
             for done, step in enumerate(steps, start=1):
                 root = aside if step.kind is StepKind.DISPLACE else dest
-                target = root / step.path
-                if not is_within(root, target):
-                    raise UnsafePath(step.path, "outside the managed tree")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._make(step, live, target, dirs)
+                target = _joined(root, step.path)
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                self._make(step, live, target, dirs, uses)
                 if step.kind is StepKind.DISPLACE:
                     displaced.append(step.path)
                 if progress is not None and done % 500 == 0:
@@ -206,12 +306,20 @@ class HomeDir:
                 os.chmod(d, mode)
             sync_filesystem(dest)
         except BaseException:
+            self._return_objects(dest)
             _remove(dest)
             _remove(aside)
             raise
         return tree_id, displaced
 
-    def _make(self, step: TreeStep, live: Path, target: Path, dirs: list[tuple[Path, int]]) -> None:
+    def _make(
+        self,
+        step: TreeStep,
+        live: Path,
+        target: Path,
+        dirs: list[tuple[Path, int]],
+        uses: Counter[str | None],
+    ) -> None:
         e = step.entry
         source = live / step.path
         if e.kind is EntryKind.DIR:
@@ -231,23 +339,102 @@ class HomeDir:
             if step.kind is StepKind.LINK and not self.cache.has(e.sha256):
                 # Not downloaded because the live tree has it: copy that, checked.
                 copy_verified(source, e.sha256, e.size, target, e.mode, f"live file {step.path}")
-            else:
-                self.cache.copy_out(e.sha256, e.size, target, e.mode)
+                return
+            if step.kind is StepKind.FETCH:
+                uses[e.sha256] -= 1
+                # Moved only if stored for this run: what the cache held before (prepared ahead,
+                # kept for a rollback) may be wanted again, and stays.
+                if (
+                    uses[e.sha256] == 0
+                    and e.sha256 in self.cache.added
+                    and self.cache.move_out(e.sha256, e.size, target, e.mode)
+                ):
+                    return
+            self.cache.copy_out(e.sha256, e.size, target, e.mode)
 
     def commit(self, tree_id: str, state: HomeState) -> None:
-        """Make tree ``tree_id`` live with ``state``: the one commit point, then clean up."""
+        """Make tree ``tree_id`` live with ``state``: the one commit point, then clean up.
+
+        Before the switch, the manifests ``state`` names are stored (only those not stored
+        yet, durably), then its state file is written. After it, the old tree's files that the
+        new state does not keep at their path go into the cache when they hash to what the old
+        state says, and the old tree is removed. Raises ``OSError`` from the filesystem (before
+        the switch: the old tree stays live).
+        """
         old = self.current_tree_id()
-        atomic_write(self.trees / f"{tree_id}.state.json", dump_state(state))
+        try:
+            before = _files(self.state())
+        except HomeError:
+            before = {}  # unreadable: nothing is kept from the old tree, it is only removed
+        stored = self._store_manifests(state)
+        atomic_write(self.trees / f"{tree_id}.state.json", dump_home_state(state, stored))
         checkpoint("state-written")
         self._switch(tree_id)
         checkpoint("switched")
+        self._loaded = (tree_id, state)
         _remove(self.trees / f"{old}.state.json")
+        after = _files(state)
+        for path, entry in before.items():
+            if after.get(path) != entry:
+                self._keep_replaced(self.trees / old / path, entry)
         _remove(self.trees / old)
+        self._drop_stored_except(set(stored.values()))
+
+    def _keep_replaced(self, path: Path, entry: FileEntry) -> None:
+        # Best effort: the old tree is garbage now, and the cache is only a cache.
+        with contextlib.suppress(OSError):
+            self.cache.adopt(path, entry.sha256, entry.size)
+
+    def _store_manifests(self, state: HomeState) -> dict[str, str]:
+        """Store the manifests of ``state`` that are not stored yet; each one's stored name."""
+        if not self.manifests.is_dir():
+            self.manifests.mkdir()
+            fsync_dir(self.state_dir)
+        names: dict[str, str] = {}
+        for name, c in sorted(state.components.items()):
+            known = self._stored.get(c.manifest_sha256)
+            if known is not None and (self.manifests / f"{known}{STORED_SUFFIX}").is_file():
+                names[name] = known
+                continue
+            data = dump_stored_manifest(c.manifest)
+            stored = hashlib.sha256(data).hexdigest()
+            path = self.manifests / f"{stored}{STORED_SUFFIX}"
+            if not path.is_file():
+                atomic_write(path, data, mode=0o444)
+            self._stored[c.manifest_sha256] = stored
+            names[name] = stored
+        return names
+
+    def _drop_stored_except(self, keep: set[str]) -> None:
+        """Remove stored manifests (and unfinished writes) but those named in ``keep``."""
+        wanted = {f"{name}{STORED_SUFFIX}" for name in keep}
+        for item in self.manifests.iterdir():
+            if item.name not in wanted:
+                _remove(item)
 
     def discard(self, tree_id: str) -> None:
-        """Remove a staged tree that will not be made live."""
-        _remove(self.trees / tree_id)
+        """Remove a staged tree that will not be made live; objects it took from the cache
+        go back there (each hashed)."""
+        tree = self.trees / tree_id
+        if tree.is_dir() and not tree.is_symlink():
+            self._return_objects(tree)
+        _remove(tree)
         _remove(self.state_dir / "displaced" / tree_id)
+
+    def _return_objects(self, tree: Path) -> None:
+        """Move the files of a tree that is not live, and that nothing else links to, into
+        the cache under the hash they have (what :meth:`build_tree` moved out of it).
+
+        Best effort, file by file: the tree is removed next whatever happens here.
+        """
+        for dirpath, _dirnames, filenames in os.walk(tree):
+            if filenames and not os.access(dirpath, os.W_OK):
+                # A read-only directory of the tree: its entries cannot be moved otherwise.
+                with contextlib.suppress(OSError):
+                    os.chmod(dirpath, 0o700)
+            for name in filenames:
+                with contextlib.suppress(OSError):
+                    self.cache.adopt(Path(dirpath) / name)
 
     def _switch(self, tree_id: str) -> None:
         tmp = self.root / f".{CURRENT}.new"
@@ -259,6 +446,29 @@ class HomeDir:
 
     def _new_tree_id(self) -> str:
         return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+
+
+def _joined(root: Path, path: str) -> Path:
+    """``root / path``, refused (:class:`UnsafePath`) unless ``path`` stays below ``root``.
+
+    A relative path without empty, ``.`` or ``..`` parts cannot leave the directory it is
+    joined to: a string check (``is_within``'s ``Path.parents`` cost a third of a large build).
+    Unlike ``safe_relpath`` it lets a backslash pass: a name an operator gave a file of his.
+    """
+    if not path or path[0] == "/" or "\0" in path or any(
+        part in ("", ".", "..") for part in path.split("/")
+    ):
+        raise UnsafePath(path, "outside the managed tree")
+    return root / path
+
+
+def _files(state: HomeState) -> dict[str, FileEntry]:
+    return {
+        e.path: e
+        for c in state.components.values()
+        for e in c.manifest.entries
+        if e.kind is EntryKind.FILE
+    }
 
 
 def _link(source: Path, target: Path) -> bool:
