@@ -33,6 +33,7 @@ from steppatch.model import (
     RepositoryIndex,
 )
 from steppatch.paths import link_stays_inside, safe_relpath
+from steppatch.plan import ChangeReason, ComponentChange, Plan
 from steppatch.versions import is_valid_name, parse_specifier, parse_version
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "parse_manifest",
     "parse_state",
     "parse_stored_manifest",
+    "plan_from_json",
+    "plan_to_json",
     "state_from_records",
     "stored_manifest_entries",
 ]
@@ -584,3 +587,64 @@ def state_from_records(
             )
         installed[name] = InstalledComponent(manifest, r.manifest_sha256, r.hot, r.config)
     return HomeState(installed)
+
+
+# --- plans (``--json`` output and the node protocol) -----------------------------------------
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """A plan as ``prepare --json`` prints it and the node protocol sends it (docs/cli.md)."""
+    return {
+        "target": {n: str(v) for n, v in sorted(plan.target.items())},
+        "changes": [
+            {
+                "name": c.name,
+                "from": None if c.old is None else str(c.old),
+                "to": None if c.new is None else str(c.new),
+                "reason": c.reason.value,
+            }
+            for c in plan.changes
+        ],
+        "hot": plan.hot,
+        "download_objects": plan.download_objects,
+        "download_bytes": plan.download_bytes,
+        "repairs": plan.repairs,
+    }
+
+
+def plan_from_json(value: object, fail: Callable[[str], NoReturn]) -> Plan:
+    """Parse what :func:`plan_to_json` made; ``fail(problem)`` raises the caller's error."""
+    if not isinstance(value, dict):
+        fail("plan: expected an object")
+    f = Fields(dict(value), "plan.", fail)
+    target = f.sub("target")
+    changes = []
+    for i, item in enumerate(f.get("changes", list)):
+        if not isinstance(item, dict):
+            fail(f"plan.changes[{i}]: expected an object")
+        c = Fields(item, f"plan.changes[{i}].", fail)
+        try:
+            reason = ChangeReason(c.get("reason", str))
+        except ValueError:
+            c.fail("reason", "unknown")
+        changes.append(
+            ComponentChange(c.get("name", str), _maybe_version(c, "from"),
+                            _maybe_version(c, "to"), reason)
+        )
+    return Plan(
+        target={n: target.parse(n, Version) for n in sorted(target.obj)},
+        changes=tuple(changes),
+        hot=f.get("hot", bool),
+        download_objects=f.get("download_objects", int),
+        download_bytes=f.get("download_bytes", int),
+        repairs=f.get("repairs", int),
+    )
+
+
+def _maybe_version(f: Fields, field: str) -> Version | None:
+    value = f.obj.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        f.fail(field, "expected a version or null")
+    return f.parse(field, Version)

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from steppatch.config import MirrorEntry
+from steppatch.formats import plan_to_json
 from steppatch.model import HomeState
 from steppatch.offline import PatchInfo
 from steppatch.plan import ChangeReason, Drift, Plan, component_changes
@@ -150,22 +151,7 @@ def show_drift(drift: Drift) -> None:
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
-    return {
-        "target": {n: str(v) for n, v in plan.target.items()},
-        "changes": [
-            {
-                "name": c.name,
-                "from": None if c.old is None else str(c.old),
-                "to": None if c.new is None else str(c.new),
-                "reason": c.reason.value,
-            }
-            for c in plan.changes
-        ],
-        "hot": plan.hot,
-        "download_objects": plan.download_objects,
-        "download_bytes": plan.download_bytes,
-        "repairs": plan.repairs,
-    }
+    return plan_to_json(plan)
 
 
 def show_plan(plan: Plan, *, applied: bool) -> None:

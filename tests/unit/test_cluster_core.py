@@ -81,8 +81,8 @@ def test_plan_json_round_trip_and_bad_answers() -> None:
     )
     sent = json.loads(json.dumps(plan_to_json(plan)))
     assert plan_from_json(sent, "b") == plan
-    bad_new = {"name": "x", "old": None, "new": 3, "reason": "requested"}
-    bad_reason = {"name": "x", "old": None, "new": None, "reason": "??"}
+    bad_new = {"name": "x", "from": None, "to": 3, "reason": "requested"}
+    bad_reason = {"name": "x", "from": None, "to": None, "reason": "??"}
     for broken in (
         {**sent, "hot": "yes"},
         {**sent, "target": {"app": "not a version"}},

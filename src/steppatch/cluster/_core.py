@@ -6,16 +6,18 @@ No I/O here: :mod:`steppatch.cluster._nodes` runs commands on nodes and hands th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import attrs
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
+from steppatch import formats
 from steppatch._json import Fields, load_json_object
 from steppatch.config import Location, check_node_name, parse_location
 from steppatch.errors import NodeError
+from steppatch.formats import plan_to_json
 from steppatch.model import _frozen_map
-from steppatch.plan import ChangeReason, ComponentChange, Plan
+from steppatch.plan import Plan
 
 __all__ = [
     "NODE_FORMAT",
@@ -95,55 +97,9 @@ class SwitchResult:
 # --- the node protocol's JSON (docs/formats.md, "steppatch-node/1") ----------------------------
 
 
-def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """A plan as the node protocol sends it."""
-    return {
-        "target": {n: str(v) for n, v in sorted(plan.target.items())},
-        "changes": [
-            {
-                "name": c.name,
-                "old": None if c.old is None else str(c.old),
-                "new": None if c.new is None else str(c.new),
-                "reason": c.reason.value,
-            }
-            for c in plan.changes
-        ],
-        "hot": plan.hot,
-        "download_objects": plan.download_objects,
-        "download_bytes": plan.download_bytes,
-        "repairs": plan.repairs,
-    }
-
-
 def plan_from_json(value: object, node: str) -> Plan:
     """Parse a plan a node sent. Raises :class:`NodeError` naming what is wrong."""
-    fail = _fail(node)
-    if not isinstance(value, dict):
-        fail("plan: expected an object")
-    f = Fields(dict(value), "plan.", fail)
-    target = f.sub("target")
-    changes = []
-    for i, item in enumerate(f.get("changes", list)):
-        if not isinstance(item, dict):
-            fail(f"plan.changes[{i}]: expected an object")
-        c = Fields(item, f"plan.changes[{i}].", fail)
-        try:
-            reason = ChangeReason(c.get("reason", str))
-        except ValueError:
-            c.fail("reason", "unknown")
-        changes.append(
-            ComponentChange(
-                c.get("name", str), _version(c, "old"), _version(c, "new"), reason
-            )
-        )
-    return Plan(
-        target={n: target.parse(n, Version) for n in sorted(target.obj)},
-        changes=tuple(changes),
-        hot=f.get("hot", bool),
-        download_objects=f.get("download_objects", int),
-        download_bytes=f.get("download_bytes", int),
-        repairs=f.get("repairs", int),
-    )
+    return formats.plan_from_json(value, _fail(node))
 
 
 def parse_node_answer(data: bytes, node: str) -> Fields:
@@ -159,18 +115,6 @@ def versions_from_json(f: Fields, field: str) -> dict[str, Version]:
     """A ``{name: version}`` object. Raises through ``f``'s failure."""
     pins = f.sub(field)
     return {n: pins.parse(n, Version) for n in sorted(pins.obj)}
-
-
-def _version(f: Fields, field: str) -> Version | None:
-    value = f.obj.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        f.fail(field, "expected a version or null")
-    try:
-        return Version(value)
-    except InvalidVersion as e:
-        f.fail(field, str(e))
 
 
 def _fail(node: str) -> Callable[[str], NoReturn]:
