@@ -4,6 +4,7 @@ failures before and during the switch, --local and mixed clusters, cluster snaps
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import pytest
@@ -250,3 +251,22 @@ def test_config_edits_from_two_open_homes_both_land(homes: list[Path], tmp_path:
     config = HomeDir.open(homes[0]).config
     assert [m.id for m in config.mirrors] == ["primary", "extra"]
     assert [n.name for n in config.nodes] == ["b"]
+
+
+def test_a_node_raising_an_os_error_while_staging_switches_nothing(homes: list[Path]) -> None:
+    from steppatch.cluster import LocalNode
+
+    class DiskFull(LocalNode):
+        def stage(self, *args: object, **kwargs: object) -> NoReturn:
+            raise OSError(28, "No space left on device")
+
+    def connect(entry: NodeEntry) -> LocalNode:
+        kind = DiskFull if entry.name == "c" else LocalNode
+        return kind(entry.name, Home.open(entry.location))
+
+    with pytest.raises(NodeFailed) as caught:
+        Cluster(Home.open(homes[0]), connect).apply(["to:app/latest.spr"])
+    assert caught.value.node == "c" and "No space left" in caught.value.reason
+    assert caught.value.exit_code == 5
+    assert [versions(p) for p in homes] == [V1, V1, V1]
+    assert staged_dirs(homes) == []

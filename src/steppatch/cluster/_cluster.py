@@ -139,10 +139,11 @@ class Cluster:
             target = pinned_recipe(RecipeKind.SNAPSHOT, mine.plan.target, name="cluster-apply")
             for node in nodes[1:]:
                 staged.append((node, node.stage(target, hot=hot, sync=sync)))
-        except SteppatchError as e:
+        except (SteppatchError, OSError) as e:
             failed = nodes[len(staged)].name
             self._discard(staged)
-            raise NodeFailed(failed, "prepare", str(e), e.exit_code) from e
+            code = e.exit_code if isinstance(e, SteppatchError) else NodeFailed.exit_code
+            raise NodeFailed(failed, "prepare", str(e), code) from e
 
         checkpoint("cluster-staged")
         outcomes: list[NodeOutcome] = []
