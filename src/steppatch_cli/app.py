@@ -28,7 +28,7 @@ from steppatch_cli import cluster, render
 from steppatch_cli.ca import ca_app, enroll_cli, rewrite_enroll_alias
 from steppatch_cli.foothold import foothold_app, repo_add_self, self_update_command
 from steppatch_cli.mirror import mirror_app
-from steppatch_cli.parsing import parse_expiry
+from steppatch_cli.parsing import KeysOption, parse_expiry
 from steppatch_cli.spot import register as register_spot
 
 app = typer.Typer(
@@ -90,13 +90,6 @@ def _refs(text: list[str]) -> list[str]:
 # --- the release side ---------------------------------------------------------------------------
 
 
-KeysOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--keys",
-        help="The signing key directory (default: DIR.keys beside the repository).",
-    ),
-]
 
 
 @repo_app.command("init")

@@ -33,6 +33,7 @@ from steppatch.selfupdate import (
     tool_home_path,
 )
 from steppatch_cli import render
+from steppatch_cli.parsing import KeysOption
 
 __all__ = [
     "DEFAULT_REF",
@@ -181,10 +182,7 @@ def repo_add_self(
         str, typer.Option("--channel", help="The release recipe moved to this version.")
     ] = DEFAULT_CHANNEL,
     wheels: WheelsOption = None,
-    keys: Annotated[
-        Path | None,
-        typer.Option("--keys", help="The signing key directory (default: DIR.keys)."),
-    ] = None,
+    keys: KeysOption = None,
 ) -> None:
     """Publish the running steppatch (a foothold and its wheels) as component steppatch."""
     try:

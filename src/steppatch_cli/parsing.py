@@ -1,13 +1,27 @@
-"""Parsing of option values that the library takes as typed values."""
+"""Parsing of option values that the library takes as typed values, and options shared by
+several command modules."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from steppatch.errors import InputError
 
-__all__ = ["parse_expiry"]
+__all__ = ["KeysOption", "parse_expiry"]
+
+#: ``--keys``: every release-side command that signs takes it
+KeysOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys",
+        help="The signing key directory (default: DIR.keys beside the repository).",
+    ),
+]
 
 _DURATION = re.compile(r"(\d+)([dhm])\Z")
 
