@@ -11,30 +11,65 @@ The public API. A script does what the CLI does::
 
 from __future__ import annotations
 
-from steppatch.errors import (
-    InputError,
-    IntegrityError,
-    LocalEnvironmentError,
-    NetworkError,
-    RepositoryError,
-    ResolutionImpossible,
-    SteppatchError,
+from typing import TYPE_CHECKING
+
+from steppatch._lazy import attach
+
+if TYPE_CHECKING:
+    from steppatch.errors import (
+        InputError,
+        IntegrityError,
+        LocalEnvironmentError,
+        NetworkError,
+        RepositoryError,
+        ResolutionImpossible,
+        SteppatchError,
+    )
+    from steppatch.limits import DEFAULT_LIMITS, Limits
+    from steppatch.model import (
+        ComponentVersion,
+        FileEntry,
+        HomeState,
+        Manifest,
+        Recipe,
+        RecipeKind,
+        RepositoryIndex,
+    )
+    from steppatch.plan import ComponentChange, Plan
+    from steppatch.recipe import dump_recipe, parse_recipe
+    from steppatch.repo import Repository
+    from steppatch.solver import DictIndex, PackageIndex, solve
+    from steppatch.updater import Home, Update
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "steppatch.errors": (
+            "InputError",
+            "IntegrityError",
+            "LocalEnvironmentError",
+            "NetworkError",
+            "RepositoryError",
+            "ResolutionImpossible",
+            "SteppatchError",
+        ),
+        "steppatch.limits": ("DEFAULT_LIMITS", "Limits"),
+        "steppatch.model": (
+            "ComponentVersion",
+            "FileEntry",
+            "HomeState",
+            "Manifest",
+            "Recipe",
+            "RecipeKind",
+            "RepositoryIndex",
+        ),
+        "steppatch.plan": ("ComponentChange", "Plan"),
+        "steppatch.recipe": ("dump_recipe", "parse_recipe"),
+        "steppatch.repo": ("Repository",),
+        "steppatch.solver": ("DictIndex", "PackageIndex", "solve"),
+        "steppatch.updater": ("Home", "Update"),
+    },
 )
-from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import (
-    ComponentVersion,
-    FileEntry,
-    HomeState,
-    Manifest,
-    Recipe,
-    RecipeKind,
-    RepositoryIndex,
-)
-from steppatch.plan import ComponentChange, Plan
-from steppatch.recipe import dump_recipe, parse_recipe
-from steppatch.repo import Repository
-from steppatch.solver import DictIndex, PackageIndex, solve
-from steppatch.updater import Home, Update
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -4,20 +4,45 @@
 for a home on a local path, :class:`SshNode` for one reached with ``ssh``).
 """
 
-from steppatch.cluster._cluster import Cluster, ClusterReport, NodeOutcome
-from steppatch.cluster._core import (
-    NODE_FORMAT,
-    ClusterStatus,
-    Location,
-    NodeStatus,
-    SwitchResult,
-    check_node_name,
-    parse_location,
-    plan_from_json,
-    plan_to_json,
-    versions_text,
+from typing import TYPE_CHECKING
+
+from steppatch._lazy import attach
+
+if TYPE_CHECKING:
+    from steppatch.cluster._cluster import Cluster, ClusterReport, NodeOutcome
+    from steppatch.cluster._core import (
+        NODE_FORMAT,
+        ClusterStatus,
+        Location,
+        NodeStatus,
+        SwitchResult,
+        check_node_name,
+        parse_location,
+        plan_from_json,
+        plan_to_json,
+        versions_text,
+    )
+    from steppatch.cluster._nodes import LocalNode, Node, SshNode, connect_node
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "steppatch.cluster._cluster": ("Cluster", "ClusterReport", "NodeOutcome"),
+        "steppatch.cluster._core": (
+            "NODE_FORMAT",
+            "ClusterStatus",
+            "Location",
+            "NodeStatus",
+            "SwitchResult",
+            "check_node_name",
+            "parse_location",
+            "plan_from_json",
+            "plan_to_json",
+            "versions_text",
+        ),
+        "steppatch.cluster._nodes": ("LocalNode", "Node", "SshNode", "connect_node"),
+    },
 )
-from steppatch.cluster._nodes import LocalNode, Node, SshNode, connect_node
 
 __all__ = [
     "NODE_FORMAT",

@@ -6,23 +6,52 @@ host with only Python 3.11+ and no network (``docs/foothold.md``).
 
 from __future__ import annotations
 
-from steppatch.foothold._bootstrap import ENVS_VARIABLE, FORMAT
-from steppatch.foothold._build import (
-    PYZ_NAME,
-    Foothold,
-    Layout,
-    Part,
-    build_foothold,
-    read_foothold,
-)
-from steppatch.foothold._errors import BadWheel, FootholdError
-from steppatch.foothold._runtime import (
-    CORE_MODULES,
-    Host,
-    RunningFoothold,
-    check_imports,
-    host,
-    running,
+from typing import TYPE_CHECKING
+
+from steppatch._lazy import attach
+
+if TYPE_CHECKING:
+    from steppatch.foothold._bootstrap import ENVS_VARIABLE, FORMAT
+    from steppatch.foothold._build import (
+        PYZ_NAME,
+        Foothold,
+        Layout,
+        Part,
+        build_foothold,
+        read_foothold,
+    )
+    from steppatch.foothold._errors import BadWheel, FootholdError
+    from steppatch.foothold._runtime import (
+        CORE_MODULES,
+        Host,
+        RunningFoothold,
+        check_imports,
+        host,
+        running,
+    )
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "steppatch.foothold._bootstrap": ("ENVS_VARIABLE", "FORMAT"),
+        "steppatch.foothold._build": (
+            "PYZ_NAME",
+            "Foothold",
+            "Layout",
+            "Part",
+            "build_foothold",
+            "read_foothold",
+        ),
+        "steppatch.foothold._errors": ("BadWheel", "FootholdError"),
+        "steppatch.foothold._runtime": (
+            "CORE_MODULES",
+            "Host",
+            "RunningFoothold",
+            "check_imports",
+            "host",
+            "running",
+        ),
+    },
 )
 
 __all__ = [

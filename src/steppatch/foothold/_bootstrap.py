@@ -343,9 +343,12 @@ def main() -> None:
         platform=tags[0] if tags else "",
     )
     sys.modules[RUNTIME_MODULE] = runtime
-    from steppatch_cli.app import main as cli
+    module, _, function = str(build.get("entry_point") or "").partition(":")
+    if not module or not function:
+        _fail(f"{real}: its build record names no entry point")
+    import importlib
 
-    cli()
+    getattr(importlib.import_module(module), function)()
 
 
 if __name__ == "__main__":

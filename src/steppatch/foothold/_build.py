@@ -190,6 +190,8 @@ def build_foothold(
         "version": label,
         "steppatch": root.version,
         "python_requires": ", ".join(root.metadata.get_all("Requires-Python") or []),
+        # The bootstrap runs what the distribution declares, so the library names no CLI module.
+        "entry_point": _entry_point(root),
         "layout": layout.value,
         "zipped": zipped,
         "wheels": [
@@ -237,6 +239,13 @@ def read_foothold(pyz: Path | str) -> dict[str, Any]:
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     pass
+
+
+def _entry_point(dist: importlib.metadata.Distribution) -> str:
+    """``module:function`` of the ``steppatch`` console script. Raises :class:`FootholdError`."""
+    for entry in dist.entry_points.select(group="console_scripts", name=ROOT_DISTRIBUTION):
+        return str(entry.value)
+    raise FootholdError(f"the installed {ROOT_DISTRIBUTION} declares no console script to run")
 
 
 def _check_out(out: Path, layout: Layout) -> None:

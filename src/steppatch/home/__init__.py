@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from steppatch.home._layout import HomeDir
-from steppatch.home._program import ProgramResult, run_program
-from steppatch.home._scan import scan_tree
-from steppatch.home._service import Service, ShellService
+from typing import TYPE_CHECKING
+
+from steppatch._lazy import attach
+
+if TYPE_CHECKING:
+    from steppatch.home._layout import HomeDir
+    from steppatch.home._program import ProgramResult, run_program
+    from steppatch.home._scan import scan_tree
+    from steppatch.home._service import Service, ShellService
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "steppatch.home._layout": ("HomeDir",),
+        "steppatch.home._program": ("ProgramResult", "run_program"),
+        "steppatch.home._scan": ("scan_tree",),
+        "steppatch.home._service": ("Service", "ShellService"),
+    },
+)
 
 __all__ = [
     "HomeDir",

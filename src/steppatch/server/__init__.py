@@ -4,16 +4,38 @@ a verified store (mirror). ``aiohttp.web`` in one process; see ``docs/mirror.md`
 
 from __future__ import annotations
 
-from steppatch.server._app import print_ready, serve, server_ssl_context
-from steppatch.server._ops import MirrorStatus, mirror_status, sync_once
-from steppatch.server.config import DownloadMode, MirrorConfig, load_config, parse_config
-from steppatch.server.errors import (
-    MirrorConfigError,
-    NotServed,
-    SnapshotRefused,
-    StoreError,
-    StoreFull,
-    UpstreamUnavailable,
+from typing import TYPE_CHECKING
+
+from steppatch._lazy import attach
+
+if TYPE_CHECKING:
+    from steppatch.server._app import print_ready, serve, server_ssl_context
+    from steppatch.server._ops import MirrorStatus, mirror_status, sync_once
+    from steppatch.server.config import DownloadMode, MirrorConfig, load_config, parse_config
+    from steppatch.server.errors import (
+        MirrorConfigError,
+        NotServed,
+        SnapshotRefused,
+        StoreError,
+        StoreFull,
+        UpstreamUnavailable,
+    )
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "steppatch.server._app": ("print_ready", "serve", "server_ssl_context"),
+        "steppatch.server._ops": ("MirrorStatus", "mirror_status", "sync_once"),
+        "steppatch.server.config": ("DownloadMode", "MirrorConfig", "load_config", "parse_config"),
+        "steppatch.server.errors": (
+            "MirrorConfigError",
+            "NotServed",
+            "SnapshotRefused",
+            "StoreError",
+            "StoreFull",
+            "UpstreamUnavailable",
+        ),
+    },
 )
 
 __all__ = [

@@ -10,24 +10,59 @@ many objects in parallel into an :class:`~steppatch.store.ObjectStore`, resumabl
 
 from __future__ import annotations
 
-from steppatch.transport._base import Fetcher, fetch_bytes, fetcher_for
-from steppatch.transport._download import (
-    DownloadProgress,
-    DownloadResult,
-    ObjectRequest,
-    download_objects,
-)
-from steppatch.transport._file import FileFetcher
-from steppatch.transport._https import HttpsFetcher, TlsConfig, TlsIdentity, make_ssl_context
-from steppatch.transport._limits import DEFAULT_TRANSPORT_LIMITS, TransportLimits
-from steppatch.transport._pool import Mirror, MirrorPool
-from steppatch.transport.errors import (
-    ConnectionFailed,
-    HttpStatusError,
-    NoMirrorLeft,
-    TimedOut,
-    TlsError,
-    TlsProblem,
+from typing import TYPE_CHECKING
+
+from steppatch._lazy import attach
+
+if TYPE_CHECKING:
+    from steppatch.transport._base import Fetcher, fetch_bytes, fetcher_for
+    from steppatch.transport._download import (
+        DownloadProgress,
+        DownloadResult,
+        ObjectRequest,
+        download_objects,
+    )
+    from steppatch.transport._file import FileFetcher
+    from steppatch.transport._https import HttpsFetcher, TlsConfig, TlsIdentity, make_ssl_context
+    from steppatch.transport._limits import DEFAULT_TRANSPORT_LIMITS, TransportLimits
+    from steppatch.transport._pool import Mirror, MirrorPool
+    from steppatch.transport.errors import (
+        ConnectionFailed,
+        HttpStatusError,
+        NoMirrorLeft,
+        TimedOut,
+        TlsError,
+        TlsProblem,
+    )
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "steppatch.transport._base": ("Fetcher", "fetch_bytes", "fetcher_for"),
+        "steppatch.transport._download": (
+            "DownloadProgress",
+            "DownloadResult",
+            "ObjectRequest",
+            "download_objects",
+        ),
+        "steppatch.transport._file": ("FileFetcher",),
+        "steppatch.transport._https": (
+            "HttpsFetcher",
+            "TlsConfig",
+            "TlsIdentity",
+            "make_ssl_context",
+        ),
+        "steppatch.transport._limits": ("DEFAULT_TRANSPORT_LIMITS", "TransportLimits"),
+        "steppatch.transport._pool": ("Mirror", "MirrorPool"),
+        "steppatch.transport.errors": (
+            "ConnectionFailed",
+            "HttpStatusError",
+            "NoMirrorLeft",
+            "TimedOut",
+            "TlsError",
+            "TlsProblem",
+        ),
+    },
 )
 
 __all__ = [

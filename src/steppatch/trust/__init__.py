@@ -5,37 +5,87 @@ Bytes in, verified values or a typed error out; no file or network I/O. See ``do
 
 from __future__ import annotations
 
-from steppatch.trust.canonical import canonical_bytes
-from steppatch.trust.errors import (
-    BadKeyFile,
-    BadMetadata,
-    BadSignature,
-    ExpiredMetadata,
-    HashMismatch,
-    LengthMismatch,
-    MetadataError,
-    MetadataTooLarge,
-    MixAndMatch,
-    RollbackAttack,
-    RotationLimitReached,
-    ThresholdNotMet,
-    UnexpectedVersion,
-    VersionConflict,
+from typing import TYPE_CHECKING
+
+from steppatch._lazy import attach
+
+if TYPE_CHECKING:
+    from steppatch.trust.canonical import canonical_bytes
+    from steppatch.trust.errors import (
+        BadKeyFile,
+        BadMetadata,
+        BadSignature,
+        ExpiredMetadata,
+        HashMismatch,
+        LengthMismatch,
+        MetadataError,
+        MetadataTooLarge,
+        MixAndMatch,
+        RollbackAttack,
+        RotationLimitReached,
+        ThresholdNotMet,
+        UnexpectedVersion,
+        VersionConflict,
+    )
+    from steppatch.trust.hashing import sha256_hex, verify_length_and_hash
+    from steppatch.trust.keys import PublicKey, SigningKey
+    from steppatch.trust.limits import TrustLimits
+    from steppatch.trust.metadata import (
+        ROLES,
+        SPEC,
+        Index,
+        IndexPin,
+        RoleKeys,
+        Root,
+        Timestamp,
+    )
+    from steppatch.trust.release import make_index, make_root, make_timestamp, rotate, sign
+    from steppatch.trust.trusted_set import (
+        TrustedMetadataSet,
+        load_trusted_root,
+        verify_root_update,
+    )
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "steppatch.trust.canonical": ("canonical_bytes",),
+        "steppatch.trust.errors": (
+            "BadKeyFile",
+            "BadMetadata",
+            "BadSignature",
+            "ExpiredMetadata",
+            "HashMismatch",
+            "LengthMismatch",
+            "MetadataError",
+            "MetadataTooLarge",
+            "MixAndMatch",
+            "RollbackAttack",
+            "RotationLimitReached",
+            "ThresholdNotMet",
+            "UnexpectedVersion",
+            "VersionConflict",
+        ),
+        "steppatch.trust.hashing": ("sha256_hex", "verify_length_and_hash"),
+        "steppatch.trust.keys": ("PublicKey", "SigningKey"),
+        "steppatch.trust.limits": ("TrustLimits",),
+        "steppatch.trust.metadata": (
+            "ROLES",
+            "SPEC",
+            "Index",
+            "IndexPin",
+            "RoleKeys",
+            "Root",
+            "Timestamp",
+        ),
+        "steppatch.trust.release": ("make_index", "make_root", "make_timestamp", "rotate", "sign"),
+        "steppatch.trust.trusted_set": (
+            "TrustedMetadataSet",
+            "load_trusted_root",
+            "verify_root_update",
+        ),
+    },
 )
-from steppatch.trust.hashing import sha256_hex, verify_length_and_hash
-from steppatch.trust.keys import PublicKey, SigningKey
-from steppatch.trust.limits import TrustLimits
-from steppatch.trust.metadata import (
-    ROLES,
-    SPEC,
-    Index,
-    IndexPin,
-    RoleKeys,
-    Root,
-    Timestamp,
-)
-from steppatch.trust.release import make_index, make_root, make_timestamp, rotate, sign
-from steppatch.trust.trusted_set import TrustedMetadataSet, load_trusted_root, verify_root_update
 
 __all__ = [
     "ROLES",
