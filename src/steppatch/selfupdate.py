@@ -31,6 +31,7 @@ import attrs
 from packaging.version import InvalidVersion, Version
 
 from steppatch._fs import atomic_write, checkpoint
+from steppatch.channel import DEFAULT_CHANNEL, DEFAULT_REF, TOOL_COMPONENT, TOOL_HOME_VARIABLE
 from steppatch.errors import InputError, LocalEnvironmentError
 from steppatch.foothold import ENVS_VARIABLE, PYZ_NAME, Foothold, build_foothold, read_foothold
 from steppatch.foothold._errors import FootholdError
@@ -66,10 +67,6 @@ __all__ = [
     "write_launcher",
 ]
 
-TOOL_COMPONENT = "steppatch"
-DEFAULT_CHANNEL = "updates/steppatch/latest.spr"
-DEFAULT_REF = f"to:{DEFAULT_CHANNEL}"
-TOOL_HOME_VARIABLE = "STEPPATCH_TOOL_HOME"
 LAUNCHER = "bin/steppatch"
 ENVS_DIR = "envs"
 #: how many times a ``mirror serve`` process has re-executed itself (``/proc/PID/environ``)

@@ -8,36 +8,43 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from packaging.version import Version
 
-from steppatch import Home, Repository, SteppatchError
-from steppatch.cluster import Cluster
-from steppatch.config import MirrorEntry
-from steppatch.errors import InputError, LocalEnvironmentError, NetworkError
-from steppatch.offline import PatchFile, is_patch_file
-from steppatch.plan import SyncMode
-from steppatch.recipe import parse_recipe
-from steppatch.updater import ApplyStartFailed, Progress, split_refs
-from steppatch.versions import parse_requirement
+from steppatch.errors import InputError, LocalEnvironmentError, NetworkError, SteppatchError
 from steppatch_cli import cluster, render
 from steppatch_cli.ca import ca_app, enroll_cli, rewrite_enroll_alias
 from steppatch_cli.foothold import foothold_app, repo_add_self, self_update_command
 from steppatch_cli.mirror import mirror_app
-from steppatch_cli.parsing import KeysOption, parse_expiry
+from steppatch_cli.parsing import KeysOption, SyncModeName, parse_expiry
 from steppatch_cli.spot import register as register_spot
 
-app = typer.Typer(
-    name="steppatch",
-    help="Keep a componentized server installation (a home) patched.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    from steppatch import Home
+    from steppatch.plan import SyncMode
+    from steppatch.updater import Progress
+
+# Start-up is a feature: this module imports only what building the command line needs; each
+# command imports the library parts it uses, so `--help` or `status` never loads the network
+# stack, the server or the solver.
+
+
+
+def _new_root() -> typer.Typer:
+    return typer.Typer(
+        name="steppatch",
+        help="Keep a componentized server installation (a home) patched.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        # click's plain help: rich's formatting costs more than the rest of a start (docs/cli.md)
+        rich_markup_mode=None,
+    )
+
+
+app = _new_root()
 repo_app = typer.Typer(
     help="Build and publish a repository (the release side).", no_args_is_help=True
 )
@@ -58,6 +65,19 @@ DRIFT_EXIT = 6
 PING_FAILED_EXIT = NetworkError.exit_code
 
 
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("steppatch")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        text = "unknown"
+    render.out.print(f"steppatch {text}", markup=False)
+    raise typer.Exit()
+
+
 @app.callback()
 def _root(
     home: Annotated[
@@ -68,6 +88,13 @@ def _root(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Tracebacks on error.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", is_eager=True, callback=_print_version,
+            help="Print steppatch's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     options.home = home
     options.verbose = verbose
@@ -81,6 +108,8 @@ def _home_path() -> Path:
 
 
 def _refs(text: list[str]) -> list[str]:
+    from steppatch.updater import split_refs
+
     refs = [ref for part in text for ref in split_refs(part)]
     if not refs:
         raise InputError("no reference given: name a to:PATH recipe or a local .spr file")
@@ -98,6 +127,8 @@ def repo_init(
     keys: KeysOption = None,
 ) -> None:
     """Make an empty, signed repository (and signing keys, unless --keys holds some)."""
+    from steppatch.repo import Repository
+
     repo = Repository.init(directory, keys=keys)
     render.out.print(f"Made an empty repository in {repo.root}")
     render.out.print(f"Signing keys (keep them private, off the served tree): {repo.key_dir}")
@@ -116,6 +147,8 @@ def repo_add(
     keys: KeysOption = None,
 ) -> None:
     """Publish component versions (each a directory with component.toml and files/)."""
+    from steppatch.repo import Repository
+
     repo = Repository.open(directory, keys=keys)
     for source in sources:
         result = repo.add(source)
@@ -134,6 +167,11 @@ def repo_release(
     keys: KeysOption = None,
 ) -> None:
     """Publish a release recipe pinning a consistent set of component versions."""
+    from packaging.version import Version
+
+    from steppatch.repo import Repository
+    from steppatch.versions import parse_requirement
+
     pins = {}
     for text in pin:
         try:
@@ -158,6 +196,8 @@ def repo_sign(
     keys: KeysOption = None,
 ) -> None:
     """Re-sign the index and timestamp with new versions (run it before the timestamp expires)."""
+    from steppatch.repo import Repository
+
     when = parse_expiry(expires) if expires else None
     version = Repository.open(directory, keys=keys).sign(when)
     until = f", expiring {when:%Y-%m-%dT%H:%M:%SZ}" if when else ""
@@ -171,6 +211,8 @@ def repo_rotate_keys(
     keys: KeysOption = None,
 ) -> None:
     """Replace a role's keys: publish root N+1 signed by the old and the new keys."""
+    from steppatch.repo import Repository
+
     if role not in ("root", "timestamp", "index"):
         raise InputError(f"--role {role!r}: expected root, timestamp or index")
     root = Repository.open(directory, keys=keys).rotate_keys(role)
@@ -211,6 +253,8 @@ def init(
     ] = "primary",
 ) -> None:
     """Make the current home (see --home) with its config and its trusted root."""
+    from steppatch.updater import Home
+
     root_bytes = _read_input_file(root, "--root") if root else None
     if (cert is None) != (key is None):
         raise InputError("--cert and --key go together")
@@ -243,6 +287,8 @@ def _read_input_file(path: Path, option: str) -> bytes:
 
 
 def _open_home(progress: Progress | None = None) -> Home:
+    from steppatch.updater import Home
+
     return Home.open(_home_path(), progress=progress)
 
 
@@ -250,7 +296,7 @@ SyncOption = Annotated[
     bool, typer.Option("--sync", help="Also restore drifted files to their manifests.")
 ]
 SyncModeOption = Annotated[
-    SyncMode | None,
+    SyncModeName | None,
     typer.Option(
         "--syncmode",
         help="With --sync: delete files the manifests do not list, or keep them (default).",
@@ -259,10 +305,10 @@ SyncModeOption = Annotated[
 HOT_NOTICE = "This upgrade can be applied without restarting. To do so, rerun with --hot."
 
 
-def _sync(sync: bool, syncmode: SyncMode | None) -> SyncMode | None:
+def _sync(sync: bool, syncmode: SyncModeName | None) -> SyncMode | None:
     if syncmode is not None and not sync:
         raise InputError("--syncmode goes with --sync")
-    return (syncmode or SyncMode.KEEP) if sync else None
+    return (syncmode or SyncModeName.KEEP).mode if sync else None
 
 
 TargetOption = Annotated[
@@ -277,6 +323,8 @@ OutputOption = Annotated[
 def _offline(refs: list[str], target: Path | None, output: Path | None, json_out: bool) -> None:
     if target is None or output is None:
         raise InputError("an offline patch needs both --target SNAPSHOT.spr and --output PATCH")
+    from steppatch.recipe import parse_recipe
+
     snapshot = parse_recipe(_read_input_file(target, "--target"), str(target))
     with render.progress_bar(enabled=not json_out) as bar:
         info, size = _open_home(bar).prepare_offline(_refs(refs), snapshot, output)
@@ -327,6 +375,10 @@ def apply(
     if accessmode == "offline":
         _offline(refs, target, output, json_out)
         return
+    from steppatch.cluster import Cluster
+    from steppatch.offline import is_patch_file
+    from steppatch.updater import ApplyStartFailed
+
     mode = _sync(sync, syncmode)
     names = _refs(refs)
     with render.progress_bar(enabled=not json_out) as bar:
@@ -386,6 +438,8 @@ def inspect(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """What a patch file is for, what it changes, its size (it is checked whole first)."""
+    from steppatch.offline import PatchFile
+
     opened = PatchFile.open(patch)
     if json_out:
         render.print_json(render.patch_json(opened.info, opened.size))
@@ -417,6 +471,8 @@ def verify(
     """List drift of the managed tree (changed, missing, extra files), by hash. Exit 6 if any."""
     recipe = None
     if against is not None:
+        from steppatch.recipe import parse_recipe
+
         recipe = parse_recipe(_read_input_file(against, "--against"), str(against))
     drift = _open_home().verify(recipe)
     if json_out:
@@ -495,6 +551,8 @@ def mirrors_add(
     name: Annotated[str, typer.Option(help="A name to show.")] = "",
 ) -> None:
     """Add a mirror."""
+    from steppatch.config import MirrorEntry
+
     _open_home().add_mirror(MirrorEntry(mirror_id, url, priority, name))
     render.out.print(f"Added mirror {mirror_id} ({url}) with priority {priority}")
 
@@ -540,6 +598,8 @@ def status(
     """The installed components."""
     home = _open_home()
     if in_cluster:
+        from steppatch.cluster import Cluster
+
         cluster_status = Cluster(home).status()
         if json_out:
             render.print_json(cluster.cluster_status_json(cluster_status))
@@ -569,6 +629,8 @@ def snapshot(
     if in_cluster:
         if full:
             raise InputError("--full is per node: take it on each node without --cluster")
+        from steppatch.cluster import Cluster
+
         recipe = Cluster(_open_home()).snapshot(file)
         render.out.print(
             f"Wrote a cluster snapshot of {len(recipe.nodes)} node(s), "
@@ -598,12 +660,56 @@ app.add_typer(cluster.make_nodes_app(lambda: _open_home()), name="nodes")
 app.add_typer(cluster.make_node_app(lambda: _open_home()), name="node")
 
 
+_ROOT_FLAGS = frozenset({"-v", "--verbose", "-V", "--version"})
+# Commands that run other commands of the whole app, so they need all of it.
+_NEEDS_ALL = frozenset({"spot"})
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The command ``args`` name after the root options, or None (``--help``, no command)."""
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--home":
+            next(rest, None)
+        elif arg.startswith("--home=") or arg in _ROOT_FLAGS:
+            continue
+        else:
+            return None if arg.startswith("-") else arg
+    return None
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app reduced to the one command ``args`` runs (the whole app for ``--help``, an
+    unknown name or a command that runs others).
+
+    Typer turns every registered command into a click command on each run, about a millisecond
+    each; a command line of fifty commands would pay that on every start (bench/startup_bench.py).
+    """
+    name = _command_name(args)
+    version_only = name is None and bool(_ROOT_FLAGS.intersection(args)) and "--help" not in args
+    if name in _NEEDS_ALL or (name is None and not version_only):
+        return app
+    commands = [
+        c for c in app.registered_commands
+        if (c.name or typer.main.get_command_name(c.callback.__name__ if c.callback else ""))
+        == name
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not (commands or groups or version_only):
+        return app  # let the whole app say what is wrong, with its suggestions
+    reduced = _new_root()
+    reduced.registered_callback = app.registered_callback
+    reduced.registered_commands = commands
+    reduced.registered_groups = groups
+    return reduced
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script: run a command, map errors to one line on stderr and an exit code."""
     # Typer handles usage errors and exits itself (standalone mode); ours propagate to here.
     args = rewrite_enroll_alias(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args)
+        app_for(args)(args=args)
     except SteppatchError as e:
         _fail(str(e), e.exit_code)
     except OSError as e:
@@ -612,6 +718,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _fail(message: str, code: int) -> None:
     if options.verbose:
+        import traceback
+
         traceback.print_exc()
     render.err.print(f"error: {message}", markup=False)
     sys.exit(code)

@@ -7,24 +7,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from steppatch import Home
-from steppatch.cluster import (
-    NODE_FORMAT,
-    Cluster,
-    ClusterReport,
-    ClusterStatus,
-    plan_to_json,
-    versions_text,
-)
-from steppatch.config import NodeEntry
-from steppatch.plan import SyncMode
-from steppatch.recipe import parse_recipe
 from steppatch_cli import render
+from steppatch_cli.parsing import SyncModeName
+
+if TYPE_CHECKING:
+    from steppatch import Home
+    from steppatch.cluster import ClusterReport, ClusterStatus
 
 __all__ = [
     "cluster_report_json",
@@ -53,6 +45,8 @@ def make_nodes_app(open_home: Callable[[], Home]) -> typer.Typer:
         """List the cluster's nodes: this one first, then the others as configured."""
         if ctx.invoked_subcommand is not None:
             return
+        from steppatch.cluster import Cluster
+
         cluster = Cluster(open_home())
         rows = [(cluster.self_name, str(cluster.home.path), "", True)] + [
             (e.name, e.location, e.command, False) for e in cluster.entries()
@@ -67,7 +61,7 @@ def make_nodes_app(open_home: Callable[[], Home]) -> typer.Typer:
                 }
             )
             return
-        table = Table(title="Cluster nodes", title_justify="left")
+        table = render.new_table("Cluster nodes")
         for column in ("name", "location", "this node"):
             table.add_column(column)
         for name, location, _cmd, me in rows:
@@ -85,6 +79,8 @@ def make_nodes_app(open_home: Callable[[], Home]) -> typer.Typer:
         ] = "",
     ) -> None:
         """Add a node: another home on a local path, or one reached over SSH."""
+        from steppatch.config import NodeEntry
+
         if not location.startswith("ssh://") and "://" not in location:
             location = str(Path(location).absolute())
         open_home().add_node(NodeEntry(name, location, command))
@@ -127,12 +123,15 @@ def make_node_app(open_home: Callable[[], Home]) -> typer.Typer:
     @node_app.command("stage")
     def node_stage(
         hot: Annotated[bool, typer.Option("--hot")] = False,
-        sync: Annotated[SyncMode | None, typer.Option("--sync")] = None,
+        sync: Annotated[SyncModeName | None, typer.Option("--sync")] = None,
     ) -> None:
         """Stage the recipe read from stdin; print its token and plan."""
+        from steppatch.cluster import plan_to_json
+        from steppatch.recipe import parse_recipe
+
         data = sys.stdin.buffer.read()
         recipe = parse_recipe(data, "the recipe on stdin")
-        staged = open_home().stage([recipe], hot=hot, sync=sync)
+        staged = open_home().stage([recipe], hot=hot, sync=sync.mode if sync else None)
         _answer(token=staged.token, plan=plan_to_json(staged.plan))
 
     @node_app.command("switch")
@@ -151,6 +150,8 @@ def make_node_app(open_home: Callable[[], Home]) -> typer.Typer:
 
 
 def _answer(**fields: Any) -> None:
+    from steppatch.cluster import NODE_FORMAT
+
     render.print_json({"format": NODE_FORMAT, **fields})
 
 
@@ -176,7 +177,9 @@ def cluster_status_json(status: ClusterStatus) -> dict[str, Any]:
 
 
 def show_cluster_status(status: ClusterStatus) -> None:
-    table = Table(title="Cluster status", title_justify="left")
+    from steppatch.cluster import versions_text
+
+    table = render.new_table("Cluster status")
     for column in ("node", "location", "versions"):
         table.add_column(column)
     for n in status.nodes:

@@ -8,31 +8,17 @@ renders what it returned.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from packaging.version import InvalidVersion, Version
-from rich.table import Table
 
+from steppatch.channel import DEFAULT_CHANNEL, DEFAULT_REF
 from steppatch.errors import InputError
-from steppatch.foothold import (
-    CORE_MODULES,
-    Foothold,
-    build_foothold,
-    check_imports,
-    host,
-    running,
-)
-from steppatch.repo import Repository
-from steppatch.selfupdate import (
-    DEFAULT_CHANNEL,
-    DEFAULT_REF,
-    SelfUpdate,
-    publish_self,
-    self_update,
-    tool_home_path,
-)
 from steppatch_cli import render
+
+if TYPE_CHECKING:
+    from steppatch.foothold import Foothold
+    from steppatch.selfupdate import SelfUpdate
 from steppatch_cli.parsing import KeysOption
 
 __all__ = [
@@ -82,6 +68,8 @@ def build(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Build a foothold of this steppatch, offline, from what is installed; print its contents."""
+    from steppatch.foothold import build_foothold
+
     with render.progress_bar(enabled=not json_out) as bar:
         built = build_foothold(out, version=version, wheels=wheels, progress=bar)
     if json_out:
@@ -99,6 +87,8 @@ def info(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The foothold this steppatch runs from: version, build, private environment, wheels."""
+    from steppatch.foothold import CORE_MODULES, check_imports, host, running
+
     here = running()
     imported = None
     if check:
@@ -148,7 +138,7 @@ def foothold_json(built: Foothold) -> dict[str, Any]:
 
 
 def show_foothold(built: Foothold) -> None:
-    table = Table(title=f"Foothold {built.path}", title_justify="left")
+    table = render.new_table(f"Foothold {built.path}")
     for column in ("distribution", "version", "carried as", "size"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for p in built.parts:
@@ -185,6 +175,11 @@ def repo_add_self(
     keys: KeysOption = None,
 ) -> None:
     """Publish the running steppatch (a foothold and its wheels) as component steppatch."""
+    from packaging.version import InvalidVersion, Version
+
+    from steppatch.repo import Repository
+    from steppatch.selfupdate import publish_self
+
     try:
         wanted = Version(version) if version is not None else None
     except InvalidVersion:
@@ -209,6 +204,8 @@ def self_update_command(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Update this steppatch from its channel: verified, tried first, switched atomically."""
+    from steppatch.selfupdate import self_update, tool_home_path
+
     with render.progress_bar(enabled=not json_out) as bar:
         result = self_update(tool_home_path(tool_home), ref, progress=bar)
     show_self_update(result, json_out=json_out)

@@ -5,14 +5,32 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from steppatch.errors import InputError
 
-__all__ = ["KeysOption", "parse_expiry"]
+if TYPE_CHECKING:
+    from steppatch.plan import SyncMode
+
+__all__ = ["KeysOption", "SyncModeName", "parse_expiry"]
+
+
+class SyncModeName(StrEnum):
+    """``--syncmode``'s choices: the values of :class:`steppatch.plan.SyncMode`, named here so
+    that building the command line does not import the planner (a test keeps them equal)."""
+
+    KEEP = "keep"
+    DELETE = "delete"
+
+    @property
+    def mode(self) -> SyncMode:
+        from steppatch.plan import SyncMode
+
+        return SyncMode(self.value)
 
 #: ``--keys``: every release-side command that signs takes it
 KeysOption = Annotated[

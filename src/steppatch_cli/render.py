@@ -6,31 +6,70 @@ Nothing here decides anything; it only shows what the library returned.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
-from steppatch.config import MirrorEntry
-from steppatch.formats import plan_to_json
-from steppatch.model import HomeState
-from steppatch.offline import PatchInfo
-from steppatch.plan import ChangeReason, Drift, Plan, component_changes
-from steppatch.updater import ApplyReport, Update
+    from steppatch.config import MirrorEntry
+    from steppatch.model import HomeState
+    from steppatch.offline import PatchInfo
+    from steppatch.plan import Drift, Plan
+    from steppatch.updater import ApplyReport, Update
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# What rich would change in a plain string: markup tags and :emoji: codes.
+_RICH_SYNTAX = re.compile(r"\[|:[\w+-]+:")
+
+
+class Output:
+    """A terminal stream that imports rich only for what needs it (tables, markup, progress):
+    a plain line is written as it is, which is what rich would print for it, and start-up is
+    a feature (the commands that print a line or two never load rich)."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr if self._stderr else sys.stdout
+
+    @property
+    def console(self) -> Console:
+        """The rich console on this stream (made on first use)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+        return self._console
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.stream.isatty()
+
+    def print(self, value: object = "", *, markup: bool = True) -> None:
+        """A line: plain text directly, anything else (a table, markup) through rich."""
+        if isinstance(value, str) and not (markup and _RICH_SYNTAX.search(value)):
+            self.stream.write(value + "\n")
+            self.stream.flush()
+        else:
+            self.console.print(value, markup=markup)
+
+
+out = Output()
+err = Output(stderr=True)
+
+
+def new_table(title: str) -> Table:
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left")
 
 
 def print_json(value: Any) -> None:
@@ -39,6 +78,8 @@ def print_json(value: Any) -> None:
 
 
 def patch_json(info: PatchInfo, size: int) -> dict[str, Any]:
+    from steppatch.plan import component_changes
+
     changes = component_changes(info.base, info.target, ())
     return {
         "environment": info.environment,
@@ -57,6 +98,8 @@ def patch_json(info: PatchInfo, size: int) -> dict[str, Any]:
 
 
 def show_patch(info: PatchInfo) -> None:
+    from steppatch.plan import component_changes
+
     changes = component_changes(info.base, info.target, ())
     if not changes:
         out.print("It changes nothing.")
@@ -92,7 +135,7 @@ def mirrors_json(listed: list[tuple[MirrorEntry, bool]]) -> dict[str, Any]:
 
 
 def show_mirrors(listed: list[tuple[MirrorEntry, bool]]) -> None:
-    table = Table(title="Mirrors (tried in this order)", title_justify="left")
+    table = new_table("Mirrors (tried in this order)")
     for column in ("priority", "id", "name", "url", "selected"):
         table.add_column(column)
     for m, selected in listed:
@@ -151,6 +194,8 @@ def show_drift(drift: Drift) -> None:
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
+    from steppatch.formats import plan_to_json
+
     return plan_to_json(plan)
 
 
@@ -162,7 +207,9 @@ def show_plan(plan: Plan, *, applied: bool) -> None:
         verb = "Repaired" if applied else "Would repair"
         out.print(f"{verb} {plan.repairs} drifted path(s); the versions stay as they are.")
         return
-    table = Table(title="Applied" if applied else "Plan", title_justify="left")
+    from steppatch.plan import ChangeReason
+
+    table = new_table("Applied" if applied else "Plan")
     table.add_column("component")
     table.add_column("installed")
     table.add_column("new")
@@ -198,7 +245,7 @@ def show_status(state: HomeState, home: str) -> None:
     if not versions:
         out.print(f"{home}: no components installed.")
         return
-    table = Table(title=f"Installed in {home}", title_justify="left")
+    table = new_table(f"Installed in {home}")
     table.add_column("component")
     table.add_column("version")
     table.add_column("files", justify="right")
@@ -251,13 +298,21 @@ def progress_bar(enabled: bool = True) -> Iterator[Any]:
     if not (enabled and err.is_terminal):
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     with Progress(
         TextColumn("{task.description:10}"),
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeRemainingColumn(),
-        console=err,
+        console=err.console,
         transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}
