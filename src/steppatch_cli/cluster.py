@@ -16,7 +16,7 @@ from steppatch_cli.parsing import SyncModeName
 
 if TYPE_CHECKING:
     from steppatch import Home
-    from steppatch.cluster import ClusterReport, ClusterStatus
+    from steppatch.cluster import ClusterReport, ClusterStatus, NodeServer
 
 __all__ = [
     "cluster_report_json",
@@ -112,13 +112,7 @@ def make_node_app(open_home: Callable[[], Home]) -> typer.Typer:
     @node_app.command("status")
     def node_status() -> None:
         """This node's versions, environment id and state fingerprint."""
-        home = open_home()
-        state = home.status()
-        _answer(
-            versions={n: str(v) for n, v in state.versions().items()},
-            environment=home.files.environment_id(),
-            fingerprint=state.fingerprint(),
-        )
+        render.print_json(_server().status())
 
     @node_app.command("stage")
     def node_stage(
@@ -126,33 +120,25 @@ def make_node_app(open_home: Callable[[], Home]) -> typer.Typer:
         sync: Annotated[SyncModeName | None, typer.Option("--sync")] = None,
     ) -> None:
         """Stage the recipe read from stdin; print its token and plan."""
-        from steppatch.cluster import plan_to_json
-        from steppatch.recipe import parse_recipe
-
-        data = sys.stdin.buffer.read()
-        recipe = parse_recipe(data, "the recipe on stdin")
-        staged = open_home().stage([recipe], hot=hot, sync=sync.mode if sync else None)
-        _answer(token=staged.token, plan=plan_to_json(staged.plan))
+        recipe = sys.stdin.buffer.read()
+        render.print_json(_server().stage(recipe, hot=hot, sync=sync.mode if sync else None))
 
     @node_app.command("switch")
     def node_switch(token: Annotated[str, typer.Argument()]) -> None:
         """Make a staged apply live (stop, switch, start)."""
-        report = open_home().switch_staged(token)
-        _answer(restarted=report.restarted)
+        render.print_json(_server().switch(token))
 
     @node_app.command("discard")
     def node_discard(token: Annotated[str, typer.Argument()]) -> None:
         """Drop a staged apply."""
-        open_home().discard_staged(token)
-        _answer()
+        render.print_json(_server().discard(token))
+
+    def _server() -> NodeServer:
+        from steppatch.cluster import NodeServer
+
+        return NodeServer(open_home())
 
     return node_app
-
-
-def _answer(**fields: Any) -> None:
-    from steppatch.cluster import NODE_FORMAT
-
-    render.print_json({"format": NODE_FORMAT, **fields})
 
 
 # --- rendering -----------------------------------------------------------------------------------

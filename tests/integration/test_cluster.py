@@ -270,3 +270,48 @@ def test_a_node_raising_an_os_error_while_staging_switches_nothing(homes: list[P
     assert caught.value.exit_code == 5
     assert [versions(p) for p in homes] == [V1, V1, V1]
     assert staged_dirs(homes) == []
+
+
+def test_the_serving_side_answers_what_the_coordinator_parses(
+    homes: list[Path], repo: Repository
+) -> None:
+    """NodeServer's answers, as JSON bytes, parse with the coordinator's own parser into what
+    the same home reports as a local node: one code path for both views of a node."""
+    import json
+
+    from steppatch.cluster import LocalNode, NodeServer
+    from steppatch.cluster._core import parse_node_answer, plan_from_json, versions_from_json
+    from steppatch.recipe import dump_recipe
+
+    home = Home.open(homes[1])
+    server = NodeServer(home)
+    answer = parse_node_answer(json.dumps(server.status()).encode(), "b")
+    local = LocalNode("b", home).status()
+    assert versions_from_json(answer, "versions") == local.versions == V1
+    assert answer.get("environment", str) == local.environment
+    assert answer.get("fingerprint", str) == local.fingerprint
+
+    recipe = dump_recipe(home.load_recipes(["to:app/2.0/app-2.0.spr"])[0])
+    staged = parse_node_answer(
+        json.dumps(server.stage(recipe, hot=False, sync=None)).encode(), "b"
+    )
+    plan = plan_from_json(staged.obj.get("plan"), "b")
+    assert {c.name for c in plan.changes} == {"app", "lib"}
+    assert versions(homes[1]) == V1  # staged, not switched
+    token = staged.get("token", str)
+    switched = parse_node_answer(json.dumps(server.switch(token)).encode(), "b")
+    assert switched.get("restarted", bool) is True  # not hot: stopped and started
+    assert versions(homes[1]) == V2
+    assert parse_node_answer(json.dumps(server.discard(token)).encode(), "b").obj == {
+        "format": "steppatch-node/1"
+    }
+
+
+def test_the_serving_side_refuses_a_bad_recipe_and_stages_nothing(homes: list[Path]) -> None:
+    from steppatch.cluster import NodeServer
+    from steppatch.errors import SteppatchError
+
+    with pytest.raises(SteppatchError):
+        NodeServer(Home.open(homes[1])).stage(b"{not json", hot=False, sync=None)
+    assert staged_dirs(homes) == []
+    assert versions(homes[1]) == V1

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         versions_text,
     )
     from steppatch.cluster._nodes import LocalNode, Node, SshNode, connect_node
+    from steppatch.cluster._serve import NodeServer
 
 __getattr__, __dir__ = attach(
     __name__,
@@ -41,6 +42,7 @@ __getattr__, __dir__ = attach(
             "versions_text",
         ),
         "steppatch.cluster._nodes": ("LocalNode", "Node", "SshNode", "connect_node"),
+        "steppatch.cluster._serve": ("NodeServer",),
     },
 )
 
@@ -53,6 +55,7 @@ __all__ = [
     "Location",
     "Node",
     "NodeOutcome",
+    "NodeServer",
     "NodeStatus",
     "SshNode",
     "SwitchResult",

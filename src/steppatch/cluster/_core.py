@@ -122,3 +122,32 @@ def _fail(node: str) -> Callable[[str], NoReturn]:
         raise NodeError(node, f"unexpected answer: {problem}", NodeError.exit_code)
 
     return fail
+
+
+# The serving side builds its answers here, beside the parsing above, so that the field names of
+# steppatch-node/1 are spelled once.
+
+
+def status_answer(status: NodeStatus) -> dict[str, object]:
+    """The answer to ``node status``."""
+    return {
+        "format": NODE_FORMAT,
+        "versions": {n: str(v) for n, v in sorted((status.versions or {}).items())},
+        "environment": status.environment,
+        "fingerprint": status.fingerprint,
+    }
+
+
+def stage_answer(token: str, plan: Plan) -> dict[str, object]:
+    """The answer to ``node stage``."""
+    return {"format": NODE_FORMAT, "token": token, "plan": plan_to_json(plan)}
+
+
+def switch_answer(result: SwitchResult) -> dict[str, object]:
+    """The answer to ``node switch``."""
+    return {"format": NODE_FORMAT, "restarted": result.restarted}
+
+
+def empty_answer() -> dict[str, object]:
+    """The answer to ``node discard``."""
+    return {"format": NODE_FORMAT}
