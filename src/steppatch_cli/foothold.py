@@ -17,8 +17,10 @@ from rich.table import Table
 from steppatch.errors import InputError
 from steppatch.foothold import (
     CORE_MODULES,
+    EnvironmentDrift,
     Foothold,
     build_foothold,
+    check_env,
     check_imports,
     host,
     running,
@@ -94,14 +96,26 @@ def build(
 @foothold_app.command("info")
 def info(
     check: Annotated[
-        bool, typer.Option("--check", help="Import every module it carries (exit 5 if any fails).")
+        bool,
+        typer.Option(
+            "--check",
+            help="Hash every file of the private environment against its record, then import "
+            "every module it carries (exit 5 naming each file that differs or module that fails).",
+        ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The foothold this steppatch runs from: version, build, private environment, wheels."""
     here = running()
     imported = None
+    checked = 0
     if check:
+        try:
+            checked = check_env(here.env if here else None)
+        except EnvironmentDrift as e:
+            for name, kind in e.drift:
+                render.err.print(f"{kind}: {name}", markup=False)
+            raise
         imported = check_imports([*(here.modules() if here else []), *CORE_MODULES])
     this = host()
     if json_out:
@@ -113,7 +127,9 @@ def info(
             },
             "steppatch": this.steppatch, "python": this.python, "executable": this.executable,
             "platform": this.platform,
-            "check": None if imported is None else {"ok": True, "modules": len(imported)},
+            "check": None
+            if imported is None
+            else {"ok": True, "modules": len(imported), "files": checked},
         })
         return
     out = render.out
@@ -130,7 +146,9 @@ def info(
             out.print(f"  {wheel}", markup=False)
     out.print(f"Python {this.python} ({this.executable}), {this.platform}", markup=False)
     if imported is not None:
-        out.print(f"check: {len(imported)} modules import", markup=False)
+        out.print(
+            f"check: {checked} files as recorded, {len(imported)} modules import", markup=False
+        )
 
 
 def foothold_json(built: Foothold) -> dict[str, Any]:

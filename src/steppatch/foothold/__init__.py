@@ -15,11 +15,12 @@ from steppatch.foothold._build import (
     build_foothold,
     read_foothold,
 )
-from steppatch.foothold._errors import BadWheel, FootholdError
+from steppatch.foothold._errors import BadWheel, EnvironmentDrift, FootholdError
 from steppatch.foothold._runtime import (
     CORE_MODULES,
     Host,
     RunningFoothold,
+    check_env,
     check_imports,
     host,
     running,
@@ -31,6 +32,7 @@ __all__ = [
     "FORMAT",
     "PYZ_NAME",
     "BadWheel",
+    "EnvironmentDrift",
     "Foothold",
     "FootholdError",
     "Host",
@@ -38,6 +40,7 @@ __all__ = [
     "Part",
     "RunningFoothold",
     "build_foothold",
+    "check_env",
     "check_imports",
     "host",
     "read_foothold",
