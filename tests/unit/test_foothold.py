@@ -320,11 +320,15 @@ def _change(env: Path, how: str) -> tuple[str, str]:
     elif how == "record":
         (env / ENV_RECORD).write_text("{not json")
         return ENV_RECORD, "record"
+    elif how == "marker":
+        (env / ENV_MARKER).unlink()
+        return ENV_MARKER, "missing"
     return "site-packages/demo/__init__.py", "missing" if how == "missing" else "changed"
 
 
 @pytest.mark.parametrize(
-    "how", ["size", "mtime", "missing", "pth", "shadow", "directory", "symlink", "record"]
+    "how",
+    ["size", "mtime", "missing", "pth", "shadow", "directory", "symlink", "record", "marker"],
 )
 def test_a_start_installs_a_differing_environment_again_from_the_wheels(
     tmp_path: Path, how: str
@@ -347,6 +351,19 @@ def test_a_start_installs_a_differing_environment_again_from_the_wheels(
     }
     assert env_drift(str(env), hashes=True) == []
     assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == [env.name]
+
+
+def test_a_link_in_place_of_the_environment_is_replaced_not_followed(tmp_path: Path) -> None:
+    archive, build = _one_wheel_foothold(tmp_path)
+    env, _ = _ensure(tmp_path, archive, build)
+    elsewhere = tmp_path / "elsewhere"
+    env.rename(elsewhere)  # a whole environment, record and all, as the link's target
+    env.symlink_to(elsewhere)
+    again, said = _ensure(tmp_path, archive, build)
+    assert again == env and not env.is_symlink() and env.is_dir()
+    assert "foothold-env.json missing" in said[0]
+    assert env_drift(str(env), hashes=True) == []
+    assert (elsewhere / ENV_MARKER).is_file()  # the link's target is not touched
 
 
 def test_a_change_that_keeps_size_and_mtime_is_found_by_hash(tmp_path: Path) -> None:

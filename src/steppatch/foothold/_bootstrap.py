@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import compileall
+import contextlib
 import csv
 import hashlib
 import io
@@ -241,10 +242,13 @@ def ensure_env(
     """
     env = os.path.join(root, env_key(build, chosen))
     drift: list[tuple[str, str]] = []
-    if os.path.isfile(os.path.join(env, ENV_MARKER)):
+    if _is_made(env):
         drift = env_drift(env)
         if not drift:
             return env
+    elif os.path.lexists(env):
+        drift = [(ENV_MARKER, "missing")]  # not one this bootstrap made, or its marker deleted
+    if drift:
         log(
             f"steppatch: the private environment {env} differs from its record "
             f"({describe_drift(drift)}); installing it again from this foothold's wheels"
@@ -268,11 +272,15 @@ def ensure_env(
         ) from e
     try:
         if drift:
+            if _is_made(env) and not env_drift(env):
+                # Another start made it again meanwhile and may be running from it already.
+                shutil.rmtree(tmp, ignore_errors=True)
+                return env
             _set_aside(env, root)
         try:
             os.rename(tmp, env)
         except OSError:
-            if not os.path.isfile(os.path.join(env, ENV_MARKER)):
+            if not _is_made(env):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another first run finished first
     except BaseException:
@@ -319,15 +327,18 @@ def _make_env(
     return tmp
 
 
+def _is_made(env: str) -> bool:
+    """``env`` is a directory (not a link to one) with the marker of a finished environment."""
+    return not os.path.islink(env) and os.path.isfile(os.path.join(env, ENV_MARKER))
+
+
 def _set_aside(env: str, root: str) -> None:
-    """Move a differing environment out of the way (to a temporary name that
-    :func:`_remove_stale` also clears, should this process die before it is removed)."""
+    """Move a differing environment (or whatever is at its path) out of the way, into a
+    temporary directory that :func:`_remove_stale` also clears should this process die before
+    it is removed."""
     aside = tempfile.mkdtemp(prefix=".tmp-", dir=root)
-    try:
-        os.rename(env, aside)  # onto an empty directory: replaces it
-    except FileNotFoundError:
-        os.rmdir(aside)  # another start set it aside already
-        return
+    with contextlib.suppress(FileNotFoundError):  # another start set it aside already
+        os.rename(env, os.path.join(aside, "differing"))
     shutil.rmtree(aside, ignore_errors=True)
 
 
