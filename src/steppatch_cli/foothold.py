@@ -146,9 +146,8 @@ def info(
             out.print(f"  {wheel}", markup=False)
     out.print(f"Python {this.python} ({this.executable}), {this.platform}", markup=False)
     if imported is not None:
-        out.print(
-            f"check: {checked} files as recorded, {len(imported)} modules import", markup=False
-        )
+        files = f"{checked} files as recorded, " if here is not None and here.env else ""
+        out.print(f"check: {files}{len(imported)} modules import", markup=False)
 
 
 def foothold_json(built: Foothold) -> dict[str, Any]:

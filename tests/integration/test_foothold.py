@@ -189,6 +189,8 @@ def test_importing_leaves_the_private_environment_as_recorded(
                           timeout=120, check=False)
     assert done.returncode == 0 and "differs" not in done.stderr, done.stderr
     assert json.loads(done.stdout)["check"]["files"] == len(recorded[0])
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert f"check: {len(recorded[0])} files as recorded, " in done.stdout, done.stderr
 
 
 def test_a_changed_file_of_the_private_environment_is_not_run(
