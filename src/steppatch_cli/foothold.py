@@ -15,11 +15,11 @@ import typer
 from steppatch.channel import DEFAULT_CHANNEL, DEFAULT_REF
 from steppatch.errors import InputError
 from steppatch_cli import render
+from steppatch_cli.parsing import KeysOption
 
 if TYPE_CHECKING:
     from steppatch.foothold import Foothold
     from steppatch.selfupdate import SelfUpdate
-from steppatch_cli.parsing import KeysOption
 
 __all__ = [
     "DEFAULT_REF",
@@ -82,16 +82,35 @@ def build(
 @foothold_app.command("info")
 def info(
     check: Annotated[
-        bool, typer.Option("--check", help="Import every module it carries (exit 5 if any fails).")
+        bool,
+        typer.Option(
+            "--check",
+            help="Hash every file of the private environment against its record, then import "
+            "every module it carries (exit 5 naming each file that differs or module that fails).",
+        ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The foothold this steppatch runs from: version, build, private environment, wheels."""
-    from steppatch.foothold import CORE_MODULES, check_imports, host, running
+    from steppatch.foothold import (
+        CORE_MODULES,
+        EnvironmentDrift,
+        check_env,
+        check_imports,
+        host,
+        running,
+    )
 
     here = running()
     imported = None
+    checked = 0
     if check:
+        try:
+            checked = check_env(here.env if here else None)
+        except EnvironmentDrift as e:
+            for name, kind in e.drift:
+                render.err.print(f"{kind}: {name}", markup=False)
+            raise
         imported = check_imports([*(here.modules() if here else []), *CORE_MODULES])
     this = host()
     if json_out:
@@ -103,7 +122,9 @@ def info(
             },
             "steppatch": this.steppatch, "python": this.python, "executable": this.executable,
             "platform": this.platform,
-            "check": None if imported is None else {"ok": True, "modules": len(imported)},
+            "check": None
+            if imported is None
+            else {"ok": True, "modules": len(imported), "files": checked},
         })
         return
     out = render.out
@@ -120,7 +141,8 @@ def info(
             out.print(f"  {wheel}", markup=False)
     out.print(f"Python {this.python} ({this.executable}), {this.platform}", markup=False)
     if imported is not None:
-        out.print(f"check: {len(imported)} modules import", markup=False)
+        files = f"{checked} files as recorded, " if here is not None and here.env else ""
+        out.print(f"check: {files}{len(imported)} modules import", markup=False)
 
 
 def foothold_json(built: Foothold) -> dict[str, Any]:

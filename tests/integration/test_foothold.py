@@ -7,6 +7,7 @@ Real processes, a real disk, SIGKILL during the first run.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -17,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from steppatch.foothold import read_foothold
-from steppatch.foothold._bootstrap import ARCHIVE_WHEELS, ENV_MARKER
+from steppatch.foothold._bootstrap import (
+    ARCHIVE_WHEELS,
+    ENV_MARKER,
+    ENV_RECORD,
+    env_drift,
+    read_env_record,
+)
 from tests.conftest import EXAMPLES
 from tests.foothold_helpers import Built, clean_python, offline_env, session_foothold
 
@@ -147,3 +154,105 @@ def test_a_foothold_rebuilds_itself_byte_for_byte(
     assert done.returncode == 0, done.stderr
     assert built.extra_wheel in {p["detail"] for p in json.loads(done.stdout)["parts"]}
     assert again.read_bytes() == built.pyz.read_bytes()
+
+
+# --- the private environment as recorded ----------------------------------------------------------
+
+
+def _first_run(
+    built: Built, python: Path, tmp_path: Path
+) -> tuple[list[str], dict[str, str], Path]:
+    """Run the foothold once (installing its private environment); return the command line of
+    ``foothold info --check``, its environment and the private environment's directory."""
+    env = offline_env(tmp_path, STEPPATCH_FOOTHOLD_ENVS=str(tmp_path / "envs"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as on a host: the interpreter may write bytecode
+    argv = [str(python), str(built.pyz), "foothold", "info", "--check"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    [made] = (tmp_path / "envs").iterdir()
+    return argv, env, made
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_importing_leaves_the_private_environment_as_recorded(
+    built: Built, python: Path, tmp_path: Path
+) -> None:
+    argv, env, made = _first_run(built, python, tmp_path)
+    recorded = read_env_record(str(made))
+    assert recorded is not None and env_drift(str(made), hashes=True) == []
+    # Every module was imported (--check), yet no bytecode was written beside the recorded one.
+    assert set(_files(made)) == {*recorded[0], ENV_RECORD}
+    done = subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and "differs" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["check"]["files"] == len(recorded[0])
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert f"check: {len(recorded[0])} files as recorded, " in done.stdout, done.stderr
+
+
+def test_a_changed_file_of_the_private_environment_is_not_run(
+    built: Built, python: Path, tmp_path: Path
+) -> None:
+    argv, env, made = _first_run(built, python, tmp_path)
+    site = made / "site-packages"
+    pristine = _files(made)
+    ran = tmp_path / "ran"
+    module = site / "cryptography" / "__init__.py"
+    with module.open("a") as f:
+        f.write(f"\nopen({str(ran)!r}, 'w').close()\n")
+    for cached in (site / "cryptography" / "__pycache__").glob("__init__.*.pyc"):
+        cached.unlink()  # so that an import would compile and run the source
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"the private environment {made} differs from its record" in done.stderr
+    assert "site-packages/cryptography/__init__.py changed" in done.stderr
+    assert "installing it again from this foothold's wheels" in done.stderr
+    assert not ran.exists()
+    now = _files(made)
+    now.pop(ENV_RECORD), pristine.pop(ENV_RECORD)
+    assert now == pristine
+    assert [p.name for p in (tmp_path / "envs").iterdir()] == [made.name]
+
+
+@pytest.mark.parametrize("name", ["evil.pth", "uuid.py"])
+def test_a_file_dropped_into_the_private_environment_is_not_run(
+    built: Built, python: Path, tmp_path: Path, name: str
+) -> None:
+    """A ``.pth`` file (code that runs at start from a site directory: the bootstrap puts the
+    private environment on ``sys.path`` without processing them, but must not rely on that
+    alone) or a module shadowing the standard library's (the private environment comes first
+    on ``sys.path``)."""
+    argv, env, made = _first_run(built, python, tmp_path)
+    ran = tmp_path / "ran"
+    code = f"open({str(ran)!r}, 'w').close()"
+    (made / "site-packages" / name).write_text(f"import os; {code}\n" if name.endswith(".pth")
+                                               else f"{code}\nraise ImportError('shadowed')\n")
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"site-packages/{name} extra" in done.stderr
+    assert not ran.exists()
+    assert not (made / "site-packages" / name).exists()
+    assert env_drift(str(made), hashes=True) == []
+
+
+def test_foothold_info_check_finds_a_change_that_keeps_size_and_mtime(
+    built: Built, python: Path, tmp_path: Path
+) -> None:
+    argv, env, made = _first_run(built, python, tmp_path)
+    about = made / "site-packages" / "cryptography" / "__about__.py"
+    before = about.stat()
+    data = about.read_bytes()
+    changed = data.replace(b"__version__", b"__versi0n__", 1)
+    assert changed != data and len(changed) == len(data)
+    about.write_bytes(changed)
+    os.utime(about, ns=(before.st_atime_ns, before.st_mtime_ns))
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "changed: site-packages/cryptography/__about__.py" in done.stderr
+    assert f"error: the private environment {made} differs from its record: 1 file(s)" in (
+        done.stderr
+    )
+    assert about.read_bytes() == changed  # reported, not repaired: the operator decides

@@ -4,6 +4,7 @@ bytecode, the launcher, the lock holder, and what a build refuses before it star
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.metadata
 import marshal
 import os
@@ -11,16 +12,23 @@ import sys
 import sysconfig
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from steppatch.errors import InputError
-from steppatch.foothold import BadWheel, build_foothold
+from steppatch.foothold import BadWheel, EnvironmentDrift, build_foothold, check_env
 from steppatch.foothold._bootstrap import (
+    ARCHIVE_WHEELS,
+    ENV_MARKER,
+    ENV_RECORD,
     FootholdBootError,
     choose_wheels,
+    ensure_env,
+    env_drift,
     hermetic_path,
     install_wheel,
+    read_env_record,
     wheel_bytes,
 )
 from steppatch.foothold._build import _bytecode, _compress_tags
@@ -115,8 +123,6 @@ def test_install_wheel_refuses_a_damaged_wheel(tmp_path: Path, case: str) -> Non
 def test_a_wheel_beside_the_archive_must_match_the_archive_list(tmp_path: Path) -> None:
     (tmp_path / "wheels").mkdir()
     (tmp_path / "wheels" / "a.whl").write_bytes(b"wheel bytes")
-    import hashlib
-
     listed = {"file": "a.whl", "where": "beside", "size": 11,
               "sha256": hashlib.sha256(b"wheel bytes").hexdigest()}
     archive = tmp_path / "x.zip"
@@ -224,3 +230,182 @@ def test_lock_holder_finds_the_process_holding_a_flock(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert lock_holder(lock) is None
+
+
+# --- the private environment's record -------------------------------------------------------------
+
+
+def _one_wheel_foothold(tmp_path: Path, *, beside: bool = False) -> tuple[str, dict[str, Any]]:
+    """A foothold archive carrying one wheel (in the archive, or in ``wheels/`` beside it) and
+    its build description, as :func:`ensure_env` reads them."""
+    wheel = make_wheel(tmp_path, "demo", "1.0", "py3-none-any", {
+        "demo/__init__.py": b"VALUE = 1\n", "demo/util.py": b"def f():\n    return 2\n",
+    })
+    data = wheel.read_bytes()
+    listed = {"name": "demo", "version": "1.0", "file": wheel.name, "tags": ["py3-none-any"],
+              "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+              "where": "beside" if beside else "archive"}
+    archive = tmp_path / "steppatch.pyz"
+    with zipfile.ZipFile(archive, "w") as z:
+        if not beside:
+            z.writestr(ARCHIVE_WHEELS + wheel.name, data)
+    if beside:
+        (tmp_path / "wheels").mkdir()
+        wheel.rename(tmp_path / "wheels" / wheel.name)
+    else:
+        wheel.unlink()
+    return str(archive), {"build": "b" * 64, "version": "1.0", "wheels": [listed]}
+
+
+def _ensure(tmp_path: Path, archive: str, build: dict[str, Any]) -> tuple[Path, list[str]]:
+    said: list[str] = []
+    env = ensure_env(archive, str(tmp_path), build, build["wheels"], str(tmp_path / "envs"),
+                     said.append)
+    return Path(env), said
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_the_private_environment_is_compiled_and_recorded_file_by_file(tmp_path: Path) -> None:
+    archive, build = _one_wheel_foothold(tmp_path)
+    env, said = _ensure(tmp_path, archive, build)
+    assert len(said) == 1 and "first run" in said[0]
+    recorded = read_env_record(str(env))
+    assert recorded is not None
+    files, dirs = recorded
+    on_disk = {str(p.relative_to(env)) for p in env.rglob("*") if p.is_file()} - {ENV_RECORD}
+    assert set(files) == on_disk
+    assert ENV_MARKER in files and "site-packages/demo/__init__.py" in files
+    # Bytecode comes with it (the process writes none), so an import leaves the tree as recorded.
+    assert [p for p in files if p.startswith("site-packages/demo/__pycache__/util.")]
+    assert "site-packages/demo/__pycache__" in dirs
+    size, mtime, sha256 = files["site-packages/demo/util.py"]
+    util = env / "site-packages/demo/util.py"
+    assert (size, mtime) == (util.stat().st_size, util.stat().st_mtime_ns)
+    assert sha256 == hashlib.sha256(util.read_bytes()).hexdigest()
+    assert env_drift(str(env)) == [] and env_drift(str(env), hashes=True) == []
+    assert check_env(env) == len(files)
+    again, said = _ensure(tmp_path, archive, build)
+    assert again == env and said == []  # as recorded: used as it is, nothing said
+
+
+def _change(env: Path, how: str) -> tuple[str, str]:
+    """Tamper with ``env`` as ``how`` says; return the (path, kind) a check must report."""
+    site = env / "site-packages"
+    module = site / "demo" / "__init__.py"
+    if how == "size":
+        module.write_bytes(b"import os; os.system('id'); VALUE = 1\n")
+    elif how == "mtime":
+        module.write_bytes(b"VALUE = 6\n")  # same size, a new mtime
+        os.utime(module, ns=(module.stat().st_atime_ns, module.stat().st_mtime_ns + 10**9))
+    elif how == "missing":
+        module.unlink()
+    elif how == "pth":
+        (site / "evil.pth").write_text("import os; os.system('id')\n")
+        return "site-packages/evil.pth", "extra"
+    elif how == "shadow":
+        (site / "uuid.py").write_text("raise SystemExit('shadowed')\n")
+        return "site-packages/uuid.py", "extra"
+    elif how == "directory":
+        (site / "evil").mkdir()
+        return "site-packages/evil", "extra"
+    elif how == "symlink":
+        (site / "demo" / "link.py").symlink_to("/etc/passwd")
+        return "site-packages/demo/link.py", "extra"
+    elif how == "record":
+        (env / ENV_RECORD).write_text("{not json")
+        return ENV_RECORD, "record"
+    elif how == "marker":
+        (env / ENV_MARKER).unlink()
+        return ENV_MARKER, "missing"
+    return "site-packages/demo/__init__.py", "missing" if how == "missing" else "changed"
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["size", "mtime", "missing", "pth", "shadow", "directory", "symlink", "record", "marker"],
+)
+def test_a_start_installs_a_differing_environment_again_from_the_wheels(
+    tmp_path: Path, how: str
+) -> None:
+    archive, build = _one_wheel_foothold(tmp_path)
+    env, _ = _ensure(tmp_path, archive, build)
+    made = _tree(env)
+    expected = _change(env, how)
+    assert expected in env_drift(str(env))  # one stat per file finds it
+    with pytest.raises(EnvironmentDrift) as caught:
+        check_env(env)
+    assert caught.value.env == str(env) and expected in caught.value.drift
+    again, said = _ensure(tmp_path, archive, build)
+    assert again == env
+    [line] = said
+    assert "differs from its record" in line and f"{expected[0]} {expected[1]}" in line
+    # Made again whole: the same files as the first time (new mtimes), nothing else left.
+    assert {k: v[0] for k, v in _tree(env).items() if k != ENV_RECORD} == {
+        k: v[0] for k, v in made.items() if k != ENV_RECORD
+    }
+    assert env_drift(str(env), hashes=True) == []
+    assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == [env.name]
+
+
+def test_a_link_in_place_of_the_environment_is_replaced_not_followed(tmp_path: Path) -> None:
+    archive, build = _one_wheel_foothold(tmp_path)
+    env, _ = _ensure(tmp_path, archive, build)
+    elsewhere = tmp_path / "elsewhere"
+    env.rename(elsewhere)  # a whole environment, record and all, as the link's target
+    env.symlink_to(elsewhere)
+    again, said = _ensure(tmp_path, archive, build)
+    assert again == env and not env.is_symlink() and env.is_dir()
+    assert "foothold-env.json missing" in said[0]
+    assert env_drift(str(env), hashes=True) == []
+    assert (elsewhere / ENV_MARKER).is_file()  # the link's target is not touched
+
+
+def test_a_change_that_keeps_size_and_mtime_is_found_by_hash(tmp_path: Path) -> None:
+    archive, build = _one_wheel_foothold(tmp_path)
+    env, _ = _ensure(tmp_path, archive, build)
+    module = env / "site-packages" / "demo" / "util.py"
+    before = module.stat()
+    module.write_bytes(b"def f():\n    return 3\n")
+    os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert env_drift(str(env)) == []  # what a start checks cannot see it ...
+    assert env_drift(str(env), hashes=True) == [("site-packages/demo/util.py", "changed")]
+    with pytest.raises(EnvironmentDrift) as caught:  # ... foothold info --check does
+        check_env(env)
+    assert caught.value.drift == (("site-packages/demo/util.py", "changed"),)
+    assert "site-packages/demo/util.py changed" in str(caught.value)
+    assert module.read_bytes() == b"def f():\n    return 3\n"  # a check changes nothing
+
+
+def test_a_differing_environment_is_refused_when_its_wheels_are_gone(tmp_path: Path) -> None:
+    archive, build = _one_wheel_foothold(tmp_path, beside=True)
+    env, _ = _ensure(tmp_path, archive, build)
+    (env / "site-packages" / "evil.pth").write_text("import os\n")
+    tampered = _tree(env)
+    wheel = tmp_path / "wheels" / build["wheels"][0]["file"]
+    wheel.unlink()
+    with pytest.raises(FootholdBootError) as caught:
+        _ensure(tmp_path, archive, build)
+    message = str(caught.value)
+    assert "differs from its record (site-packages/evil.pth extra)" in message
+    assert "cannot be made again" in message and wheel.name in message
+    # Refused, and left as found for the operator to look at; no temporary directory left.
+    assert _tree(env) == tampered
+    assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == [env.name]
+
+
+def test_an_unreadable_record_is_drift(tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    assert env_drift(str(env)) == [(ENV_RECORD, "record")]
+    for text in ('{"format": "other"}', "[]", '{"format": "steppatch-foothold-files/1", '
+                 '"dirs": [], "files": {"a": [1, "x", "y"]}}'):
+        (env / ENV_RECORD).write_text(text)
+        assert read_env_record(str(env)) is None
+        assert env_drift(str(env)) == [(ENV_RECORD, "record")]
+    assert check_env(None) == 0  # a foothold that needs no private environment

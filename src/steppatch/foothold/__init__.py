@@ -20,11 +20,12 @@ if TYPE_CHECKING:
         build_foothold,
         read_foothold,
     )
-    from steppatch.foothold._errors import BadWheel, FootholdError
+    from steppatch.foothold._errors import BadWheel, EnvironmentDrift, FootholdError
     from steppatch.foothold._runtime import (
         CORE_MODULES,
         Host,
         RunningFoothold,
+        check_env,
         check_imports,
         host,
         running,
@@ -42,11 +43,12 @@ __getattr__, __dir__ = attach(
             "build_foothold",
             "read_foothold",
         ),
-        "steppatch.foothold._errors": ("BadWheel", "FootholdError"),
+        "steppatch.foothold._errors": ("BadWheel", "EnvironmentDrift", "FootholdError"),
         "steppatch.foothold._runtime": (
             "CORE_MODULES",
             "Host",
             "RunningFoothold",
+            "check_env",
             "check_imports",
             "host",
             "running",
@@ -60,6 +62,7 @@ __all__ = [
     "FORMAT",
     "PYZ_NAME",
     "BadWheel",
+    "EnvironmentDrift",
     "Foothold",
     "FootholdError",
     "Host",
@@ -67,6 +70,7 @@ __all__ = [
     "Part",
     "RunningFoothold",
     "build_foothold",
+    "check_env",
     "check_imports",
     "host",
     "read_foothold",

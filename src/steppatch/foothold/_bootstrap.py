@@ -11,8 +11,12 @@ the archive is on ``sys.path`` (then only ``packaging``, which the archive holds
 3. installs the wheels of the compiled dependencies that fit this interpreter into a private
    environment, once per build: each wheel checked against the archive's list (sha256, size) and
    each file against the wheel's RECORD, unpacked into a temporary directory renamed into place,
-   so a first run killed half way leaves nothing half made;
-4. runs the command line.
+   so a first run killed half way leaves nothing half made. The environment's files are compiled
+   to bytecode and recorded (path, size, mtime, sha256) in ``foothold-files.json``; at every later
+   start each file is checked against the record (one ``stat`` each, hashes only on ``foothold
+   info --check``), and an environment that differs (a file changed, missing or added) is made
+   again from the archive's verified wheels before anything imports from it;
+4. runs the command line, with bytecode writing off, so the environment stays as recorded.
 
 Errors before the command line runs print one line and exit with 5 (the local environment).
 The library reads the same format through :mod:`steppatch.foothold`; this module is its one
@@ -22,11 +26,14 @@ definition and must keep importing nothing but the standard library at module le
 from __future__ import annotations
 
 import base64
+import compileall
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
+import py_compile
 import shutil
 import site
 import sys
@@ -35,7 +42,7 @@ import tempfile
 import time
 import types
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 FORMAT = "steppatch-foothold/1"
@@ -45,6 +52,13 @@ BESIDE_WHEELS = "wheels"
 ENVS_VARIABLE = "STEPPATCH_FOOTHOLD_ENVS"
 RUNTIME_MODULE = "_steppatch_foothold"
 ENV_MARKER = "foothold-env.json"
+#: every file of a private environment: path, size, mtime and sha256 (see :func:`record_env`)
+ENV_RECORD = "foothold-files.json"
+ENV_RECORD_FORMAT = "steppatch-foothold-files/1"
+#: a record larger than this is not one this bootstrap wrote (a few hundred files, ~100 KiB)
+ENV_RECORD_MAX_BYTES = 64 * 2**20
+#: how many differing files the start-up line names before "and N more"
+DRIFT_SHOWN = 3
 EXIT_ENVIRONMENT = 5
 MIN_PYTHON = (3, 11)
 #: a temporary environment older than this was left by a killed first run
@@ -53,6 +67,11 @@ STALE_SECONDS = 3600.0
 
 class FootholdBootError(Exception):
     """The foothold cannot run here; the message says why and what to do."""
+
+
+#: what differs in a private environment: ``changed`` (size, mtime or hash), ``missing``,
+#: ``extra`` (a file, directory or link the record does not list) or ``record`` (none, unreadable)
+DRIFT_KINDS = ("changed", "missing", "extra", "record")
 
 
 def record_hash(data: bytes) -> str:
@@ -213,21 +232,73 @@ def ensure_env(
     root: str,
     log: Callable[[str], None],
 ) -> str:
-    """The private environment holding ``chosen`` (made now if missing); returns its path.
+    """The private environment holding ``chosen``, as recorded; returns its path.
 
-    Made in a temporary directory and renamed into place, so it exists whole or not at all;
-    two first runs at once each make one and the second rename loses harmlessly. Raises
-    :class:`FootholdBootError` and ``OSError``.
+    Made now if missing, and made again if it differs from its record (:func:`env_drift`, sizes
+    and mtimes only: one ``stat`` per file). Made in a temporary directory and renamed into place,
+    so it exists whole or not at all; two first runs at once each make one and the second rename
+    loses harmlessly. Raises :class:`FootholdBootError` (naming the differing files when the
+    wheels to make it again cannot be read) and ``OSError``.
     """
     env = os.path.join(root, env_key(build, chosen))
-    if os.path.isfile(os.path.join(env, ENV_MARKER)):
-        return env
-    os.makedirs(root, exist_ok=True)
-    _remove_stale(root)
-    log(
-        f"steppatch: first run of foothold {build['version']} (build {build['build'][:12]}): "
-        f"installing {len(chosen)} compiled wheel(s) into {env}"
-    )
+    drift: list[tuple[str, str]] = []
+    if _is_made(env):
+        drift = env_drift(env)
+        if not drift:
+            return env
+    elif os.path.lexists(env):
+        drift = [(ENV_MARKER, "missing")]  # not one this bootstrap made, or its marker deleted
+    if drift:
+        log(
+            f"steppatch: the private environment {env} differs from its record "
+            f"({describe_drift(drift)}); installing it again from this foothold's wheels"
+        )
+    else:
+        log(
+            f"steppatch: first run of foothold {build['version']} (build {build['build'][:12]}): "
+            f"installing {len(chosen)} compiled wheel(s) into {env}"
+        )
+    try:
+        os.makedirs(root, exist_ok=True)
+        _remove_stale(root)
+        tmp = _make_env(archive, beside, build, chosen, root, env)
+    except (FootholdBootError, OSError) as e:
+        if not drift:
+            raise
+        # Refused, not used as it is: the differing file may be one that runs at import.
+        raise FootholdBootError(
+            f"the private environment {env} differs from its record ({describe_drift(drift)}) "
+            f"and cannot be made again: {e}"
+        ) from e
+    try:
+        if drift:
+            if _is_made(env) and not env_drift(env):
+                # Another start made it again meanwhile and may be running from it already.
+                shutil.rmtree(tmp, ignore_errors=True)
+                return env
+            _set_aside(env, root)
+        try:
+            os.rename(tmp, env)
+        except OSError:
+            if not _is_made(env):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another first run finished first
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return env
+
+
+def _make_env(
+    archive: str,
+    beside: str,
+    build: dict[str, Any],
+    chosen: list[dict[str, Any]],
+    root: str,
+    env: str,
+) -> str:
+    """A complete private environment in a new temporary directory under ``root``, made for
+    the path ``env``: the wheels unpacked, compiled, marked and recorded; returns its path."""
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=root)
     try:
         site_dir = os.path.join(tmp, "site-packages")
@@ -235,21 +306,171 @@ def ensure_env(
         with zipfile.ZipFile(archive) as z:
             for wheel in chosen:
                 install_wheel(wheel_bytes(z, beside, wheel), wheel["file"], site_dir)
+        # Compiled now, since the process never writes bytecode here (that would be files the
+        # record does not know); unchecked hash-based, as in the archive: the record guards them.
+        compileall.compile_dir(
+            site_dir,
+            quiet=2,
+            ddir=os.path.join(env, "site-packages"),
+            workers=1,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
         marker = {"format": FORMAT, "build": build["build"], "wheels": [w["file"] for w in chosen]}
         with open(os.path.join(tmp, ENV_MARKER), "w", encoding="utf-8") as f:
             json.dump(marker, f, indent=2, sort_keys=True)
+        record_env(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would lock out other users of the tool
-        os.sync()  # the rename below must not outlive the files after a power cut
-        try:
-            os.rename(tmp, env)
-        except OSError:
-            if not os.path.isfile(os.path.join(env, ENV_MARKER)):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another first run finished first
+        os.sync()  # the rename that follows must not outlive the files after a power cut
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return env
+    return tmp
+
+
+def _is_made(env: str) -> bool:
+    """``env`` is a directory (not a link to one) with the marker of a finished environment."""
+    return not os.path.islink(env) and os.path.isfile(os.path.join(env, ENV_MARKER))
+
+
+def _set_aside(env: str, root: str) -> None:
+    """Move a differing environment (or whatever is at its path) out of the way, into a
+    temporary directory that :func:`_remove_stale` also clears should this process die before
+    it is removed."""
+    aside = tempfile.mkdtemp(prefix=".tmp-", dir=root)
+    with contextlib.suppress(FileNotFoundError):  # another start set it aside already
+        os.rename(env, os.path.join(aside, "differing"))
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def scan_env(env: str) -> tuple[dict[str, os.stat_result], set[str], set[str]]:
+    """Every entry under ``env`` but its record, by path relative to it (``/``-separated):
+    regular files with their ``lstat``, directories, and anything else (links, devices).
+
+    Cost: one ``readdir`` per directory and one ``stat`` per file. Raises ``OSError``.
+    """
+    files: dict[str, os.stat_result] = {}
+    dirs: set[str] = set()
+    other: set[str] = set()
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        with os.scandir(os.path.join(env, rel) if rel else env) as entries:
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    dirs.add(name)
+                    todo.append(name)
+                elif entry.is_file(follow_symlinks=False):
+                    if name != ENV_RECORD:
+                        files[name] = entry.stat(follow_symlinks=False)
+                else:
+                    other.add(name)
+    return files, dirs, other
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_env(env: str) -> int:
+    """Write ``env``'s record: for every file its path, size, ``mtime_ns`` and sha256, and
+    every directory. Returns the number of files. Raises ``OSError`` and
+    :class:`FootholdBootError` for an entry that is neither a file nor a directory.
+
+    Written into the environment while it is still a temporary directory, flushed to disk,
+    so the rename that makes the environment appear also makes its record appear.
+    """
+    files, dirs, other = scan_env(env)
+    if other:
+        raise FootholdBootError(f"{env}: {sorted(other)[0]} is neither a file nor a directory")
+    record = {
+        "format": ENV_RECORD_FORMAT,
+        "dirs": sorted(dirs),
+        "files": {
+            name: [st.st_size, st.st_mtime_ns, _sha256_file(os.path.join(env, name))]
+            for name, st in sorted(files.items())
+        },
+    }
+    fd = os.open(os.path.join(env, ENV_RECORD), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=0, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    return len(files)
+
+
+def read_env_record(env: str) -> tuple[dict[str, list[Any]], set[str]] | None:
+    """The files (path -> ``[size, mtime_ns, sha256]``) and directories ``env``'s record
+    lists; ``None`` when there is no readable record of this format."""
+    try:
+        with open(os.path.join(env, ENV_RECORD), "rb") as f:
+            data = f.read(ENV_RECORD_MAX_BYTES + 1)
+        record = json.loads(data) if len(data) <= ENV_RECORD_MAX_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != ENV_RECORD_FORMAT:
+        return None
+    files, dirs = record.get("files"), record.get("dirs")
+    if not isinstance(files, dict) or not isinstance(dirs, list):
+        return None
+    for value in files.values():
+        if not (
+            isinstance(value, list)
+            and len(value) == 3
+            and all(isinstance(v, int) for v in value[:2])
+            and isinstance(value[2], str)
+        ):
+            return None
+    if not all(isinstance(d, str) for d in dirs):
+        return None
+    return files, set(dirs)
+
+
+def env_drift(env: str, *, hashes: bool = False) -> list[tuple[str, str]]:
+    """How ``env`` differs from its record: ``(path, kind)`` pairs sorted by path, ``kind`` one
+    of :data:`DRIFT_KINDS`; empty when it is as recorded.
+
+    Without ``hashes``, a file is compared by size and mtime only (one ``stat`` each: what every
+    start does); with them, each file is also read and hashed (``foothold info --check``).
+    Raises ``OSError`` only for an environment that cannot be listed at all.
+    """
+    recorded = read_env_record(env)
+    if recorded is None:
+        return [(ENV_RECORD, "record")]
+    listed, listed_dirs = recorded
+    try:
+        files, dirs, other = scan_env(env)
+    except FileNotFoundError:
+        return [(ENV_RECORD, "record")]
+    drift = [(name, "extra") for name in other]
+    drift += [(name, "extra") for name in dirs - listed_dirs]
+    drift += [(name, "missing") for name in listed_dirs - dirs]
+    for name, (size, mtime, sha256) in listed.items():
+        st = files.pop(name, None)
+        if st is None:
+            drift.append((name, "missing"))
+        elif st.st_size != size or st.st_mtime_ns != mtime:
+            drift.append((name, "changed"))
+        elif hashes:
+            try:
+                same = _sha256_file(os.path.join(env, name)) == sha256
+            except OSError:
+                same = False
+            if not same:
+                drift.append((name, "changed"))
+    drift += [(name, "extra") for name in files]
+    return sorted(drift)
+
+
+def describe_drift(drift: Iterable[tuple[str, str]]) -> str:
+    """``site-packages/x.py changed, site-packages/evil.pth extra and 2 more``."""
+    items = [f"{name} {kind}" for name, kind in drift]
+    shown = ", ".join(items[:DRIFT_SHOWN])
+    return shown if len(items) <= DRIFT_SHOWN else f"{shown} and {len(items) - DRIFT_SHOWN} more"
 
 
 def _remove_stale(root: str) -> None:
@@ -332,6 +553,9 @@ def main() -> None:
         tags = [str(t) for t in sys_tags()]
         chosen = choose_wheels(build, tags)
         env = None
+        # Bytecode is not written next to the sources of the private environment (it comes
+        # compiled), nor anywhere else: a foothold leaves no files behind as it imports.
+        sys.dont_write_bytecode = True
         if chosen:
             env = ensure_env(pinned, os.path.dirname(real), build, chosen, envs_root(), _say)
             sys.path.insert(1, os.path.join(env, "site-packages"))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from steppatch.errors import InputError, LocalEnvironmentError
+from steppatch.foothold._bootstrap import describe_drift
 
-__all__ = ["BadWheel", "FootholdError"]
+__all__ = ["BadWheel", "EnvironmentDrift", "FootholdError"]
 
 
 class FootholdError(LocalEnvironmentError):
@@ -19,3 +20,17 @@ class BadWheel(InputError):
         super().__init__(f"--wheels {path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class EnvironmentDrift(FootholdError):
+    """The foothold's private environment ``env`` differs from the record written when it was
+    installed: ``drift`` holds ``(path, kind)`` pairs, paths relative to ``env``, ``kind`` one of
+    ``changed``, ``missing``, ``extra`` or ``record`` (no readable record)."""
+
+    def __init__(self, env: str, drift: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(
+            f"the private environment {env} differs from its record: {len(drift)} file(s): "
+            f"{describe_drift(drift)}; delete it to have the next start install it again"
+        )
+        self.env = env
+        self.drift = drift

@@ -12,10 +12,18 @@ from typing import Any
 
 import attrs
 
-from steppatch.foothold._bootstrap import RUNTIME_MODULE
-from steppatch.foothold._errors import FootholdError
+from steppatch.foothold._bootstrap import RUNTIME_MODULE, env_drift, read_env_record
+from steppatch.foothold._errors import EnvironmentDrift, FootholdError
 
-__all__ = ["CORE_MODULES", "Host", "RunningFoothold", "check_imports", "host", "running"]
+__all__ = [
+    "CORE_MODULES",
+    "Host",
+    "RunningFoothold",
+    "check_env",
+    "check_imports",
+    "host",
+    "running",
+]
 
 #: what every command needs, including the lazily imported server (aiohttp) and PKI (cryptography)
 CORE_MODULES = ("steppatch", "steppatch.pki", "steppatch.server", "steppatch_cli.app")
@@ -90,6 +98,24 @@ def check_imports(modules: Sequence[str]) -> list[str]:
     if failed:
         raise FootholdError("these modules do not import here: " + "; ".join(failed))
     return list(modules)
+
+
+def check_env(env: Path | None) -> int:
+    """Hash every file of the private environment ``env`` (``None``: the foothold needs none)
+    against the record written when it was installed; return the number of files checked.
+
+    Finds what a start's size-and-mtime check cannot: a file changed and its mtime put back.
+    Cost: reads every file once (about 36 MB for Linux x86-64). Raises :class:`EnvironmentDrift`
+    naming every file that was changed, is missing or was added, and ``OSError`` for an
+    environment that cannot be listed.
+    """
+    if env is None:
+        return 0
+    drift = env_drift(str(env), hashes=True)
+    if drift:
+        raise EnvironmentDrift(str(env), tuple(drift))
+    recorded = read_env_record(str(env))
+    return len(recorded[0]) if recorded is not None else 0
 
 
 @attrs.frozen
