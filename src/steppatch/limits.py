@@ -38,6 +38,8 @@ class Limits:
     chunk_bytes: int = 256 * 1024
     max_patch_bytes: int = 64 * 1024 * MiB
     max_patch_members: int = 2_000_000
+    #: a cluster node's answer over ssh (its stdout; the tail of its stderr is kept as long)
+    max_node_answer_bytes: int = 16 * MiB
     lock_timeout_seconds: float = 30.0
     service_timeout_seconds: float = 600.0
     #: processes hashing a tree (this one plus helpers); more than the cores only adds contention

@@ -32,6 +32,8 @@ class TransportLimits:
     chunk_bytes: int = attrs.field(default=256 * 1024, validator=_positive)
     #: how much of an error response's body is read to explain it
     max_error_body_bytes: int = attrs.field(default=4096, validator=_positive)
+    #: how much of an answer that is not a repository file (the admin port's JSON) is read
+    max_answer_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
 
     def deadline_for(self, length: int | None) -> float:
         """Seconds allowed for one download of ``length`` bytes (``None``: unknown, small)."""
