@@ -42,6 +42,8 @@ class TransportLimits:
     chunk_bytes: int = attrs.field(default=256 * 1024, validator=_positive)
     #: how much of an error response's body is read to explain it
     max_error_body_bytes: int = attrs.field(default=4096, validator=_positive)
+    #: how much of an answer that is not a repository file (the admin port's JSON) is read
+    max_answer_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
 
     def deadline_for(self, length: int | None) -> float:
         """Seconds allowed for one download of ``length`` bytes (``None``: unknown, small)."""
@@ -73,6 +75,8 @@ class Limits:
     chunk_bytes: int = 256 * 1024
     max_patch_bytes: int = 64 * 1024 * MiB
     max_patch_members: int = 2_000_000
+    #: a cluster node's answer over ssh (its stdout; the tail of its stderr is kept as long)
+    max_node_answer_bytes: int = 16 * MiB
     lock_timeout_seconds: float = 30.0
     service_timeout_seconds: float = 600.0
     #: processes hashing a tree (this one plus helpers); more than the cores only adds contention

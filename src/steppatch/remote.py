@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from steppatch._fs import atomic_write
-from steppatch.errors import HomeError, IntegrityError, MissingFile, UnknownReference
+from steppatch.errors import HomeError, IntegrityError, MissingFile, TooLarge, UnknownReference
 from steppatch.formats import index_from_json, parse_manifest
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import ComponentVersion, Manifest, Recipe, RepositoryIndex
@@ -166,8 +166,10 @@ class RepositoryClient:
         self.metadata.write("timestamp", data)
         if not self._holds_pinned_index(trusted):
             path = f"indexes/{timestamp.index.version}.index.json"
-            # Never read past the length the signed timestamp gives.
-            data = fetch_bytes(fetcher, path, timestamp.index.length, "index metadata")
+            # Never read past the length the signed timestamp gives, nor past the index limit
+            # (a timestamp key alone must not be able to make a home read gigabytes).
+            cap = min(timestamp.index.length, limits.max_index_bytes)
+            data = fetch_bytes(fetcher, path, cap, "index metadata")
             trusted.update_index(data)
             self.metadata.write("index", data)
         return trusted
@@ -203,19 +205,27 @@ class RepositoryClient:
         if ref is None:
             raise UnknownReference(f"to:{path}", self.url)
 
+        cap = min(ref.length, self.limits.max_recipe_bytes)
+
         def read(fetcher: Fetcher) -> bytes:
-            data = fetch_bytes(fetcher, path, ref.length, f"recipe {path}")
+            data = fetch_bytes(fetcher, path, cap, f"recipe {path}")
             verify_length_and_hash(data, ref.length, ref.sha256, f"recipe {path}")
             return data
 
         return parse_recipe(self._call(read, f"recipe {path}"), f"to:{path}", self.limits)
 
     def manifest(self, cv: ComponentVersion) -> Manifest:
-        """The manifest of a listed component version, checked against the index."""
+        """The manifest of a listed component version, checked against the index.
+
+        Raises :class:`TooLarge` for a manifest over ``max_manifest_bytes`` (while reading) or
+        naming a file over ``max_object_bytes`` (before anything of it is downloaded), and
+        :class:`IntegrityError` for one that is not the index's.
+        """
         what = f"manifest of {cv.name} {cv.version}"
+        cap = min(cv.manifest.length, self.limits.max_manifest_bytes)
 
         def read(fetcher: Fetcher) -> bytes:
-            data = fetch_bytes(fetcher, cv.manifest.path, cv.manifest.length, what)
+            data = fetch_bytes(fetcher, cv.manifest.path, cap, what)
             verify_length_and_hash(data, cv.manifest.length, cv.manifest.sha256, what)
             return data
 
@@ -224,6 +234,10 @@ class RepositoryClient:
             raise IntegrityError(
                 what, f"{cv.name} {cv.version}", f"{manifest.component} {manifest.version}"
             )
+        limit = self.limits.max_object_bytes
+        for entry in manifest.files():
+            if entry.size > limit:
+                raise TooLarge(f"file {entry.path} of {cv.name} {cv.version}", limit)
         return manifest
 
     def fetch_objects(
@@ -233,9 +247,14 @@ class RepositoryClient:
         progress: DownloadProgress | None = None,
     ) -> None:
         """Download ``(sha256, length)`` objects into ``store``, in parallel and resumably, each
-        verified (length and hash) before it is kept. Raises what
+        verified (length and hash) before it is kept. Raises :class:`TooLarge`, before any
+        download starts, when an object is longer than ``max_object_bytes``, and what
         :func:`~steppatch.transport.download_objects` raises.
         """
+        limit = self.limits.max_object_bytes
+        for sha, size in objects:
+            if size > limit:
+                raise TooLarge(f"object {sha}", limit)
         requests = [ObjectRequest(f"objects/{sha[:2]}/{sha}", sha, size) for sha, size in objects]
         download_objects(self.pool, requests, store, progress=progress)
 

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
@@ -526,6 +525,7 @@ def upgrade_mirror(
     :class:`~steppatch.server.MirrorConfigError`.
     """
     from steppatch import server
+    from steppatch.server._ops import local_opener
 
     cfg = server.load_config(config)
     update = self_update(tool_home, ref, progress=progress, limits=limits)
@@ -537,7 +537,8 @@ def upgrade_mirror(
         if cfg.admin_listen.port == 0:
             return True  # a kernel-chosen port changes with the restart: nothing to ask
         try:
-            with urllib.request.urlopen(url, timeout=2.0) as response:
+            # Only the status is read, never the body; no proxy from the environment.
+            with local_opener().open(url, timeout=2.0) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False

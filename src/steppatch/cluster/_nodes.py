@@ -7,10 +7,14 @@ docs/formats.md "steppatch-node/1") through the system ``ssh`` client, or the co
 
 from __future__ import annotations
 
+import contextlib
 import os
+import selectors
 import shlex
 import subprocess
-from typing import Protocol
+import threading
+import time
+from typing import IO, Protocol
 
 from steppatch.cluster._core import (
     Location,
@@ -23,6 +27,7 @@ from steppatch.cluster._core import (
 )
 from steppatch.config import NodeEntry
 from steppatch.errors import NetworkError, NodeError
+from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import Recipe
 from steppatch.plan import SyncMode
 from steppatch.recipe import dump_recipe
@@ -33,6 +38,8 @@ __all__ = ["LocalNode", "Node", "SshNode", "connect_node"]
 #: seconds a status question may take; staging and switching may download and restart for long
 STATUS_TIMEOUT = 60.0
 SSH_UNREACHABLE = 255
+# one read of a node's output; the bound on the whole is Limits.max_node_answer_bytes
+_READ_CHUNK = 64 * 1024
 
 
 class Node(Protocol):
@@ -98,9 +105,15 @@ class SshNode:
     """A home on another host, reached with ``ssh``; ``steppatch`` must be installed there."""
 
     def __init__(
-        self, name: str, location: Location, command: str = "", ssh: str | None = None
+        self,
+        name: str,
+        location: Location,
+        command: str = "",
+        ssh: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.name = name
+        self.limits = limits
         self.where = location
         self.command = command or "steppatch"  # split like a shell: it may carry arguments
         self.ssh = shlex.split(ssh if ssh is not None else os.environ.get("STEPPATCH_SSH", "ssh"))
@@ -141,12 +154,12 @@ class SshNode:
 
     def _run(self, args: list[str], *, stdin: bytes = b"", timeout: float | None = None) -> bytes:
         """Run a ``node`` command there. Raises :class:`NodeError` with the node's own message
-        and exit code, or exit code 4 when the node cannot be reached."""
+        and exit code, exit code 4 when the node cannot be reached, and
+        :attr:`NodeError.exit_code` when it answers more than ``limits.max_node_answer_bytes``
+        (the command is killed then: its answer is never held whole)."""
         argv = self._argv(args)
         try:
-            done = subprocess.run(
-                argv, input=stdin, capture_output=True, timeout=timeout, check=False
-            )
+            done = _run_bounded(argv, stdin, timeout, self.limits.max_node_answer_bytes)
         except FileNotFoundError:
             raise NodeError(
                 self.name, f"cannot run {argv[0]!r} (is an ssh client installed?)",
@@ -156,6 +169,11 @@ class SshNode:
             raise NodeError(
                 self.name, f"no answer within {timeout:.0f} s over ssh", NetworkError.exit_code
             ) from None
+        except _TooMuchOutput as e:
+            raise NodeError(
+                self.name, f"answered more than {e.limit} bytes (max_node_answer_bytes)",
+                NodeError.exit_code,
+            ) from None
         if done.returncode == 0:
             return done.stdout
         message = _last_error(done.stderr)
@@ -164,6 +182,66 @@ class SshNode:
                 self.name, f"unreachable over ssh: {message}", NetworkError.exit_code
             )
         raise NodeError(self.name, message, done.returncode)
+
+
+class _TooMuchOutput(Exception):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+
+def _run_bounded(
+    argv: list[str], stdin: bytes, timeout: float | None, limit: int
+) -> subprocess.CompletedProcess[bytes]:
+    """``subprocess.run(argv, input=stdin, capture_output=True)`` holding at most ``limit``
+    bytes of stdout (more kills the command: :class:`_TooMuchOutput`) and the last ``limit``
+    bytes of stderr (where the node's error line is). Raises ``subprocess.TimeoutExpired``
+    (the command is killed) and ``OSError`` from starting it."""
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+
+    def feed(pipe: IO[bytes]) -> None:
+        # A thread: the node may answer before it has read all its input.
+        with contextlib.suppress(OSError):
+            pipe.write(stdin)
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+    writer = threading.Thread(target=feed, args=(proc.stdin,), daemon=True)
+    writer.start()
+    out = bytearray()
+    err = bytearray()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ, out)
+            sel.register(proc.stderr, selectors.EVENT_READ, err)
+            while sel.get_map():
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    raise subprocess.TimeoutExpired(argv, timeout or 0.0)
+                for key, _events in sel.select(wait):
+                    chunk = os.read(key.fd, _READ_CHUNK)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    buf: bytearray = key.data
+                    buf += chunk
+                    if buf is out and len(out) > limit:
+                        raise _TooMuchOutput(limit)
+                    if buf is err and len(err) > limit:
+                        del err[: len(err) - limit]
+        returncode = proc.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+        writer.join()
+    return subprocess.CompletedProcess(argv, returncode, bytes(out), bytes(err))
 
 
 def _last_error(stderr: bytes) -> str:

@@ -72,8 +72,8 @@ def read_source(root: Path, limits: Limits = DEFAULT_LIMITS) -> ComponentSource:
     """Read and check a component source directory, hashing every file.
 
     Raises :class:`ComponentSourceError` naming the file and field at fault: a missing or invalid
-    field, a symlink that points outside ``files/``, or a file that is neither regular, directory
-    nor symlink. Cost: reads every file once.
+    field, a symlink that points outside ``files/``, a file that is neither regular, directory
+    nor symlink, or one larger than ``limits.max_object_bytes``. Cost: reads every file once.
     """
     toml_path = root / "component.toml"
     where = str(toml_path)
@@ -121,7 +121,7 @@ def read_source(root: Path, limits: Limits = DEFAULT_LIMITS) -> ComponentSource:
         hot=bool(_field(meta, "hot", bool, where, False)),
         dependencies=dependencies,
         config=_config_checks(meta, where),
-        manifest=Manifest(name, version, tuple(_scan(files_root))),
+        manifest=Manifest(name, version, tuple(_scan(files_root, limits.max_object_bytes))),
     )
 
 
@@ -146,7 +146,7 @@ def _config_checks(meta: dict[str, Any], where: str) -> ConfigChecks:
     return ConfigChecks(tuple(deprecated), renamed)
 
 
-def _scan(files_root: Path) -> list[FileEntry]:
+def _scan(files_root: Path, max_object_bytes: int) -> list[FileEntry]:
     entries: list[FileEntry] = []
     for dirpath, dirnames, filenames in os.walk(files_root):
         dirnames.sort()
@@ -170,6 +170,13 @@ def _scan(files_root: Path) -> list[FileEntry]:
             elif stat.S_ISDIR(st.st_mode):
                 entries.append(FileEntry(rel, EntryKind.DIR, mode & 0o1777))
             elif stat.S_ISREG(st.st_mode):
+                if st.st_size > max_object_bytes:
+                    # Refused before hashing: no home or mirror would download it.
+                    raise ComponentSourceError(
+                        str(full), None,
+                        f"{st.st_size} bytes, larger than the object limit of "
+                        f"{max_object_bytes} bytes (max_object_bytes)",
+                    )
                 sha256, size = hash_file(full)
                 entries.append(FileEntry(rel, EntryKind.FILE, mode & 0o1777, size, sha256))
             else:

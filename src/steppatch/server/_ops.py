@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from steppatch.errors import InputError, LockedError, SteppatchError
+from steppatch.errors import InputError, LockedError, SteppatchError, TooLarge
 from steppatch.server._app import _store_lock
 from steppatch.server._metrics import Metrics
 from steppatch.server._ratelimit import TokenBucket, backoff_seconds
@@ -21,6 +21,7 @@ from steppatch.server._store import FillControl, MirrorStore, store_usage
 from steppatch.server._upstream import Upstreams
 from steppatch.server.config import DownloadMode, MirrorConfig
 from steppatch.server.errors import MirrorConfigError, StoreError, UpstreamUnavailable
+from steppatch.transport import DEFAULT_TRANSPORT_LIMITS
 
 __all__ = ["MirrorStatus", "mirror_status", "sync_once"]
 
@@ -51,9 +52,24 @@ def _admin(config: MirrorConfig, method: str, path: str, timeout: float) -> dict
     request = urllib.request.Request(
         f"http://{host}:{config.admin_listen.port}{path}", method=method
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        result: dict[str, Any] = json.loads(response.read())
+    limit = DEFAULT_TRANSPORT_LIMITS.max_answer_bytes
+    with local_opener().open(request, timeout=timeout) as response:
+        body = response.read(limit + 1)
+        if len(body) > limit:
+            raise TooLarge(f"the answer of {request.full_url}", limit)
+        result: dict[str, Any] = json.loads(body)
         return result
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the redirect answer itself is then the HTTPError
+
+
+def local_opener() -> urllib.request.OpenerDirector:
+    """An opener for the server's own admin port: no proxy from the environment (``http_proxy``
+    would otherwise carry a request for 127.0.0.1 elsewhere), no redirect followed."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def mirror_status(config: MirrorConfig) -> MirrorStatus:

@@ -17,10 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import requests
-
 from steppatch import pki
-from steppatch.errors import SteppatchError, UnsafePath
+from steppatch.errors import NetworkError, SteppatchError, UnsafePath
 from steppatch.limits import DEFAULT_LIMITS
 from steppatch.paths import safe_relpath
 from steppatch.remote import utcnow
@@ -336,32 +334,17 @@ class MirrorService(Service):
     def _forward_snapshots(self) -> None:
         if self._name is None:
             return
-        tls = self.config.upstream_tls
-        assert tls is not None and tls.cert is not None and tls.key is not None
-        https = [u for u in sorted(self.config.upstreams, key=lambda u: -u.priority)
-                 if u.url.startswith("https:")]
-        if not https:
+        if not any(u.url.startswith("https:") for u in self.config.upstreams):
             return
 
         def send(path: str, body: bytes) -> int:
-            error: Exception | None = None
-            for upstream in https:
-                try:
-                    r = requests.put(
-                        f"{upstream.url}/snapshots/{self._name}/{path}",
-                        data=body,
-                        verify=str(tls.ca),
-                        cert=(str(tls.cert), str(tls.key)),
-                        timeout=(self.config.upstream_connect_timeout_s,
-                                 self.config.upstream_read_timeout_s),
-                        allow_redirects=False,
-                    )
-                except requests.RequestException as e:
-                    error = e
-                    continue
-                return r.status_code
-            assert error is not None
-            raise error
+            # The upstreams' own pinned transport (CA, client certificate, no proxy or .netrc
+            # from the environment, no redirect), never a bare requests call.
+            try:
+                return self.upstreams.put(f"snapshots/{self._name}/{path}", body)
+            except NetworkError as e:
+                # "cannot be reached" for the outbox: kept for the next round.
+                raise ConnectionError(str(e)) from e
 
         sent, refused = self.snapshots.flush(send)
         self.metrics.inc("snapshots_forwarded_total", sent, result="ok")

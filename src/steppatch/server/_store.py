@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from steppatch._fs import atomic_write
-from steppatch.errors import IntegrityError, RepositoryError
+from steppatch.errors import IntegrityError, RepositoryError, TooLarge
 from steppatch.formats import index_from_json, parse_manifest
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import EntryKind, FileRef, RepositoryIndex
@@ -44,7 +44,7 @@ from steppatch.server._ratelimit import TokenBucket
 from steppatch.server._upstream import Upstreams
 from steppatch.server.errors import NotServed, StoreError, StoreFull
 from steppatch.store import ObjectStore, hash_file
-from steppatch.transport import Fetcher
+from steppatch.transport import Fetcher, fetch_bytes
 from steppatch.trust import (
     Root,
     TrustedMetadataSet,
@@ -340,10 +340,17 @@ class MirrorStore:
     def fill(self, item: Item, upstreams: Upstreams, control: FillControl) -> Held:
         """Fetch ``item`` from the upstreams, verify it, store it. The one way content enters.
 
-        Resumes a partial fill an earlier process left. Raises :class:`UpstreamUnavailable`
-        (every upstream failed: their reasons), :class:`StoreFull` / :class:`StoreError` (the
-        partial file is dropped; nothing is stored), :class:`Stopped`.
+        Resumes a partial fill an earlier process left. Never reads past ``item.length`` (the
+        partial file refuses more). Raises :class:`TooLarge` before any byte is fetched when
+        the signed length is over the limit of its kind (``max_object_bytes`` and so on),
+        :class:`UpstreamUnavailable` (every upstream failed: their reasons),
+        :class:`StoreFull` / :class:`StoreError` (the partial file is dropped; nothing is
+        stored), :class:`Stopped`.
         """
+        limit = self._content_limit(item.kind)
+        if item.length > limit:
+            # A signed index may still name something no mirror should hold: refused unread.
+            raise TooLarge(f"{item.kind} {item.path}", limit)
 
         def attempt(fetcher: Fetcher) -> None:
             upstream = upstreams.id_of(fetcher)
@@ -373,6 +380,13 @@ class MirrorStore:
             self._verified.add(item.sha256)
         self._after_fill(item)
         return self._held_object(item.sha256, item.length)
+
+    def _content_limit(self, kind: str) -> int:
+        limits = self.limits
+        return {
+            "recipe": limits.max_recipe_bytes,
+            "manifest": limits.max_manifest_bytes,
+        }.get(kind, limits.max_object_bytes)
 
     def _after_fill(self, item: Item) -> None:
         file = self.objects.path(item.sha256)
@@ -494,8 +508,10 @@ class MirrorStore:
 
     def fill_old_root(self, version: int, upstreams: Upstreams) -> Held:
         """``roots/N.root.json`` for an N older than any held: fetched, and kept only if root N
-        signed the held root N+1 (a backward check of the chain). Raises :class:`NotServed`
-        (a gap above N, or refused by every upstream) and :class:`UpstreamUnavailable`."""
+        signed the held root N+1 (a backward check of the chain). Reads at most
+        ``max_root_bytes`` from an upstream. Raises :class:`NotServed` (a gap above N) and
+        :class:`UpstreamUnavailable` (every upstream failed or was refused: too large, not
+        root N, not signing root N+1; each upstream's reason given); nothing is stored then."""
         with self._lock:
             newer = self.meta.root_versions.get(version + 1)
         if newer is None:
@@ -503,10 +519,8 @@ class MirrorStore:
         path = f"roots/{version}.root.json"
 
         def attempt(fetcher: Fetcher) -> bytes:
-            data = b"".join(fetcher.fetch(path))
-            if len(data) > self.limits.max_root_bytes:
-                raise IntegrityError(path, f"at most {self.limits.max_root_bytes} bytes",
-                                     f"{len(data)} bytes")
+            # Capped while reading: an upstream streaming without end is cut off at the cap.
+            data = fetch_bytes(fetcher, path, self.limits.max_root_bytes, "root metadata")
             old = load_trusted_root(data, self.limits.trust())
             if old.version != version:
                 raise IntegrityError(path, f"root version {version}", f"version {old.version}")

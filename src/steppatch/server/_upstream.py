@@ -17,6 +17,7 @@ from steppatch.server.config import MirrorConfig
 from steppatch.server.errors import UpstreamUnavailable
 from steppatch.transport import (
     Fetcher,
+    HttpsFetcher,
     Mirror,
     MirrorPool,
     NoMirrorLeft,
@@ -126,6 +127,29 @@ class Upstreams:
                 self._down_until.pop(used.id, None)
                 self._errors.pop(used.id, None)
         return result
+
+    def put(self, path: str, data: bytes) -> int:
+        """Send ``data`` to ``path`` on the first ``https://`` upstream (by priority) that
+        answers, and return its HTTP status (snapshot forwarding).
+
+        Goes through the same pinned fetcher as every read: the private CA only, the mirror's
+        client certificate, no proxy, ``.netrc`` or CA bundle from the environment, no
+        redirect followed, the answer's body not read. Raises the last upstream's
+        :class:`NetworkError` when none could be reached, and a :class:`NetworkError` naming
+        ``path`` when no upstream is ``https://``.
+        """
+        error: NetworkError | None = None
+        for mirror in sorted(self.mirrors, key=lambda m: -m.priority):
+            fetcher = self._connect(mirror) if mirror.url.startswith("https:") else None
+            if not isinstance(fetcher, HttpsFetcher):
+                continue
+            try:
+                return fetcher.put(path, data)
+            except NetworkError as e:
+                error = e
+        if error is None:
+            raise NetworkError(path, "no https:// upstream to send it to")
+        raise error
 
     def _record(self, failed: dict[str, SteppatchError]) -> None:
         until = self.clock() + self.config.upstream_retry_s

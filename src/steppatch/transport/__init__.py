@@ -1,8 +1,9 @@
 """Fetching bytes from repositories and mirrors.
 
 A :class:`Fetcher` implements one primitive, :meth:`Fetcher.fetch` (a path and an offset in,
-chunks out); :func:`fetch_bytes` adds the length cap once for every implementation, so no fetcher
-can make the client read more than a limit allows. :class:`FileFetcher` reads a local directory,
+chunks out); :func:`fetch_capped` (and :func:`fetch_bytes`, which joins its chunks) adds the
+length cap once for every implementation, while reading, so no fetcher can make the client read
+more than a limit allows. :class:`FileFetcher` reads a local directory,
 :class:`HttpsFetcher` a mirror over HTTPS with a client certificate, pinned to a private CA.
 :class:`MirrorPool` tries mirrors by priority and fails over; :func:`download_objects` downloads
 many objects in parallel into an :class:`~steppatch.store.ObjectStore`, resumably.
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from steppatch._lazy import attach
 
 if TYPE_CHECKING:
-    from steppatch.transport._base import Fetcher, fetch_bytes, fetcher_for
+    from steppatch.transport._base import Fetcher, fetch_bytes, fetch_capped, fetcher_for
     from steppatch.transport._download import (
         DownloadProgress,
         DownloadResult,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = attach(
     __name__,
     {
-        "steppatch.transport._base": ("Fetcher", "fetch_bytes", "fetcher_for"),
+        "steppatch.transport._base": ("Fetcher", "fetch_bytes", "fetch_capped", "fetcher_for"),
         "steppatch.transport._download": (
             "DownloadProgress",
             "DownloadResult",
@@ -86,6 +87,7 @@ __all__ = [
     "TransportLimits",
     "download_objects",
     "fetch_bytes",
+    "fetch_capped",
     "fetcher_for",
     "make_ssl_context",
 ]

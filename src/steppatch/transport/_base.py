@@ -10,7 +10,7 @@ from steppatch.transport._limits import DEFAULT_TRANSPORT_LIMITS, TransportLimit
 if TYPE_CHECKING:
     from steppatch.transport._https import TlsConfig
 
-__all__ = ["Fetcher", "fetch_bytes", "fetcher_for"]
+__all__ = ["Fetcher", "fetch_bytes", "fetch_capped", "fetcher_for"]
 
 
 class Fetcher(Protocol):
@@ -31,16 +31,35 @@ class Fetcher(Protocol):
         ...
 
 
+def fetch_capped(
+    fetcher: Fetcher, path: str, max_length: int, what: str, offset: int = 0
+) -> Iterator[bytes]:
+    """The chunks of the file at ``path`` from ``offset`` on, stopping as soon as the file
+    (counted from its start, so ``offset`` included) passes ``max_length`` bytes.
+
+    The one cap every read of a remote file goes through: the chunk that would pass the cap is
+    not yielded, and the fetcher's generator is closed (its connection with it), so no more
+    than one chunk beyond the cap is ever received. Raises :class:`TooLarge` (``what``,
+    ``max_length``), and what ``fetcher.fetch`` raises.
+    """
+    size = offset
+    chunks = fetcher.fetch(path, offset)
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > max_length:
+                raise TooLarge(what, max_length)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
 def fetch_bytes(fetcher: Fetcher, path: str, max_length: int, what: str) -> bytes:
-    """The whole file at ``path``, refusing (:class:`TooLarge`) past ``max_length`` bytes."""
-    parts: list[bytes] = []
-    size = 0
-    for chunk in fetcher.fetch(path):
-        size += len(chunk)
-        if size > max_length:
-            raise TooLarge(what, max_length)
-        parts.append(chunk)
-    return b"".join(parts)
+    """The whole file at ``path``, refusing (:class:`TooLarge`) past ``max_length`` bytes,
+    while reading (:func:`fetch_capped`)."""
+    return b"".join(fetch_capped(fetcher, path, max_length, what))
 
 
 def fetcher_for(

@@ -429,13 +429,16 @@ class HttpsFetcher:
     def put(self, path: str, data: bytes) -> int:
         """Send ``data`` to ``path`` (a snapshot upload); return the HTTP status.
 
-        Raises :class:`TlsError`, :class:`ConnectionFailed` or :class:`TimedOut`.
+        The answer's body is not read (only its status matters), so a server cannot make us
+        read without end. Raises :class:`TlsError`, :class:`ConnectionFailed` or
+        :class:`TimedOut`.
         """
         url = f"{self._url}/{quote(safe_relpath(path))}"
         try:
             response = self._session().put(
                 url,
                 data=data,
+                stream=True,
                 timeout=(self.limits.connect_timeout_seconds, self.limits.read_timeout_seconds),
                 verify=self._verify,
                 cert=self._cert,

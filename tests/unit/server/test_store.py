@@ -145,3 +145,29 @@ def test_bad_trusted_root(tmp_path: Path, repo: Repository) -> None:
 
     with pytest.raises(MetadataError):
         MirrorStore(tmp_path / "store", b"{}", Metrics())
+
+
+def test_fill_refuses_content_over_its_limit_before_fetching(
+    tmp_path: Path, repo: Repository
+) -> None:
+    from steppatch.errors import TooLarge
+    from steppatch.limits import Limits
+
+    ups = upstreams(tmp_path, repo.root)
+    store = MirrorStore(
+        tmp_path / "store", (repo.root / "root.json").read_bytes(), Metrics(),
+        Limits(max_object_bytes=10),
+    )
+    store.refresh(ups)
+    store.complete_catalogue(ups, FillControl())
+    sha, size = max(store.catalogue.items(), key=lambda kv: kv[1])
+    assert size > 10
+    fetches = store.metrics.total("upstream_fetches_total")
+    before = sorted(p for p in (tmp_path / "store").rglob("*"))
+    item = Item("object", f"objects/{sha[:2]}/{sha}", sha, size)
+    with pytest.raises(TooLarge) as caught:
+        store.fill(item, ups, FillControl())
+    assert (caught.value.what, caught.value.limit) == (f"object {item.path}", 10)
+    assert sorted(p for p in (tmp_path / "store").rglob("*")) == before  # no partial file
+    assert not store.objects.has(sha)
+    assert store.metrics.total("upstream_fetches_total") == fetches  # not even asked
