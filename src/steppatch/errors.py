@@ -42,6 +42,8 @@ __all__ = [
     "TooLarge",
     "UnknownReference",
     "UnsafePath",
+    "UnsafeSourceSymlink",
+    "UnsafeSymlink",
     "WrongEnvironment",
 ]
 
@@ -74,6 +76,35 @@ class ComponentSourceError(InputError):
         self.path = path
         self.field = field
         self.problem = problem
+
+
+class UnsafeSourceSymlink(ComponentSourceError):
+    """A symlink under a component source's ``files/`` leads outside the component's tree, loops,
+    or follows more symlinks than ``Limits.max_symlink_hops``.
+
+    ``component`` and ``version`` name the component, ``path`` is the symlink's file, ``link`` its
+    path in the tree, ``target`` its target, ``reason`` ``escapes``, ``loop`` or ``too-many-hops``,
+    and ``via`` the symlink where it shows (``link`` itself unless the way leads through another).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        component: str,
+        version: str,
+        link: str,
+        target: str,
+        reason: str,
+        via: str,
+        problem: str,
+    ) -> None:
+        super().__init__(path, None, f"{component} {version}: {problem}")
+        self.component = component
+        self.version = version
+        self.link = link
+        self.target = target
+        self.reason = reason
+        self.via = via
 
 
 class RecipeError(InputError):
@@ -228,6 +259,39 @@ class MissingFile(RepositoryError):
     def __init__(self, url: str) -> None:
         super().__init__(f"{url}: no such file in the repository")
         self.url = url
+
+
+class UnsafeSymlink(RepositoryError):
+    """A published component's symlink, resolved in the managed tree an apply would build, leads
+    outside it, loops, or follows more symlinks than ``Limits.max_symlink_hops``; nothing is
+    written.
+
+    ``component`` and ``version`` own the symlink at ``path`` (to ``target``); ``reason`` is
+    ``escapes``, ``loop`` or ``too-many-hops``; ``via`` is the symlink where it shows (``path``
+    itself unless the way leads through another, maybe another component's); ``count`` is how
+    many symlinks of the tree are refused.
+    """
+
+    def __init__(
+        self,
+        component: str,
+        version: str,
+        path: str,
+        target: str,
+        reason: str,
+        via: str,
+        problem: str,
+        count: int = 1,
+    ) -> None:
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(f"{component} {version}: {problem}{more}; nothing was changed")
+        self.component = component
+        self.version = version
+        self.path = path
+        self.target = target
+        self.reason = reason
+        self.via = via
+        self.count = count
 
 
 class RepositoryConflict(RepositoryError):

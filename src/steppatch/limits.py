@@ -70,6 +70,8 @@ class Limits:
     max_object_bytes: int = 16 * 1024 * MiB
     max_component_toml_bytes: int = 1 * MiB
     max_manifest_entries: int = 1_000_000
+    #: symlinks followed to resolve one symlink of a managed tree (Linux's MAXSYMLINKS is 40)
+    max_symlink_hops: int = 40
     max_recipe_components: int = 10_000
     solver_max_rounds: int = 100_000
     chunk_bytes: int = 256 * 1024

@@ -32,8 +32,10 @@ def safe_relpath(path: str) -> str:
 
 
 def link_stays_inside(link_path: str, target: str) -> bool:
-    """Whether a symlink at ``link_path`` (relative to its tree) pointing to ``target`` resolves
-    inside the tree, judged on the text alone (intermediate links are checked by their own entries).
+    """Whether a symlink at ``link_path`` (relative to its tree) pointing to ``target`` stays
+    inside the tree, judged on the text alone: a cheap first filter for one entry. The text
+    cannot tell where ``link/..`` is when ``link`` is itself a symlink; the tree as a whole is
+    judged by :func:`steppatch.links.unsafe_links`.
     """
     if not target or target.startswith("/") or "\0" in target:
         return False

@@ -12,7 +12,8 @@ from enum import StrEnum
 import attrs
 from packaging.version import Version
 
-from steppatch.errors import PathConflict
+from steppatch.errors import PathConflict, UnsafeSymlink
+from steppatch.links import unsafe_links
 from steppatch.model import EntryKind, FileEntry, Manifest
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "SyncMode",
     "TreeEntry",
     "TreeStep",
+    "check_symlinks",
     "component_changes",
     "diff_tree",
     "drift_from",
@@ -124,6 +126,36 @@ def merge_manifests(manifests: Mapping[str, Manifest]) -> dict[str, TreeEntry]:
                 raise PathConflict(entry.path, held.owner, name)
     _check_dirs(tree)
     return dict(sorted(tree.items()))
+
+
+def check_symlinks(
+    tree: Mapping[str, TreeEntry], versions: Mapping[str, Version], max_hops: int
+) -> None:
+    """Refuse a merged tree in which a symlink, resolved through every component's symlinks,
+    leads outside the tree, loops, or follows more than ``max_hops`` symlinks.
+
+    Raises :class:`UnsafeSymlink` naming the first such symlink by path, its component and
+    version (from ``versions``). Cost: O(total segments of the symlinks' targets).
+    """
+    links = {
+        path: held.entry.target
+        for path, held in tree.items()
+        if held.entry.kind is EntryKind.SYMLINK and held.entry.target is not None
+    }
+    problems = unsafe_links(links, max_hops)
+    if problems:
+        first = problems[0]
+        owner = tree[first.path].owner
+        raise UnsafeSymlink(
+            owner,
+            str(versions[owner]) if owner in versions else "?",
+            first.path,
+            first.target,
+            first.kind.value,
+            first.via,
+            first.describe(),
+            len(problems),
+        )
 
 
 def _check_dirs(tree: dict[str, TreeEntry]) -> None:

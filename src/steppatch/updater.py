@@ -58,6 +58,7 @@ from steppatch.model import (
     FileEntry,
     HomeState,
     InstalledComponent,
+    Manifest,
     Recipe,
     RecipeKind,
 )
@@ -70,6 +71,7 @@ from steppatch.plan import (
     SyncMode,
     TreeEntry,
     TreeStep,
+    check_symlinks,
     component_changes,
     diff_tree,
     merge_manifests,
@@ -748,6 +750,7 @@ class Home:
             index = self.repository.index()
             solution, _wanted = self._solve(recipes, base)
             held: set[str] = set()
+            installed: dict[str, Manifest] = {}
             for name, version in base.items():
                 cv = index.get(name, version)
                 if cv is None:
@@ -755,7 +758,8 @@ class Home:
                         f"the snapshot's {name} {version} is not in the repository, so what the "
                         "installation holds cannot be known"
                     )
-                held.update(e.sha256 for e in self.repository.manifest(cv).files() if e.sha256)
+                installed[name] = self.repository.manifest(cv)
+                held.update(e.sha256 for e in installed[name].files() if e.sha256)
             members: dict[str, bytes | Path] = {}
             needed: dict[str, int] = {}
             changed = {n: c for n, c in solution.items() if base.get(n) != c}
@@ -767,7 +771,13 @@ class Home:
                 for e in manifests[name].files():
                     if e.sha256 and e.sha256 not in held:
                         needed[e.sha256] = e.size
-            merge_manifests(manifests)  # two components claiming a path: refused now
+            # The tree the installation will hold, unchanged components included: two
+            # components claiming a path, or a symlink leading out through another component's,
+            # are refused now rather than there.
+            tree = merge_manifests(
+                {n: manifests[n] if n in manifests else installed[n] for n in solution}
+            )
+            check_symlinks(tree, solution, self.limits.max_symlink_hops)
             self._download(sorted(needed.items()))
             for sha256 in sorted(needed):
                 members[f"objects/{sha256[:2]}/{sha256}"] = self.files.cache.path(sha256)
@@ -1036,6 +1046,9 @@ class Home:
                 manifest, cv.manifest.sha256, cv.hot, cv.config
             )
         tree = merge_manifests({n: c.manifest for n, c in components.items()})
+        # Before the live tree is read or anything downloaded: a symlink of one component may
+        # lead out through another's, so only the whole new tree can tell.
+        check_symlinks(tree, target, self.limits.max_symlink_hops)
         old_tree = merge_manifests({n: c.manifest for n, c in state.components.items()})
         live = scan_tree(
             self.files.current, hashes=sync is not None, workers=self.limits.hash_workers

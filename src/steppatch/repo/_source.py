@@ -12,8 +12,9 @@ import attrs
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from steppatch.errors import ComponentSourceError
+from steppatch.errors import ComponentSourceError, UnsafeSourceSymlink
 from steppatch.limits import DEFAULT_LIMITS, Limits
+from steppatch.links import symlinks_of, unsafe_links
 from steppatch.model import ConfigChecks, EntryKind, FileEntry, Manifest
 from steppatch.paths import link_stays_inside
 from steppatch.store import hash_file
@@ -72,8 +73,10 @@ def read_source(root: Path, limits: Limits = DEFAULT_LIMITS) -> ComponentSource:
     """Read and check a component source directory, hashing every file.
 
     Raises :class:`ComponentSourceError` naming the file and field at fault: a missing or invalid
-    field, a symlink that points outside ``files/``, a file that is neither regular, directory
-    nor symlink, or one larger than ``limits.max_object_bytes``. Cost: reads every file once.
+    field, a symlink that points outside ``files/`` (:class:`UnsafeSourceSymlink` when it leads
+    out, loops or follows too many symlinks through the component's other symlinks), or a file
+    that is neither regular, directory nor symlink, or one larger than
+    ``limits.max_object_bytes``. Cost: reads every file once.
     """
     toml_path = root / "component.toml"
     where = str(toml_path)
@@ -112,6 +115,20 @@ def read_source(root: Path, limits: Limits = DEFAULT_LIMITS) -> ComponentSource:
     files_root = root / "files"
     if not files_root.is_dir() or files_root.is_symlink():
         raise ComponentSourceError(str(files_root), None, "missing: expected a directory")
+    entries = _scan(files_root, limits.max_object_bytes)
+    problems = unsafe_links(symlinks_of(entries), limits.max_symlink_hops)
+    if problems:
+        first = problems[0]
+        raise UnsafeSourceSymlink(
+            str(files_root / first.path),
+            name,
+            str(version),
+            first.path,
+            first.target,
+            first.kind.value,
+            first.via,
+            first.describe(),
+        )
     return ComponentSource(
         root=root,
         name=name,
@@ -121,7 +138,7 @@ def read_source(root: Path, limits: Limits = DEFAULT_LIMITS) -> ComponentSource:
         hot=bool(_field(meta, "hot", bool, where, False)),
         dependencies=dependencies,
         config=_config_checks(meta, where),
-        manifest=Manifest(name, version, tuple(_scan(files_root, limits.max_object_bytes))),
+        manifest=Manifest(name, version, tuple(entries)),
     )
 
 
