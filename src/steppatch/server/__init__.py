@@ -10,6 +10,8 @@ from steppatch.server.config import DownloadMode, MirrorConfig, load_config, par
 from steppatch.server.errors import (
     MirrorConfigError,
     NotServed,
+    SnapshotQuotaExceeded,
+    SnapshotRateLimited,
     SnapshotRefused,
     StoreError,
     StoreFull,
@@ -22,6 +24,8 @@ __all__ = [
     "MirrorConfigError",
     "MirrorStatus",
     "NotServed",
+    "SnapshotQuotaExceeded",
+    "SnapshotRateLimited",
     "SnapshotRefused",
     "StoreError",
     "StoreFull",
