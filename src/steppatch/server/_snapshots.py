@@ -6,8 +6,9 @@ must carry ``NAME``. A mirror forwards what it received upstream as
 segment is always the uploader's own name, so no server needs to trust a relay to write in another
 system's name. ``GET`` of the same path returns the latest, to the same system only.
 
-Layout: ``snapshots/PATH/TIME-SHA8.spr`` (the last ``keep`` uploads), ``snapshots/PATH/latest.spr``,
-and ``snapshots/.outbox/`` (uploads a mirror has not forwarded yet: the newest of each system).
+Layout: ``snapshots/PATH/TIME-SHA8.spr`` (the last ``keep`` uploads; TIME is UTC to the
+microsecond), ``snapshots/PATH/latest.spr``, and ``snapshots/.outbox/`` (uploads a mirror has
+not forwarded yet: the newest of each system).
 
 Bounds (``docs/mirror.md``): a thin document (no ``files``, no ``nodes``, short strings, a bounded
 number of components), ``keep`` uploads per path, ``quota_bytes`` under each uploader's name (its
@@ -174,6 +175,7 @@ class SnapshotStore:
         self._used: dict[str, int] = {}
         self._outbox_lock = threading.Lock()
         self._last_ns = 0
+        self._last_us = 0
 
     def put(self, path: str, owner: str | None, body: bytes) -> str:
         """Store an upload (see :func:`check_snapshot`); returns where it was kept. The oldest
@@ -190,10 +192,16 @@ class SnapshotStore:
             raise SnapshotRateLimited(key, wait)
         digest = hashlib.sha256(body).hexdigest()
         folder = self.root.joinpath(*names)
-        name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{digest[:8]}.spr"
         with self._guard:
             lock = self._locks.setdefault(names[0], threading.Lock())
         with lock:
+            with self._guard:
+                # Names sort in the order stored (retention removes the first ones, latest.spr
+                # is the last one), even for uploads within one tick of the clock.
+                self._last_us = max(time.time_ns() // 1000, self._last_us + 1)
+                seconds, micros = divmod(self._last_us, 1_000_000)
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
+            name = f"{stamp}.{micros:06d}Z-{digest[:8]}.spr"
             try:
                 self._store(names[0], folder, name, path, body)
             except OSError as e:
@@ -205,12 +213,11 @@ class SnapshotStore:
     def _store(self, owner: str, folder: Path, name: str, path: str, body: bytes) -> None:
         used = self._used.get(owner)
         if used is None:
-            used = _usage(self.root / owner)
+            used = self._used[owner] = _usage(self.root / owner)
         uploads = _uploads(folder)
-        replaced = [(f, size) for f, size in uploads if f.name == name]  # same second, same body
-        others = [(f, size) for f, size in uploads if f.name != name]
-        doomed = others[: max(len(others) - (self.keep - 1), 0)]
+        doomed = uploads[: max(len(uploads) - (self.keep - 1), 0)]
         latest = folder / _LATEST
+        replaced = []
         with contextlib.suppress(FileNotFoundError):
             replaced.append((latest, latest.stat().st_size))
         freed = sum(disk_charge(size) for _f, size in doomed + replaced)
@@ -238,7 +245,7 @@ class SnapshotStore:
         with self._outbox_lock:
             # Names sort in the order queued, also within one tick of the clock.
             self._last_ns = max(time.time_ns(), self._last_ns + 1)
-            item = outbox / f"{self._last_ns:020d}-{tag}.json"
+            item = outbox / f"{self._last_ns}-{tag}.json"
             outbox.mkdir(exist_ok=True)
             atomic_write(item, json.dumps(doc).encode())
             waiting = []
@@ -316,23 +323,20 @@ class SnapshotStore:
 
 
 def _uploads(folder: Path) -> list[tuple[Path, int]]:
-    """The uploads kept in ``folder`` with their sizes, oldest first."""
+    """The uploads kept in ``folder`` with their sizes, oldest first (names start with the
+    time)."""
     found = []
     try:
-        entries = list(os.scandir(folder))
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except FileNotFoundError:
         return []
     for entry in entries:
         if entry.name.startswith(".") or entry.name == _LATEST or not entry.name.endswith(".spr"):
             continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if entry.is_file(follow_symlinks=False):
-            found.append((st.st_mtime_ns, entry.name, Path(entry.path), st.st_size))
-    found.sort()
-    return [(path, size) for _t, _n, path, size in found]
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_file(follow_symlinks=False):
+                found.append((Path(entry.path), entry.stat(follow_symlinks=False).st_size))
+    return found
 
 
 def _usage(folder: Path) -> int:
