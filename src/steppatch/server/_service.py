@@ -493,6 +493,7 @@ class MirrorService(Service):
             "bulk": {k: dict(v) for k, v in self.bulk.items()},
             "fills_running": len(self.fills),
             "snapshots_pending": self.snapshots.pending(),
+            "snapshots_dropped": self.snapshots.dropped,
             **summary,
         }
 
