@@ -11,6 +11,7 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -18,7 +19,14 @@ from pathlib import Path
 
 from steppatch.errors import LockedError
 
-__all__ = ["atomic_write", "checkpoint", "file_lock", "fsync_dir", "sync_filesystem"]
+__all__ = [
+    "atomic_write",
+    "checkpoint",
+    "file_lock",
+    "fsync_dir",
+    "sync_filesystem",
+    "temp_path",
+]
 
 #: ``STEPPATCH_TEST_KILL_AT=NAME`` makes the process SIGKILL itself at checkpoint NAME: the crash
 #: tests use it to stop an apply at every named step. Read once; unset in normal use.
@@ -63,19 +71,29 @@ def sync_filesystem(path: Path) -> None:
     os.sync()
 
 
+def temp_path(path: Path) -> Path:
+    """A fresh name beside ``path`` for a temporary that replaces it: ``.NAME.tmp-PID-RANDOM``.
+
+    Unique per call, not per process: the server's worker threads write the same paths at once.
+    The ``.NAME.tmp-`` prefix is what sweepers of litter match.
+    """
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}")
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, never a mix.
 
     Raises ``OSError`` from the filesystem.
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    tmp = temp_path(path)
+    # O_EXCL: a name is never shared, not even by two threads writing the same path at once.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), mode)  # the umask narrowed what os.open gave
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

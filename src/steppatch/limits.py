@@ -85,6 +85,11 @@ class Limits:
     hash_workers: int = 2
     #: free space kept in reserve beyond an apply's own estimate
     disk_reserve_bytes: int = 16 * MiB
+    #: a thin snapshot upload (names and versions only): its size, its number of components,
+    #: and the length of each string in it (names, versions, system, created, ids)
+    max_snapshot_bytes: int = 1 * MiB
+    max_snapshot_components: int = 1_000
+    max_snapshot_string_chars: int = 256
 
     #: network bounds: timeouts, deadlines, retries, parallel downloads
     network: TransportLimits = attrs.field(factory=TransportLimits)

@@ -32,6 +32,7 @@ from typing import IO, Any, NoReturn
 import attrs
 from packaging.version import Version
 
+from steppatch._fs import temp_path
 from steppatch._json import Fields, dump_json, load_json_object
 from steppatch.errors import InputError, UnsafePath
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -143,10 +144,10 @@ def write_patch(path: Path, info: PatchInfo, members: Mapping[str, bytes | Path]
     entries: dict[str, bytes | Path] = {"patch.json": dump_patch_info(info)}
     for name, content in members.items():
         entries[safe_relpath(name)] = content
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     digest = hashlib.sha256()
     try:
-        with open(tmp, "wb") as raw:
+        with open(tmp, "xb") as raw:
             out = _HashingWriter(raw, digest)
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for name in sorted(entries):

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
+from steppatch._fs import temp_path
 from steppatch.errors import IntegrityError, LockedError, TooLarge
 
 __all__ = ["ObjectStore", "PartialObject", "copy_verified", "hash_file"]
@@ -78,11 +79,12 @@ class ObjectStore:
         """
         final = self.path(sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{sha256}.tmp-{os.getpid()}")
+        # A name of its own (not one per process): two threads may add the same object at once.
+        tmp = temp_path(final)
         h = hashlib.sha256()
         size = 0
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "xb") as f:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > length:

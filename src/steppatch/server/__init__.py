@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from steppatch.server.errors import (
         MirrorConfigError,
         NotServed,
+        SnapshotQuotaExceeded,
+        SnapshotRateLimited,
         SnapshotRefused,
         StoreError,
         StoreFull,
@@ -30,6 +32,8 @@ __getattr__, __dir__ = attach(
         "steppatch.server.errors": (
             "MirrorConfigError",
             "NotServed",
+            "SnapshotQuotaExceeded",
+            "SnapshotRateLimited",
             "SnapshotRefused",
             "StoreError",
             "StoreFull",
@@ -44,6 +48,8 @@ __all__ = [
     "MirrorConfigError",
     "MirrorStatus",
     "NotServed",
+    "SnapshotQuotaExceeded",
+    "SnapshotRateLimited",
     "SnapshotRefused",
     "StoreError",
     "StoreFull",

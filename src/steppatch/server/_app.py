@@ -33,6 +33,7 @@ from steppatch.server.config import MirrorConfig, ServerTls
 from steppatch.server.errors import (
     MirrorConfigError,
     NotServed,
+    SnapshotRateLimited,
     SnapshotRefused,
     StoreError,
     StoreFull,
@@ -173,7 +174,8 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_snapshot(request: web.Request) -> web.StreamResponse:
-    """``PUT``/``GET /snapshots/PATH``: 201/200, 400/403/404/413, 507 on a full disk."""
+    """``PUT``/``GET /snapshots/PATH``: 201/200, 400/403/404/413, 429 with ``Retry-After``
+    (too many uploads), 507 on a full disk."""
     service = request.app[_SERVICE]
     path = request.match_info["path"]
     owner = _client_system(request)
@@ -182,7 +184,7 @@ async def handle_snapshot(request: web.Request) -> web.StreamResponse:
         if request.method == "PUT":
             if not service.config.accept_snapshots:
                 raise SnapshotRefused(403, "this server does not accept snapshots")
-            limit = store.limits.max_recipe_bytes
+            limit = store.limits.max_snapshot_bytes
             if (request.content_length or 0) > limit:
                 raise SnapshotRefused(413, f"larger than {limit} bytes")
             body = bytearray()
@@ -196,8 +198,13 @@ async def handle_snapshot(request: web.Request) -> web.StreamResponse:
             return web.json_response({"stored": kept}, status=201)
         data = await service.blocking(store.get, path, owner)
         return web.Response(body=data, content_type="application/json")
+    except SnapshotRateLimited as e:
+        return web.json_response(
+            {"error": e.problem}, status=429, headers={"Retry-After": str(e.retry_after)}
+        )
     except SnapshotRefused as e:
-        return web.json_response({"error": e.problem}, status=e.status)
+        answer = {"error": e.problem} if e.field is None else {"error": e.problem, "field": e.field}
+        return web.json_response(answer, status=e.status)
     except StoreFull as e:
         return web.json_response({"error": str(e)}, status=507)
     except StoreError as e:

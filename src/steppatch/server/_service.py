@@ -87,7 +87,9 @@ class Service:
         self.metrics = metrics
         self.executor = executor
         self.snapshots = SnapshotStore(
-            config.store / "snapshots", forward=config.is_mirror, limits=DEFAULT_LIMITS
+            config.store / "snapshots", forward=config.is_mirror, limits=DEFAULT_LIMITS,
+            keep=config.snapshot_keep, quota_bytes=config.snapshot_quota_bytes,
+            rate=config.snapshot_rate, outbox_max=config.snapshot_outbox_max,
         )
         self.started = time.monotonic()
 
@@ -474,6 +476,7 @@ class MirrorService(Service):
             "bulk": {k: dict(v) for k, v in self.bulk.items()},
             "fills_running": len(self.fills),
             "snapshots_pending": self.snapshots.pending(),
+            "snapshots_dropped": self.snapshots.dropped,
             **summary,
         }
 

@@ -6,8 +6,13 @@ must carry ``NAME``. A mirror forwards what it received upstream as
 segment is always the uploader's own name, so no server needs to trust a relay to write in another
 system's name. ``GET`` of the same path returns the latest, to the same system only.
 
-Layout: ``snapshots/PATH/TIME-SHA8.spr`` (every upload), ``snapshots/PATH/latest.spr``, and
-``snapshots/.outbox/`` (uploads a mirror has not forwarded yet).
+Layout: ``snapshots/PATH/TIME-SHA8.spr`` (the last ``keep`` uploads; TIME is UTC to the
+microsecond), ``snapshots/PATH/latest.spr``, and ``snapshots/.outbox/`` (uploads a mirror has
+not forwarded yet: the newest of each system).
+
+Bounds (``docs/mirror.md``): a thin document (no ``files``, no ``nodes``, short strings, a bounded
+number of components), ``keep`` uploads per path, ``quota_bytes`` under each uploader's name (its
+own snapshots and those it relays), ``rate`` uploads a minute per path, ``outbox_max`` entries.
 """
 
 from __future__ import annotations
@@ -15,25 +20,79 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 import requests
 
 from steppatch._fs import atomic_write
-from steppatch.errors import InputError, RecipeError
+from steppatch._json import load_json_object
+from steppatch.errors import InputError, NetworkError, RecipeError
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import Recipe, RecipeKind
 from steppatch.pki import validate_system_name
 from steppatch.recipe import parse_recipe
-from steppatch.server.errors import SnapshotRefused, StoreError, StoreFull
+from steppatch.server._ratelimit import UploadRate
+from steppatch.server.errors import (
+    SnapshotQuotaExceeded,
+    SnapshotRateLimited,
+    SnapshotRefused,
+    StoreError,
+    StoreFull,
+)
 
-__all__ = ["MAX_DEPTH", "SnapshotStore", "check_snapshot"]
+__all__ = ["MAX_DEPTH", "SnapshotStore", "check_snapshot", "disk_charge"]
 
 #: how many relays a snapshot may pass (each adds one path segment)
 MAX_DEPTH = 8
 _OUTBOX = ".outbox"
+_LATEST = "latest.spr"
+#: the fields a thin snapshot may have: names and versions, the system, when, which environment
+_THIN_FIELDS = frozenset(
+    {"format", "kind", "components", "name", "system", "created", "environment", "fingerprint"}
+)
+#: the quota charges each file at least one filesystem block, so that many tiny files (each an
+#: inode) cost what they take on disk
+_BLOCK = 4096
+
+
+def disk_charge(size: int) -> int:
+    """What a stored file of ``size`` bytes counts against a quota: whole 4 KiB blocks."""
+    return max(-(-size // _BLOCK), 1) * _BLOCK
+
+
+def _check_thin(doc: dict[str, Any], limits: Limits) -> None:
+    """Refuse what a thin snapshot never holds, before any of it is parsed further."""
+    for field in ("files", "nodes"):
+        if field in doc:
+            raise SnapshotRefused(
+                400, f"a thin snapshot lists no {field}: component names and versions only", field
+            )
+    extra = sorted(set(doc) - _THIN_FIELDS)
+    if extra:
+        raise SnapshotRefused(400, f"{extra[0]!r} is not a field of a thin snapshot", extra[0])
+    longest = limits.max_snapshot_string_chars
+    for field in sorted(_THIN_FIELDS - {"components"}):
+        value = doc.get(field)
+        if isinstance(value, str) and len(value) > longest:
+            raise SnapshotRefused(400, f"{field}: longer than {longest} characters", field)
+    components = doc.get("components")
+    if not isinstance(components, dict):
+        return  # parse_recipe says what is wrong
+    if len(components) > limits.max_snapshot_components:
+        raise SnapshotRefused(
+            413, f"more than {limits.max_snapshot_components} components", "components"
+        )
+    for name, pin in components.items():
+        if len(name) > longest or (isinstance(pin, str) and len(pin) > longest):
+            shown = name if len(name) <= longest else name[:32] + "..."
+            raise SnapshotRefused(
+                400, f"components.{shown}: longer than {longest} characters", "components"
+            )
 
 
 def check_snapshot(
@@ -58,8 +117,13 @@ def check_snapshot(
         raise SnapshotRefused(400, str(e)) from e
     if names[0] != owner:
         raise SnapshotRefused(403, f"system {owner!r} may store its own snapshots only")
-    if len(body) > limits.max_recipe_bytes:
-        raise SnapshotRefused(413, f"larger than {limits.max_recipe_bytes} bytes")
+    if len(body) > limits.max_snapshot_bytes:
+        raise SnapshotRefused(413, f"larger than {limits.max_snapshot_bytes} bytes")
+
+    def fail(problem: str) -> NoReturn:
+        raise SnapshotRefused(400, problem)
+
+    _check_thin(load_json_object(body, fail), limits)
     try:
         recipe = parse_recipe(body, f"snapshot {path}", limits)
     except RecipeError as e:
@@ -78,37 +142,121 @@ def check_snapshot(
 
 
 class SnapshotStore:
-    """Uploaded snapshots under ``root``; ``forward`` keeps an outbox for the upstreams."""
+    """Uploaded snapshots under ``root``; ``forward`` keeps an outbox for the upstreams.
 
-    def __init__(self, root: Path, forward: bool, limits: Limits = DEFAULT_LIMITS) -> None:
+    One server per store (the store lock), so the bytes used under each uploader's name are
+    counted once from disk and then kept up to date in memory. Uploads under one name are
+    serialized; different names are stored in parallel.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        forward: bool,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        keep: int = 20,
+        quota_bytes: int = 256 * 1024 * 1024,
+        rate: float = 6.0,
+        outbox_max: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.root = root
         self.forward = forward
         self.limits = limits
+        self.keep = keep
+        self.quota_bytes = quota_bytes
+        self.outbox_max = outbox_max
+        self.rate = UploadRate(rate, clock)
+        #: outbox entries dropped to stay within ``outbox_max``
+        self.dropped = 0
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._used: dict[str, int] = {}
+        self._outbox_lock = threading.Lock()
+        self._last_ns = 0
+        self._last_us = 0
 
     def put(self, path: str, owner: str | None, body: bytes) -> str:
-        """Store an upload (see :func:`check_snapshot`); returns where it was kept.
+        """Store an upload (see :func:`check_snapshot`); returns where it was kept. The oldest
+        uploads beyond ``keep`` at that path are removed.
 
-        Raises :class:`SnapshotRefused`, :class:`StoreFull` / :class:`StoreError`.
+        Raises :class:`SnapshotRefused`: :class:`SnapshotRateLimited` (nothing counted or
+        stored), :class:`SnapshotQuotaExceeded` (nothing stored); :class:`StoreFull` /
+        :class:`StoreError`.
         """
         names, _recipe = check_snapshot(path, owner, body, self.limits)
+        key = "/".join(names)
+        wait = self.rate.take(key)
+        if wait:
+            raise SnapshotRateLimited(key, wait)
         digest = hashlib.sha256(body).hexdigest()
         folder = self.root.joinpath(*names)
-        name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{digest[:8]}.spr"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / name, body)
-            atomic_write(folder / "latest.spr", body)
-            if self.forward:
-                outbox = self.root / _OUTBOX
-                outbox.mkdir(exist_ok=True)
-                doc = {"path": path, "snapshot": body.decode("utf-8")}
-                atomic_write(
-                    outbox / f"{time.time_ns()}-{digest[:8]}.json", json.dumps(doc).encode()
-                )
-        except OSError as e:
-            cls = StoreFull if e.errno == 28 else StoreError
-            raise cls(str(folder), e.strerror or str(e)) from e
-        return "/".join(names) + "/" + name
+        with self._guard:
+            lock = self._locks.setdefault(names[0], threading.Lock())
+        with lock:
+            with self._guard:
+                # Names sort in the order stored (retention removes the first ones, latest.spr
+                # is the last one), even for uploads within one tick of the clock.
+                self._last_us = max(time.time_ns() // 1000, self._last_us + 1)
+                seconds, micros = divmod(self._last_us, 1_000_000)
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
+            name = f"{stamp}.{micros:06d}Z-{digest[:8]}.spr"
+            try:
+                self._store(names[0], folder, name, path, body)
+            except OSError as e:
+                self._used.pop(names[0], None)  # counted again from disk next time
+                cls = StoreFull if e.errno == 28 else StoreError
+                raise cls(str(folder), e.strerror or str(e)) from e
+        return key + "/" + name
+
+    def _store(self, owner: str, folder: Path, name: str, path: str, body: bytes) -> None:
+        used = self._used.get(owner)
+        if used is None:
+            used = self._used[owner] = _usage(self.root / owner)
+        uploads = _uploads(folder)
+        doomed = uploads[: max(len(uploads) - (self.keep - 1), 0)]
+        latest = folder / _LATEST
+        replaced = []
+        with contextlib.suppress(FileNotFoundError):
+            replaced.append((latest, latest.stat().st_size))
+        freed = sum(disk_charge(size) for _f, size in doomed + replaced)
+        needed = used - freed + 2 * disk_charge(len(body))  # the upload and latest.spr
+        # An upload that does not grow the total is taken even over the quota (a lowered one).
+        if needed > self.quota_bytes and needed > used:
+            raise SnapshotQuotaExceeded(owner, used, needed, self.quota_bytes)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / name, body)
+        atomic_write(latest, body)
+        if self.forward:
+            self._queue(path, body)
+        for file, _size in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+        self._used[owner] = needed
+
+    def _queue(self, path: str, body: bytes) -> None:
+        """Add the upload to the outbox: it replaces a waiting one of the same path (only the
+        newest state of a system matters upstream); beyond ``outbox_max`` the oldest entries
+        are dropped."""
+        outbox = self.root / _OUTBOX
+        tag = hashlib.sha256(path.encode()).hexdigest()[:16]
+        doc = {"path": path, "snapshot": body.decode("utf-8")}
+        with self._outbox_lock:
+            # Names sort in the order queued, also within one tick of the clock.
+            self._last_ns = max(time.time_ns(), self._last_ns + 1)
+            item = outbox / f"{self._last_ns}-{tag}.json"
+            outbox.mkdir(exist_ok=True)
+            atomic_write(item, json.dumps(doc).encode())
+            waiting = []
+            for entry in sorted(outbox.glob("*.json")):
+                if entry != item and entry.name.endswith(f"-{tag}.json"):
+                    entry.unlink(missing_ok=True)
+                else:
+                    waiting.append(entry)
+            for entry in waiting[: max(len(waiting) - self.outbox_max, 0)]:
+                entry.unlink(missing_ok=True)
+                self.dropped += 1
 
     def get(self, path: str, owner: str | None) -> bytes:
         """The latest snapshot stored at ``path``. Raises :class:`SnapshotRefused` (403 for
@@ -135,23 +283,35 @@ class SnapshotStore:
         return len(list(outbox.glob("*.json"))) if outbox.is_dir() else 0
 
     def flush(self, send: Callable[[str, bytes], int]) -> tuple[int, int]:
-        """Forward each waiting upload with ``send(path, body) -> HTTP status`` (raising
-        ``OSError`` or a :class:`requests.RequestException` when the upstream cannot be
-        reached). Returns (forwarded, refused); what could not be sent stays for next time."""
+        """Forward each waiting upload, oldest first, with ``send(path, body) -> HTTP status``
+        (raising ``OSError``, :class:`NetworkError` or a :class:`requests.RequestException`
+        when the upstream cannot be reached). Returns (forwarded, refused); what could not be
+        sent (unreachable, 5xx, 429) stays for next time."""
         outbox = self.root / _OUTBOX
         sent = refused = 0
         if not outbox.is_dir():
             return 0, 0
         for item in sorted(outbox.glob("*.json")):
             try:
-                doc = json.loads(item.read_bytes())
-                status = send(doc["path"], doc["snapshot"].encode("utf-8"))
-            except (OSError, requests.RequestException):
+                raw = item.read_bytes()
+            except FileNotFoundError:
+                continue  # replaced by a newer upload of the same system, or dropped
+            except OSError:
                 break
-            except (ValueError, KeyError):
+            try:
+                doc = json.loads(raw)
+                upload, body = doc["path"], doc["snapshot"].encode("utf-8")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 status = 400
+            else:
+                try:
+                    status = send(upload, body)
+                except (OSError, NetworkError, requests.RequestException):
+                    break
             if 200 <= status < 300:
                 sent += 1
+            elif status == 429:
+                break  # the upstream's rate limit: the same upload is welcome later
             elif 400 <= status < 500:
                 # Refused for good (the upstream's rule or our bytes): retrying cannot help.
                 refused += 1
@@ -160,3 +320,32 @@ class SnapshotStore:
             with contextlib.suppress(FileNotFoundError):
                 item.unlink()
         return sent, refused
+
+
+def _uploads(folder: Path) -> list[tuple[Path, int]]:
+    """The uploads kept in ``folder`` with their sizes, oldest first (names start with the
+    time)."""
+    found = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name == _LATEST or not entry.name.endswith(".spr"):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_file(follow_symlinks=False):
+                found.append((Path(entry.path), entry.stat(follow_symlinks=False).st_size))
+    return found
+
+
+def _usage(folder: Path) -> int:
+    """What the files under ``folder`` count against a quota (temporaries excluded)."""
+    total = 0
+    for base, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith("."):
+                with contextlib.suppress(FileNotFoundError):
+                    total += disk_charge(os.lstat(os.path.join(base, name)).st_size)
+    return total

@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from steppatch._fs import atomic_write
+from steppatch._fs import atomic_write, temp_path
 from steppatch.errors import IntegrityError, RepositoryError, TooLarge
 from steppatch.formats import index_from_json, parse_manifest
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -189,8 +189,8 @@ class MirrorStore:
     # --- loading ---------------------------------------------------------------------------------
 
     def _sweep(self) -> None:
-        # A process killed while writing leaves ObjectStore temporaries (".SHA.tmp-PID"): never
-        # objects, only litter. Partial fills are kept: the next fill resumes them.
+        # A process killed while writing leaves ObjectStore temporaries (".SHA.tmp-PID-RANDOM"):
+        # never objects, only litter. Partial fills are kept: the next fill resumes them.
         objects = self.root / "objects"
         if objects.is_dir():
             for tmp in objects.glob("??/.*.tmp-*"):
@@ -403,10 +403,12 @@ class MirrorStore:
         dest = self.takeout / path
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-            tmp.unlink(missing_ok=True)
+            tmp = temp_path(dest)
             os.link(file, tmp)
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
         except OSError as e:
             # The takeout view is a convenience: a failure to link must not fail the fill.
             self.metrics.inc("takeout_errors_total")

@@ -105,6 +105,12 @@ class MirrorConfig:
     shutdown_timeout_s: float = 10.0
     access_log: Path | None = None
     accept_snapshots: bool = True
+    #: thin snapshot uploads: kept per system, bytes per uploader, uploads per minute per system
+    #: (0: no limit), entries waiting to be forwarded (a mirror)
+    snapshot_keep: int = 20
+    snapshot_quota_bytes: int = 256 * 1024 * 1024
+    snapshot_rate: float = 6.0
+    snapshot_outbox_max: int = 1000
     trusted_root: Path | None = None
     origin: OriginConfig | None = None
     upstreams: tuple[Upstream, ...] = ()
@@ -128,6 +134,7 @@ _TOP = {
     "access_log", "accept_snapshots", "trusted_root", "tls", "origin", "upstreams",
     "upstream_tls",
 }  # fmt: skip
+_SNAPSHOT_KEYS = {"snapshot_keep", "snapshot_quota_bytes", "snapshot_rate", "snapshot_outbox_max"}
 
 
 class _Reader:
@@ -238,7 +245,7 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise MirrorConfigError(source, None, f"not valid TOML: {e}") from e
     r = _Reader(raw, "", source, base)
-    r.only(_TOP)
+    r.only(_TOP | _SNAPSHOT_KEYS)
     tls_r = r.sub("tls")
     if tls_r is None:
         raise r.fail("tls", "missing (required): the service port is HTTPS only")
@@ -305,6 +312,10 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
         shutdown_timeout_s=r.number("shutdown_timeout_s", 10.0, minimum=0, exclusive=False),
         access_log=access_log,
         accept_snapshots=r.boolean("accept_snapshots", True),
+        snapshot_keep=r.integer("snapshot_keep", 20, 1),
+        snapshot_quota_bytes=r.integer("snapshot_quota_bytes", 256 * 1024 * 1024, 1),
+        snapshot_rate=r.number("snapshot_rate", 6.0, minimum=0, exclusive=False),
+        snapshot_outbox_max=r.integer("snapshot_outbox_max", 1000, 1),
         trusted_root=trusted_root,
         origin=origin,
         upstreams=upstreams,

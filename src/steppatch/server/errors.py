@@ -15,6 +15,8 @@ from steppatch.errors import (
 __all__ = [
     "MirrorConfigError",
     "NotServed",
+    "SnapshotQuotaExceeded",
+    "SnapshotRateLimited",
     "SnapshotRefused",
     "StoreError",
     "StoreFull",
@@ -67,9 +69,34 @@ class NotServed(SteppatchError):
 
 
 class SnapshotRefused(InputError):
-    """A snapshot upload was refused (HTTP ``status``): ``problem`` says why."""
+    """A snapshot upload was refused (HTTP ``status``): ``problem`` says why; ``field`` names the
+    document's field at fault (``"name"``, ``"components.restapi"``), when one is."""
 
-    def __init__(self, status: int, problem: str) -> None:
+    def __init__(self, status: int, problem: str, field: str | None = None) -> None:
         super().__init__(f"snapshot refused: {problem}")
         self.status = status
         self.problem = problem
+        self.field = field
+
+
+class SnapshotRateLimited(SnapshotRefused):
+    """``path`` was uploaded too often (HTTP 429): ask again in ``retry_after`` seconds."""
+
+    def __init__(self, path: str, retry_after: int) -> None:
+        super().__init__(429, f"{path}: too many uploads, retry in {retry_after} s")
+        self.path = path
+        self.retry_after = retry_after
+
+
+class SnapshotQuotaExceeded(SnapshotRefused):
+    """Storing the upload would take the snapshots kept under ``owner`` (its own and those it
+    relays) from ``used`` to ``needed`` bytes, beyond ``quota`` (HTTP 413)."""
+
+    def __init__(self, owner: str, used: int, needed: int, quota: int) -> None:
+        super().__init__(
+            413, f"the snapshots of {owner!r} would take {needed} bytes, over the quota of {quota}"
+        )
+        self.owner = owner
+        self.used = used
+        self.needed = needed
+        self.quota = quota

@@ -93,3 +93,31 @@ def test_examples_parse(name: str) -> None:
     root = Path(__file__).resolve().parents[3]
     config = load_config(root / "examples/mirror" / name)
     assert config.is_mirror == (name == "mirror.toml")
+
+
+def test_snapshot_bounds() -> None:
+    c = parse('store = "s"\n' + ORIGIN)
+    assert (c.snapshot_keep, c.snapshot_quota_bytes, c.snapshot_rate,  # type: ignore[attr-defined]
+            c.snapshot_outbox_max) == (20, 256 * 1024 * 1024, 6.0, 1000)  # type: ignore[attr-defined]
+    c = parse('store = "s"\nsnapshot_keep = 5\nsnapshot_quota_bytes = 65536\n'
+              'snapshot_rate = 0\nsnapshot_outbox_max = 10\n' + ORIGIN)
+    assert (c.snapshot_keep, c.snapshot_quota_bytes, c.snapshot_rate,  # type: ignore[attr-defined]
+            c.snapshot_outbox_max) == (5, 65536, 0.0, 10)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("snapshot_keep = 0", "snapshot_keep"),
+        ("snapshot_keep = 1.5", "snapshot_keep"),
+        ("snapshot_quota_bytes = 0", "snapshot_quota_bytes"),
+        ("snapshot_rate = -1", "snapshot_rate"),
+        ('snapshot_rate = "fast"', "snapshot_rate"),
+        ("snapshot_outbox_max = 0", "snapshot_outbox_max"),
+        ("snapshot_retention = 3", "snapshot_retention"),
+    ],
+)
+def test_snapshot_bound_errors_name_the_field(line: str, field: str) -> None:
+    with pytest.raises(MirrorConfigError) as info:
+        parse(f'store = "s"\n{line}\n' + ORIGIN)
+    assert info.value.field == field
