@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from steppatch.repo._keys import KeyRing, default_key_dir
-from steppatch.repo._repository import AddResult, Expiry, Repository
+from steppatch.repo._keys import KeyRing, check_outside, default_key_dir
+from steppatch.repo._repository import AddResult, Expiry, Repository, published_index
 from steppatch.repo._source import ComponentSource, read_source
 
 __all__ = [
@@ -12,6 +12,8 @@ __all__ = [
     "Expiry",
     "KeyRing",
     "Repository",
+    "check_outside",
     "default_key_dir",
+    "published_index",
     "read_source",
 ]
