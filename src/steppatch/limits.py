@@ -44,6 +44,9 @@ class Limits:
     hash_workers: int = 2
     #: free space kept in reserve beyond an apply's own estimate
     disk_reserve_bytes: int = 16 * MiB
+    #: how much of each file ``mirror serve`` reads looking for a PEM private key in the tree it
+    #: serves: a key file starts with its BEGIN line, after at most a few certificates
+    key_scan_head_bytes: int = 16 * 1024
 
     #: network bounds: timeouts, deadlines, retries, parallel downloads
     network: TransportLimits = attrs.field(factory=TransportLimits)

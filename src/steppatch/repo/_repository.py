@@ -208,6 +208,8 @@ class Repository:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        # Every locked step signs: refuse a key directory inside before touching anything.
+        check_outside(self.key_dir, self.root)
         # Re-read under the lock: another process may have published meanwhile.
         with file_lock(self.root / _LOCK_NAME, timeout=60):
             self._published = _read_published(self.root, self.limits)

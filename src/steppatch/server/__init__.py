@@ -10,6 +10,7 @@ from steppatch.server.config import DownloadMode, MirrorConfig, load_config, par
 from steppatch.server.errors import (
     MirrorConfigError,
     NotServed,
+    PrivateKeyServed,
     SnapshotRefused,
     StoreError,
     StoreFull,
@@ -22,6 +23,7 @@ __all__ = [
     "MirrorConfigError",
     "MirrorStatus",
     "NotServed",
+    "PrivateKeyServed",
     "SnapshotRefused",
     "StoreError",
     "StoreFull",
