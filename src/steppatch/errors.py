@@ -20,6 +20,7 @@ __all__ = [
     "InputError",
     "InsufficientSpace",
     "IntegrityError",
+    "KeysInsideRepository",
     "LocalEnvironmentError",
     "LockedError",
     "MalformedDocument",
@@ -141,6 +142,20 @@ class ConfigError(InputError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class KeysInsideRepository(ConfigError):
+    """The signing key directory ``keys`` lies inside the published ``repository`` (both fully
+    resolved, symlinks followed): whoever can read the repository could read the keys."""
+
+    def __init__(self, keys: str, repository: str) -> None:
+        super().__init__(
+            keys,
+            f"signing keys must not live inside the repository {repository} "
+            "(move them out, and pass the new place with --keys)",
+        )
+        self.keys = keys
+        self.repository = repository
 
 
 class ReleaseError(InputError):

@@ -111,3 +111,23 @@ def test_bad_mirror_edits_are_refused_and_change_nothing(
     assert (home / "steppatch.toml").read_bytes() == config
     checks = json.loads(run("ping", "--updates", "gopher://x/", "--json", expect=4).out)
     assert checks["checks"][0]["name"] == "configuration"
+
+
+def test_repo_init_refuses_relative_keys_inside_the_repository_from_another_cwd(
+    tmp_path: Path, run: Run
+) -> None:
+    # Issue #14: "repo init /X/repo --keys ../repo/keys" run from /X/other.
+    (tmp_path / "other").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for keys in ("../repo/keys", "../other/../repo", "./../repo/./keys"):
+        result = run("repo", "init", tmp_path / "repo", "--keys", keys, expect=2,
+                     cwd=tmp_path / "other")
+        line = one_line(result.err)
+        assert "must not live inside the repository" in line
+        assert str(tmp_path / "repo") in line
+        assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created
+        assert not list((tmp_path / "other").iterdir())
+    # The same key directory, beside the repository: accepted.
+    run("repo", "init", tmp_path / "repo", "--keys", "../repo-keys", cwd=tmp_path / "other")
+    assert list((tmp_path / "repo-keys").glob("root-*.pem"))
+    assert not any(p.suffix == ".pem" for p in (tmp_path / "repo").rglob("*"))

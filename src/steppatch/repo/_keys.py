@@ -10,16 +10,32 @@ import os
 from pathlib import Path
 
 from steppatch._fs import atomic_write
-from steppatch.errors import ConfigError
+from steppatch.errors import ConfigError, KeysInsideRepository
 from steppatch.trust import ROLES, SigningKey
 
-__all__ = ["KeyRing", "default_key_dir"]
+__all__ = ["KeyRing", "check_outside", "default_key_dir"]
 
 
 def default_key_dir(repository: Path) -> Path:
-    """``/srv/repo`` -> ``/srv/repo.keys``: beside the repository, never inside it."""
-    repository = repository.absolute()
+    """``/srv/repo`` -> ``/srv/repo.keys``: beside the repository (:func:`check_outside` makes
+    sure it is not inside it)."""
+    # abspath, not absolute(): "repo init .." must name "../..keys"'s sibling, not "..keys" under
+    # the repository itself.
+    repository = Path(os.path.abspath(repository))
     return repository.with_name(repository.name + ".keys")
+
+
+def check_outside(key_dir: Path, repository: Path) -> None:
+    """Refuse a key directory that is, or lies inside, the repository.
+
+    Both paths are fully resolved (symlinks followed, ``..`` taken after them), so neither
+    ``--keys ../repo/keys`` from another directory nor a symlink into the repository passes.
+    Call it each time keys are placed or read: a symlink may change between two commands.
+    Raises :class:`KeysInsideRepository`.
+    """
+    keys, repo = key_dir.resolve(), repository.resolve()
+    if keys == repo or keys.is_relative_to(repo):
+        raise KeysInsideRepository(str(key_dir), str(repository))
 
 
 class KeyRing:

@@ -46,7 +46,7 @@ from steppatch.model import (
 )
 from steppatch.paths import safe_relpath
 from steppatch.recipe import component_recipe, dump_recipe, pinned_recipe
-from steppatch.repo._keys import KeyRing, default_key_dir
+from steppatch.repo._keys import KeyRing, check_outside, default_key_dir
 from steppatch.repo._source import ComponentSource, read_source
 from steppatch.solver import solve
 from steppatch.store import ObjectStore
@@ -66,7 +66,7 @@ from steppatch.trust import (
 )
 from steppatch.versions import major_minor
 
-__all__ = ["AddResult", "Expiry", "Repository", "component_recipe_path"]
+__all__ = ["AddResult", "Expiry", "Repository", "component_recipe_path", "published_index"]
 
 ROOT_PATH = "root.json"
 TIMESTAMP_PATH = "timestamp.json"
@@ -155,12 +155,12 @@ class Repository:
 
         ``keys`` is the key directory: existing keys there are used, else new ones are made
         (default ``ROOT.keys`` beside ``root``). Raises :class:`ConfigError` if ``root`` holds
-        anything or ``keys`` lies inside it.
+        anything, :class:`KeysInsideRepository` (before anything is created) if ``keys``, fully
+        resolved, lies inside it.
         """
         root = Path(root).absolute()
         key_dir = Path(keys).absolute() if keys else default_key_dir(root)
-        if key_dir == root or root in key_dir.parents:
-            raise ConfigError(str(key_dir), "signing keys must not live inside the repository")
+        check_outside(key_dir, root)
         root.mkdir(parents=True, exist_ok=True)
         if any(root.iterdir()):
             raise ConfigError(str(root), "not empty: a new repository needs an empty directory")
@@ -195,23 +195,29 @@ class Repository:
     ) -> Repository:
         """Open an existing repository. Keys are read only when something is signed.
 
-        Raises :class:`ConfigError` if ``root`` is not a repository, and metadata errors if its
+        Raises :class:`ConfigError` if ``root`` is not a repository, :class:`KeysInsideRepository`
+        if the key directory (fully resolved) lies inside it, and metadata errors if its
         published metadata does not verify against its own root.
         """
         root = Path(root).absolute()
         key_dir = Path(keys).absolute() if keys else default_key_dir(root)
+        check_outside(key_dir, root)
         if not (root / TIMESTAMP_PATH).is_file():
             raise ConfigError(str(root), "not a repository (no timestamp.json)")
         return cls(root, _read_published(root, limits), key_dir, limits, expiry)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        # Every locked step signs: refuse a key directory inside before touching anything.
+        check_outside(self.key_dir, self.root)
         # Re-read under the lock: another process may have published meanwhile.
         with file_lock(self.root / _LOCK_NAME, timeout=60):
             self._published = _read_published(self.root, self.limits)
             yield
 
     def _keys(self) -> KeyRing:
+        # Checked again at each use: the key directory may have become a symlink since open().
+        check_outside(self.key_dir, self.root)
         if self._ring is None:
             self._ring = KeyRing.load(self.key_dir)
         return self._ring
@@ -440,6 +446,13 @@ def _read_published(root: Path, limits: Limits) -> _Published:
     assert trusted.index is not None
     index = index_from_json(trusted.index.payload, str(root / index_path(pin.version)))
     return _Published(trusted.root, index, pin.version, timestamp.version)
+
+
+def published_index(root: Path, limits: Limits = DEFAULT_LIMITS) -> RepositoryIndex:
+    """The index a repository directory publishes now, verified against its own root and the
+    timestamp's pin (expiry is not checked). Raises ``OSError`` (a file missing) and
+    :class:`~steppatch.errors.RepositoryError` (metadata that does not verify)."""
+    return _read_published(Path(root), limits).index
 
 
 def _difference(old: ComponentVersion, new: ComponentVersion) -> str:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from steppatch.server.errors import (
         MirrorConfigError,
         NotServed,
+        PrivateKeyServed,
         SnapshotQuotaExceeded,
         SnapshotRateLimited,
         SnapshotRefused,
@@ -32,6 +33,7 @@ __getattr__, __dir__ = attach(
         "steppatch.server.errors": (
             "MirrorConfigError",
             "NotServed",
+            "PrivateKeyServed",
             "SnapshotQuotaExceeded",
             "SnapshotRateLimited",
             "SnapshotRefused",
@@ -48,6 +50,7 @@ __all__ = [
     "MirrorConfigError",
     "MirrorStatus",
     "NotServed",
+    "PrivateKeyServed",
     "SnapshotQuotaExceeded",
     "SnapshotRateLimited",
     "SnapshotRefused",

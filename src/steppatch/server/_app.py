@@ -25,6 +25,7 @@ from aiohttp import web
 
 from steppatch import pki
 from steppatch.errors import LockedError, SteppatchError
+from steppatch.server._keyscan import check_no_private_keys
 from steppatch.server._metrics import Metrics
 from steppatch.server._ranges import Unsatisfiable, etag_matches, parse_range
 from steppatch.server._service import Service, make_service
@@ -157,6 +158,10 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     service = request.app[_SERVICE]
     path = request.match_info["path"]
     retry = int(service.config.upstream_retry_s) or 1
+    if path.partition("/")[0] == "snapshots":
+        # Reached only with an encoded slash ("snapshots%2Fbob%2Flatest.spr"): the snapshot
+        # area is the snapshot route's alone, with its owner check, never a plain file.
+        return web.json_response({"error": f"{path}: not found"}, status=404)
     try:
         held = await service.locate(path)
         return await send(request, held)
@@ -296,9 +301,11 @@ def serve(config: MirrorConfig, ready: Callable[[dict[str, str]], None] | None =
     """Run the server until SIGTERM or SIGINT, then stop gracefully.
 
     ``ready`` is called with the bound addresses once both ports listen. Raises
-    :class:`MirrorConfigError` (TLS files, the trusted root), :class:`StoreError`,
-    :class:`LockedError` (another server uses this store), ``OSError`` (a port in use).
+    :class:`MirrorConfigError` (TLS files, the trusted root; :class:`PrivateKeyServed` before
+    anything is created or bound), :class:`StoreError`, :class:`LockedError` (another server
+    uses this store), ``OSError`` (a port in use).
     """
+    check_no_private_keys(config)
     try:
         with _store_lock(config.store):
             asyncio.run(_serve(config, ready))

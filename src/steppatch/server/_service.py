@@ -24,6 +24,7 @@ from steppatch.paths import safe_relpath
 from steppatch.remote import utcnow
 from steppatch.server._coalesce import Coalescer
 from steppatch.server._metrics import Metrics
+from steppatch.server._origin import PublishedRepository
 from steppatch.server._ratelimit import TokenBucket, backoff_seconds
 from steppatch.server._snapshots import SnapshotStore
 from steppatch.server._store import FillControl, Held, Item, MirrorStore, Stopped
@@ -130,18 +131,21 @@ class OriginService(Service):
             raise MirrorConfigError(
                 config.source, "origin.repository", f"{self.repository} is not a repository"
             )
+        self.published = PublishedRepository(self.repository)
 
     async def locate(self, path: str) -> Held:
-        return self.lookup(path)
+        # In the pool: a publish makes the next request read and verify the new index.
+        return await self.blocking(self.lookup, path)
 
     def lookup(self, path: str) -> Held:
-        """A repository file; small mutable ones (metadata, recipes) read whole, so that a
-        publish that replaces them never shows half of each. Raises :class:`NotServed`."""
+        """A file of the published layout (:class:`PublishedRepository`); small mutable ones
+        (metadata, recipes) read whole, so that a publish that replaces them never shows half
+        of each. Raises :class:`NotServed` for anything else: keys, stray files, dot files."""
         try:
             safe_relpath(path)
         except UnsafePath:
             raise NotServed(path) from None
-        if _hidden(path):
+        if _hidden(path) or not self.published.is_published(path):
             raise NotServed(path)
         file = self.repository / path
         try:
@@ -172,6 +176,9 @@ class OriginService(Service):
         reasons = []
         if not (self.repository / "timestamp.json").is_file():
             reasons.append(f"the repository {self.repository} has no timestamp.json")
+        # What the last request found (health runs in the loop: it does not read the index).
+        if self.published.problem is not None:
+            reasons.append(f"the repository {self.repository}: {self.published.problem}")
         status = "degraded" if reasons else "ok"
         self.metrics.set("healthy", 0 if reasons else 1)
         return {"status": status, "reasons": reasons, "mode": "origin",

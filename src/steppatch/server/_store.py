@@ -27,7 +27,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,16 @@ from steppatch.trust import (
     verify_root_update,
 )
 
-__all__ = ["FillControl", "Held", "Item", "MirrorStore", "Stopped"]
+__all__ = [
+    "FillControl",
+    "Held",
+    "Item",
+    "MirrorStore",
+    "Stopped",
+    "index_item",
+    "manifest_objects",
+    "manifest_refs",
+]
 
 _ROOT_PATH = re.compile(r"roots/([1-9][0-9]{0,8})\.root\.json")
 _INDEX_PATH = re.compile(r"indexes/([1-9][0-9]{0,8})\.index\.json")
@@ -131,6 +140,43 @@ class _Recording:
             parts.append(chunk)
             yield chunk
         self.roots[int(m.group(1))] = b"".join(parts)
+
+
+def manifest_refs(index: RepositoryIndex | None) -> dict[str, FileRef]:
+    """Every manifest ``index`` lists, by sha256. O(component versions)."""
+    if index is None:
+        return {}
+    return {
+        cv.manifest.sha256: cv.manifest for cvs in index.components.values() for cv in cvs.values()
+    }
+
+
+def manifest_objects(data: bytes, what: str, limits: Limits) -> dict[str, int]:
+    """The objects (sha256 -> size) a manifest's bytes name. Raises what
+    :func:`~steppatch.formats.parse_manifest` raises."""
+    manifest = parse_manifest(data, what, limits)
+    return {
+        e.sha256: e.size
+        for e in manifest.entries
+        if e.kind is EntryKind.FILE and e.sha256 is not None
+    }
+
+
+def index_item(
+    path: str, index: RepositoryIndex | None, catalogue: Mapping[str, int]
+) -> Item | None:
+    """The content ``path`` is, by a verified ``index``: a recipe or a manifest it lists, or an
+    object of a manifest already read into ``catalogue`` (sha256 -> size). ``None`` when
+    ``path`` is none of these (metadata paths are the caller's). Cheap: no I/O.
+    """
+    if m := _MANIFEST_PATH.fullmatch(path):
+        ref = manifest_refs(index).get(m.group(2))
+        return None if ref is None else Item("manifest", path, ref.sha256, ref.length)
+    if m := _OBJECT_PATH.fullmatch(path):
+        size = catalogue.get(m.group(2))
+        return None if size is None else Item("object", path, m.group(2), size)
+    ref = index.recipes.get(path) if index is not None else None
+    return None if ref is None else Item("recipe", path, ref.sha256, ref.length)
 
 
 def _etag(sha256: str) -> str:
@@ -238,11 +284,9 @@ class MirrorStore:
                         self._catalogue(cv.manifest.sha256, self.objects.path(cv.manifest.sha256))
 
     def _catalogue(self, sha256: str, file: Path) -> None:
-        manifest = parse_manifest(file.read_bytes(), f"manifest {sha256}", self.limits)
+        objects = manifest_objects(file.read_bytes(), f"manifest {sha256}", self.limits)
         with self._lock:
-            for e in manifest.entries:
-                if e.kind is EntryKind.FILE and e.sha256 is not None:
-                    self.catalogue[e.sha256] = e.size
+            self.catalogue.update(objects)
             self._catalogued.add(sha256)
 
     # --- what is held ----------------------------------------------------------------------------
@@ -253,14 +297,7 @@ class MirrorStore:
         return self.meta.index
 
     def _manifest_refs(self) -> dict[str, FileRef]:
-        index = self.meta.index
-        if index is None:
-            return {}
-        return {
-            cv.manifest.sha256: cv.manifest
-            for cvs in index.components.values()
-            for cv in cvs.values()
-        }
+        return manifest_refs(self.meta.index)
 
     def lookup(self, path: str) -> Held | Item:
         """What ``path`` is: metadata held (verified), or content (held or to fill first).
@@ -287,32 +324,19 @@ class MirrorStore:
                     raise NotServed(path)
                 length, sha = held
                 return Held(self.metadata_dir / path, length, _etag(sha), True)
-            if m := _MANIFEST_PATH.fullmatch(path):
+            item = index_item(path, meta.index, self.catalogue)
+            if item is not None:
+                # Always an item, held or not: the caller checks a held file once per process.
+                return item
+            m = _MANIFEST_PATH.fullmatch(path)
+            if m is not None and m.group(2) in self._catalogued and self.objects.has(m.group(2)):
+                # A manifest of an older index, still held: as verified as when it was filled.
                 sha = m.group(2)
-                ref = self._manifest_refs().get(sha)
-                if ref is None:
-                    if sha in self._catalogued and self.objects.has(sha):
-                        size = self.objects.path(sha).stat().st_size
-                        return self._held_object(sha, size)
-                    raise NotServed(path)
-                return self._content("manifest", path, sha, ref.length)
-            if m := _OBJECT_PATH.fullmatch(path):
-                sha = m.group(2)
-                known = self.catalogue.get(sha)
-                if known is None:
-                    raise NotServed(path)
-                return self._content("object", path, sha, known)
-            ref = meta.index.recipes.get(path) if meta.index is not None else None
-            if ref is None:
-                raise NotServed(path)
-            return self._content("recipe", path, ref.sha256, ref.length)
+                return self._held_object(sha, self.objects.path(sha).stat().st_size)
+            raise NotServed(path)
 
     def _held_object(self, sha256: str, length: int) -> Held:
         return Held(self.objects.path(sha256), length, _etag(sha256), True)
-
-    def _content(self, kind: str, path: str, sha256: str, length: int) -> Item:
-        # Always an item, held or not: the caller checks a held file once per process.
-        return Item(kind, path, sha256, length)
 
     def needs_check(self, sha256: str) -> bool:
         """Whether a stored file has not been hashed by this process yet."""

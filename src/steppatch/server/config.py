@@ -234,6 +234,16 @@ def _upstreams(raw: object, r: _Reader) -> tuple[Upstream, ...]:
     return tuple(result)
 
 
+def _refuse_overlap(r: _Reader, store: Path, repository: Path) -> None:
+    # Resolved (symlinks followed, ".." after them): the store's uploaded snapshots must never
+    # lie in the served repository, nor the repository in the store the server writes to.
+    s, repo = store.resolve(), repository.resolve()
+    if s == repo or s.is_relative_to(repo):
+        raise r.fail("store", f"{store} lies in origin.repository {repository}: keep them apart")
+    if repo.is_relative_to(s):
+        raise r.fail("store", f"origin.repository {repository} lies in {store}: keep them apart")
+
+
 def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorConfig:
     """Parse the bytes of ``mirror.toml``; relative paths are taken from ``base``.
 
@@ -288,11 +298,14 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
             "trusted_root", "missing (required in mirror mode): the root metadata to trust"
         )
     access_log = r.path("access_log", required=False)
+    store = r.path("store") or Path()
+    if origin is not None:
+        _refuse_overlap(r, store, origin.repository)
     return MirrorConfig(
         source=source,
         listen=r.address("listen", "127.0.0.1:8443"),
         admin_listen=r.address("admin_listen", "127.0.0.1:8080"),
-        store=r.path("store") or Path(),
+        store=store,
         tls=tls,
         download=download,
         bulk_download_mbit_per_s=r.number(

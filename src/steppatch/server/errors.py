@@ -15,6 +15,7 @@ from steppatch.errors import (
 __all__ = [
     "MirrorConfigError",
     "NotServed",
+    "PrivateKeyServed",
     "SnapshotQuotaExceeded",
     "SnapshotRateLimited",
     "SnapshotRefused",
@@ -32,6 +33,21 @@ class MirrorConfigError(ConfigError):
         super().__init__(path, f"field {field!r}: {problem}" if field else problem)
         self.field = field
         self.problem = problem
+
+
+class PrivateKeyServed(MirrorConfigError):
+    """A file under the tree the server would serve (``field``: ``origin.repository``, or
+    ``store`` for a mirror) holds a PEM private key: ``key_file``. The server does not start."""
+
+    def __init__(self, path: str, field: str, tree: str, key_file: str) -> None:
+        super().__init__(
+            path,
+            field,
+            f"{key_file} holds a private key and lies under {tree}, which this server serves: "
+            "move it out of the tree",
+        )
+        self.tree = tree
+        self.key_file = key_file
 
 
 class StoreError(LocalEnvironmentError):

@@ -121,3 +121,36 @@ def test_snapshot_bound_errors_name_the_field(line: str, field: str) -> None:
     with pytest.raises(MirrorConfigError) as info:
         parse(f'store = "s"\n{line}\n' + ORIGIN)
     assert info.value.field == field
+def _origin_config(tmp_path: Path, store: str, repository: str) -> bytes:
+    return (f'store = "{store}"\n' + TLS + f'[origin]\nrepository = "{repository}"\n').encode()
+
+
+@pytest.mark.parametrize(
+    ("store", "repository"),
+    [
+        ("repo", "repo"),  # equal
+        ("repo/store", "repo"),  # the store inside the repository
+        ("repo/./x/../store", "repo"),  # ... spelled otherwise
+        ("st", "st/repo"),  # the repository inside the store
+        ("link/store", "repo"),  # through a symlink to the repository
+        ("st", "other/../st/repo"),
+    ],
+)
+def test_store_and_repository_must_not_overlap(
+    tmp_path: Path, store: str, repository: str
+) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "repo")
+    (tmp_path / "other").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(MirrorConfigError) as e:
+        parse_config(_origin_config(tmp_path, store, repository), "m.toml", tmp_path)
+    assert e.value.field == "store" and e.value.path == "m.toml"
+    assert "keep them apart" in e.value.problem
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing made
+
+
+def test_store_beside_the_repository_is_fine(tmp_path: Path) -> None:
+    # "repo-store" starts with "repo" as text, but does not lie inside it.
+    c = parse_config(_origin_config(tmp_path, "repo-store", "repo"), "m.toml", tmp_path)
+    assert c.store == tmp_path / "repo-store"
