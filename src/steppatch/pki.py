@@ -1,8 +1,10 @@
 """A private certificate authority and the certificates of mirrors and homes (``docs/pki.md``).
 
 Pure functions: PEM bytes in, PEM bytes out. Writing keys to disk (mode 0600) is the caller's
-job (``steppatch_cli.ca``). Keys are ECDSA P-256: small, fast to make, and accepted by every TLS
-stack steppatch meets (OpenSSL, nginx, Python's ``ssl``) for TLS 1.2 and 1.3 alike.
+job (``steppatch_cli.ca``); only revocation keeps state of its own in the CA directory
+(``revoked.json``, see :func:`revoke` and :func:`write_crl`). Keys are ECDSA P-256: small, fast
+to make, and accepted by every TLS stack steppatch meets (OpenSSL, nginx, Python's ``ssl``) for
+TLS 1.2 and 1.3 alike.
 
 A client certificate carries the environment's *system name* twice: as the subject's common name
 (what nginx's ``$ssl_client_s_dn`` and most logs show) and as a subject-alternative-name URI
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 from cryptography import x509
@@ -27,31 +31,50 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from steppatch.errors import InputError
+from steppatch._fs import atomic_write, file_lock
+from steppatch.errors import InputError, LocalEnvironmentError
 
 __all__ = [
     "CA_DAYS",
+    "CRL_DAYS",
     "LEAF_DAYS",
+    "REVOKED_FILE",
     "SYSTEM_URI_PREFIX",
     "CertificateError",
     "CertificateInfo",
+    "CrlError",
+    "CrlInfo",
     "InvalidSystemName",
     "KeyAndCert",
     "KeyAndRequest",
+    "NotIssuedByCA",
+    "Revocation",
+    "RevokedCert",
+    "RevokedFileError",
     "check_issued_by",
     "check_key_matches",
     "issue_client_cert",
     "issue_server_cert",
     "make_ca",
+    "make_crl",
     "make_request",
     "read_certificate",
+    "read_crl",
+    "read_revoked",
+    "revoke",
     "sign_request",
     "validate_system_name",
+    "write_crl",
 ]
 
 #: default lifetimes, in days
 CA_DAYS = 3650
 LEAF_DAYS = 825
+#: a CRL's default validity (``next_update``): a server refuses every client once it passes, so
+#: a new CRL must be made and copied to the servers well before (weekly, say)
+CRL_DAYS = 30
+#: the CA directory's record of revoked certificates
+REVOKED_FILE = "revoked.json"
 #: the SAN URI of a client certificate is this prefix followed by the system name
 SYSTEM_URI_PREFIX = "urn:steppatch:system:"
 
@@ -71,6 +94,27 @@ class CertificateError(InputError):
     def __init__(self, source: str, problem: str) -> None:
         super().__init__(f"{source}: {problem}")
         self.source = source
+        self.problem = problem
+
+
+class NotIssuedByCA(CertificateError):
+    """A certificate the CA ``ca_subject`` did not issue (``source`` names it)."""
+
+    def __init__(self, source: str, ca_subject: str, detail: str = "") -> None:
+        super().__init__(source, f"not issued by the CA {ca_subject}{detail}")
+        self.ca_subject = ca_subject
+
+
+class CrlError(CertificateError):
+    """A certificate revocation list that cannot be used; ``source`` names it."""
+
+
+class RevokedFileError(LocalEnvironmentError):
+    """The CA directory's ``revoked.json`` is unreadable or not one (``path``, ``problem``)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
         self.problem = problem
 
 
@@ -481,12 +525,273 @@ def check_key_matches(cert_pem: bytes, key_pem: bytes, source: str = "certificat
 
 
 def check_issued_by(cert_pem: bytes, ca_cert_pem: bytes, source: str = "certificate") -> None:
-    """Raise :class:`CertificateError` unless ``ca_cert_pem`` signed ``cert_pem``."""
+    """Raise :class:`NotIssuedByCA` (a :class:`CertificateError`) unless ``ca_cert_pem`` signed
+    ``cert_pem``."""
     cert = _load_cert(cert_pem, source)
     ca = _load_cert(ca_cert_pem, "CA certificate")
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature) as e:
-        raise CertificateError(
-            source, f"not issued by the CA {ca.subject.rfc4514_string()} ({e or 'bad signature'})"
+        raise NotIssuedByCA(
+            source, ca.subject.rfc4514_string(), f" ({e or 'bad signature'})"
         ) from e
+
+
+# --- revocation ----------------------------------------------------------------------------------
+#
+# The CA directory records what it revoked in ``revoked.json``; ``write_crl`` turns that record
+# into a signed X.509 CRL that the updates server checks every client certificate against
+# (``[tls] crl`` in mirror.toml). The record, not the CRL, is the source of truth: a CRL expires
+# and is made anew from it.
+
+_CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----\r?\n.+?-----END X509 CRL-----", re.DOTALL)
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+# a CA directory is the operator's own; a second revoke waits this long for the first
+_LOCK_SECONDS = 30.0
+
+
+@attrs.frozen
+class RevokedCert:
+    """One entry of ``revoked.json``: the serial (what a CRL names) and, for people, the subject
+    and the end of the certificate's validity."""
+
+    serial: int
+    revoked_at: dt.datetime
+    subject: str
+    not_after: dt.datetime
+
+
+@attrs.frozen
+class Revocation:
+    """What :func:`revoke` did: ``added`` is false when the certificate was revoked already."""
+
+    entry: RevokedCert
+    added: bool
+    record: Path
+
+
+@attrs.frozen
+class CrlInfo:
+    """What a CRL says: its issuer, number, validity and the revoked serials."""
+
+    issuer: str
+    number: int | None
+    last_update: dt.datetime
+    next_update: dt.datetime
+    serials: frozenset[int]
+
+
+def _entry_json(e: RevokedCert) -> dict[str, str]:
+    return {
+        "serial": f"{e.serial:x}",
+        "revoked_at": e.revoked_at.isoformat(),
+        "subject": e.subject,
+        "not_after": e.not_after.isoformat(),
+    }
+
+
+def _entry_from(item: object, path: str) -> RevokedCert:
+    if not isinstance(item, dict):
+        raise RevokedFileError(path, "an entry of 'revoked' is not an object")
+    try:
+        serial = int(str(item["serial"]), 16)
+        revoked_at = dt.datetime.fromisoformat(str(item["revoked_at"]))
+        not_after = dt.datetime.fromisoformat(str(item["not_after"]))
+        subject = str(item["subject"])
+    except (KeyError, ValueError) as e:
+        raise RevokedFileError(path, f"a bad entry ({e!r})") from None
+    if revoked_at.tzinfo is None or not_after.tzinfo is None or serial <= 0:
+        raise RevokedFileError(path, f"a bad entry (serial {serial:x})")
+    return RevokedCert(serial, revoked_at, subject, not_after)
+
+
+def read_revoked(ca_dir: Path) -> tuple[RevokedCert, ...]:
+    """The certificates revoked by the CA in ``ca_dir`` (none when it has no record yet).
+
+    Raises :class:`RevokedFileError` for an unreadable or malformed ``revoked.json``.
+    """
+    path = ca_dir / REVOKED_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ()
+    except OSError as e:
+        raise RevokedFileError(str(path), f"cannot read: {e.strerror or e}") from e
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise RevokedFileError(str(path), f"not JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("revoked"), list):
+        raise RevokedFileError(str(path), "expected an object with a list 'revoked'")
+    return tuple(_entry_from(item, str(path)) for item in doc["revoked"])
+
+
+def _ca_file(ca_dir: Path, name: str) -> bytes:
+    try:
+        return (ca_dir / name).read_bytes()
+    except OSError as e:
+        raise InputError(
+            f"{ca_dir} is not a CA directory (cannot read {name}: {e.strerror or e})"
+        ) from None
+
+
+def revoke(
+    ca_dir: Path, cert_pem: bytes, *, source: str = "certificate", now: dt.datetime | None = None
+) -> Revocation:
+    """Record ``cert_pem`` as revoked in ``ca_dir/revoked.json``.
+
+    Idempotent (a second call changes nothing and says ``added=False``) and crash-safe (the record
+    is replaced atomically, under a lock). Raises :class:`NotIssuedByCA` for a certificate of
+    another CA, :class:`CertificateError` for an unreadable one or the CA's own,
+    :class:`RevokedFileError`, :class:`InputError` when ``ca_dir`` holds no ``ca.crt``,
+    :class:`~steppatch.errors.LockedError`, ``OSError`` from writing.
+    """
+    ca_pem = _ca_file(ca_dir, "ca.crt")
+    cert = _load_cert(cert_pem, source)
+    check_issued_by(cert_pem, ca_pem, source)
+    if cert.fingerprint(hashes.SHA256()) == _load_cert(ca_pem, "CA").fingerprint(hashes.SHA256()):
+        raise CertificateError(source, "is the CA certificate itself (make a new CA instead)")
+    path = ca_dir / REVOKED_FILE
+    with file_lock(ca_dir / f".{REVOKED_FILE}.lock", timeout=_LOCK_SECONDS):
+        entries = read_revoked(ca_dir)
+        for e in entries:
+            if e.serial == cert.serial_number:
+                return Revocation(e, added=False, record=path)
+        entry = RevokedCert(
+            cert.serial_number,
+            _now(now).replace(microsecond=0),
+            cert.subject.rfc4514_string(),
+            cert.not_valid_after_utc,
+        )
+        doc = {"revoked": [_entry_json(e) for e in (*entries, entry)]}
+        atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode(), 0o644)
+    return Revocation(entry, added=True, record=path)
+
+
+def make_crl(
+    ca: KeyAndCert,
+    revoked: Sequence[RevokedCert],
+    *,
+    days: int = CRL_DAYS,
+    now: dt.datetime | None = None,
+) -> bytes:
+    """A CRL (PEM) signed by ``ca`` naming ``revoked``, valid from now (less the clock skew) for
+    ``days`` days. Its CRL number is the time of signing in microseconds, so a later CRL always
+    has a larger one. Raises :class:`CertificateError` for an unusable CA."""
+    if days < 1:
+        raise ValueError("a CRL must be valid for at least one day")
+    ca_cert, ca_key = _load_ca(ca, "CA")
+    when = _now(now)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(when - _CLOCK_SKEW)
+        .next_update(when + dt.timedelta(days=days))
+        .add_extension(x509.CRLNumber(int(when.timestamp() * 1_000_000)), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+    )
+    for entry in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(entry.serial)
+            .revocation_date(entry.revoked_at)
+            .build()
+        )
+    crl = builder.sign(ca_key, _signature_hash(ca_key))
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def write_crl(
+    ca_dir: Path, out: Path, *, days: int = CRL_DAYS, now: dt.datetime | None = None
+) -> CrlInfo:
+    """Write the CRL of the CA in ``ca_dir`` to ``out`` (replaced atomically, mode 0644).
+
+    Raises :class:`InputError` (not a CA directory), :class:`CertificateError`,
+    :class:`RevokedFileError`, ``OSError`` from writing.
+    """
+    ca = KeyAndCert(_ca_file(ca_dir, "ca.crt"), _ca_file(ca_dir, "ca.key"))
+    pem = make_crl(ca, read_revoked(ca_dir), days=days, now=now)
+    atomic_write(out, pem, 0o644)
+    (info,) = read_crl(pem, ca.cert_pem, str(out), now=now)
+    return info
+
+
+def read_crl(
+    pem: bytes, ca_pem: bytes, source: str = "CRL", *, now: dt.datetime | None = None
+) -> tuple[CrlInfo, ...]:
+    """Check a PEM file of one or more CRLs against the CA certificates in ``ca_pem``.
+
+    Every CA needs exactly one CRL, signed by it and valid at ``now``: a TLS server that checks
+    revocation refuses every client whose CA has no valid CRL. Only CRLs may be in the file (a
+    certificate there would become trusted). Raises :class:`CrlError`.
+    """
+    when = _now(now)
+    kinds = {m.group(1) for m in _PEM_BEGIN.finditer(pem)}
+    if kinds - {b"X509 CRL"}:
+        other = sorted(k.decode() for k in kinds - {b"X509 CRL"})
+        raise CrlError(source, f"holds something other than CRLs ({', '.join(other)})")
+    blocks = _CRL_PEM.findall(pem)
+    if not blocks:
+        raise CrlError(source, "no PEM CRL (-----BEGIN X509 CRL-----)")
+    try:
+        cas = x509.load_pem_x509_certificates(ca_pem)
+    except ValueError as e:
+        raise CrlError(source, f"the CA file is unreadable ({e})") from None
+    result: list[CrlInfo] = []
+    covered: set[bytes] = set()
+    for block in blocks:
+        try:
+            crl = x509.load_pem_x509_crl(block)
+        except ValueError as e:
+            raise CrlError(source, f"not a readable CRL ({e})") from None
+        issuer = crl.issuer.rfc4514_string()
+        signer = next(
+            (c for c in cas if c.subject == crl.issuer and _crl_signed_by(crl, c)), None
+        )
+        if signer is None:
+            raise CrlError(source, f"the CRL of {issuer} is not signed by a client CA")
+        key = signer.public_bytes(serialization.Encoding.DER)
+        if key in covered:
+            raise CrlError(source, f"more than one CRL of {issuer}")
+        covered.add(key)
+        next_update = crl.next_update_utc
+        if next_update is None or next_update <= when:
+            ended = f"on {next_update:%Y-%m-%d %H:%M} UTC" if next_update else "(no next update)"
+            raise CrlError(
+                source, f"the CRL of {issuer} expired {ended}: make a new one (steppatch ca crl)"
+            )
+        if crl.last_update_utc > when + _CLOCK_SKEW:
+            raise CrlError(source, f"the CRL of {issuer} is not valid yet")
+        try:
+            number: int | None = (
+                crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+            )
+        except x509.ExtensionNotFound:
+            number = None
+        result.append(CrlInfo(
+            issuer, number, crl.last_update_utc, next_update,
+            frozenset(r.serial_number for r in crl),
+        ))
+    for c in cas:
+        if c.public_bytes(serialization.Encoding.DER) not in covered:
+            raise CrlError(
+                source,
+                f"no CRL of the client CA {c.subject.rfc4514_string()}: every certificate it "
+                "issued would be refused",
+            )
+    return tuple(result)
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    key = ca.public_key()
+    if not isinstance(
+        key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+    ):
+        return False
+    try:
+        return crl.is_signature_valid(key)
+    except (ValueError, TypeError, InvalidSignature):
+        return False

@@ -182,10 +182,54 @@ def ca_show(cert: Annotated[Path, typer.Argument(help="A certificate (.crt).")])
         ("system name", info.system_name or "-"),
         ("host names", ", ".join([*info.hostnames, *info.ip_addresses]) or "-"),
         ("valid", f"{info.not_before:%Y-%m-%d %H:%M} to {info.not_after:%Y-%m-%d %H:%M} UTC"),
+        ("serial", f"{info.serial:x}"),
         ("sha256", info.fingerprint),
     ]
     for label, value in rows:
         render.out.print(f"{label:12} {value}", markup=False)
+
+
+@ca_app.command("revoke")
+def ca_revoke(
+    directory: Annotated[Path, typer.Argument(help="The CA directory.")],
+    cert: Annotated[Path, typer.Argument(help="The certificate (.crt) to revoke.")],
+) -> None:
+    """Revoke a certificate this CA issued (recorded in DIR/revoked.json); then 'ca crl'."""
+    done = pki.revoke(directory, _read(cert, "certificate"), source=str(cert))
+    serial = f"{done.entry.serial:x}"
+    if done.added:
+        render.out.print(
+            f"Revoked {done.entry.subject} (serial {serial}); recorded in {done.record}",
+            markup=False,
+        )
+    else:
+        render.out.print(
+            f"{done.entry.subject} (serial {serial}) was revoked already, on "
+            f"{done.entry.revoked_at:%Y-%m-%d}; nothing changed",
+            markup=False,
+        )
+    render.out.print(
+        f"Now make the CRL and copy it to the servers: steppatch ca crl {directory} --out FILE",
+        markup=False,
+    )
+
+
+@ca_app.command("crl")
+def ca_crl(
+    directory: Annotated[Path, typer.Argument(help="The CA directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the CRL (replaced).")],
+    days: Annotated[
+        int, typer.Option(min=1, help="Valid for this many days (make a new one before).")
+    ] = pki.CRL_DAYS,
+) -> None:
+    """Write the CA's signed certificate revocation list (PEM) for the servers' [tls] crl."""
+    info = pki.write_crl(directory, out, days=days)
+    render.out.print(
+        f"Wrote {out}: {len(info.serials)} revoked certificate(s), valid until "
+        f"{info.next_update:%Y-%m-%d %H:%M} UTC (make a new one before then: servers refuse "
+        "every client once it expires)",
+        markup=False,
+    )
 
 
 # --- enroll --------------------------------------------------------------------------------------

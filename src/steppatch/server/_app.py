@@ -8,9 +8,12 @@ Files are sent by hand on a :class:`aiohttp.web.StreamResponse` in 256 KiB write
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import concurrent.futures
 import contextlib
 import fcntl
+import hmac
 import json
 import os
 import signal
@@ -41,7 +44,9 @@ from steppatch.server.errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["CHUNK", "admin_app", "serve", "server_ssl_context", "service_app"]
+__all__ = [
+    "CHUNK", "TlsReloader", "admin_app", "serve", "server_ssl_context", "service_app",
+]
 
 CHUNK = 256 * 1024
 _CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1"
@@ -51,10 +56,15 @@ _LOG: web.AppKey[IO[str] | None] = web.AppKey("log", object)  # type: ignore[arg
 
 def server_ssl_context(tls: ServerTls, source: str = "mirror.toml") -> ssl.SSLContext:
     """TLS 1.2+, ECDHE with AEAD ciphers, a client certificate issued by ``tls.client_ca``
-    required. Raises :class:`MirrorConfigError` naming the ``tls`` field that is unusable."""
+    required and, with ``tls.crl``, not revoked. Raises :class:`MirrorConfigError` naming the
+    ``tls`` field that is unusable."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(_CIPHERS)
+    # No session resumption: a resumed session skips the client certificate, so a revoked one
+    # could go on with the tickets it holds. Our clients open few, long connections.
+    ctx.options |= ssl.OP_NO_TICKET
+    ctx.num_tickets = 0
     try:
         ctx.load_cert_chain(tls.cert, tls.key)
     except (OSError, ssl.SSLError) as e:
@@ -64,7 +74,86 @@ def server_ssl_context(tls: ServerTls, source: str = "mirror.toml") -> ssl.SSLCo
     except (OSError, ssl.SSLError) as e:
         raise MirrorConfigError(source, "tls.client_ca", f"unusable CA: {e}") from e
     ctx.verify_mode = ssl.CERT_REQUIRED
+    if tls.crl is not None:
+        _load_crl(ctx, tls, source)
     return ctx
+
+
+def _load_crl(ctx: ssl.SSLContext, tls: ServerTls, source: str) -> None:
+    assert tls.crl is not None
+    try:
+        crl, ca = tls.crl.read_bytes(), tls.client_ca.read_bytes()
+    except OSError as e:
+        raise MirrorConfigError(source, "tls.crl", f"cannot read: {e.strerror or e}") from e
+    try:
+        # OpenSSL would take an expired CRL, or one of another CA, and then refuse every
+        # client: check it first, and say why.
+        pki.read_crl(crl, ca, str(tls.crl))
+        ctx.load_verify_locations(cafile=tls.crl)
+    except (SteppatchError, OSError, ssl.SSLError) as e:
+        raise MirrorConfigError(source, "tls.crl", f"unusable CRL: {e}") from e
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+class TlsReloader:
+    """The service port's TLS settings, rebuilt when the CRL file changes.
+
+    asyncio binds the listening socket to one :class:`ssl.SSLContext`; its server-name callback
+    (which OpenSSL calls for every handshake, with or without SNI, before the client certificate
+    is checked) moves each new connection to the newest context. A CRL that fails to load keeps
+    the old context and is reported on stderr.
+    """
+
+    def __init__(self, tls: ServerTls, source: str) -> None:
+        self.tls = tls
+        self.source = source
+        self._stamp = self._stat()
+        self.base = server_ssl_context(tls, source)
+        self.current = self.base
+        self.base.sni_callback = self._choose
+
+    def _choose(self, conn: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        current = self.current
+        if current is not ctx:
+            conn.context = current
+        return None
+
+    def _stat(self) -> tuple[int, ...] | None:
+        if self.tls.crl is None:
+            return None
+        try:
+            st = os.stat(self.tls.crl)
+        except OSError:
+            return ()
+        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+    def poll(self) -> bool:
+        """Reload if the CRL file changed since the last look; whether a new context is in use.
+        Blocking (a stat, and a read on change): run it in the worker pool."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            ctx = server_ssl_context(self.tls, self.source)
+        except MirrorConfigError as e:
+            _event("tls-reload-failed", field=e.field, problem=e.problem)
+            return False
+        self.current = ctx
+        _event("tls-reloaded", crl=str(self.tls.crl))
+        return True
+
+    async def watch(self) -> None:
+        """Poll every ``crl_poll_s`` until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tls.crl_poll_s)
+            await loop.run_in_executor(None, self.poll)
+
+
+def _event(event: str, **fields: Any) -> None:
+    sys.stderr.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stderr.flush()
 
 
 def _client_system(request: web.Request) -> str | None:
@@ -258,8 +347,57 @@ def service_app(service: Service, log: IO[str] | None = None) -> web.Application
     return app
 
 
+#: the admin routes anyone who can reach the port may ask (everything else needs the token)
+_OPEN_ADMIN = frozenset({"/health"})
+_REALM = 'realm="steppatch-admin"'
+
+
+def _token_ok(header: str | None, token: str) -> bool:
+    """``Authorization: Bearer TOKEN`` or HTTP Basic with any user and TOKEN as the password,
+    compared in constant time."""
+    scheme, _, value = (header or "").partition(" ")
+    given = ""
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        given = decoded.partition(":")[2]
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def _admin_auth(
+    token: str | None,
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def auth(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if (
+            token is not None
+            and request.path not in _OPEN_ADMIN
+            and not _token_ok(request.headers.get("Authorization"), token)
+        ):
+            response = web.json_response(
+                {"error": "the admin token is missing or wrong"}, status=401
+            )
+            response.headers.add("WWW-Authenticate", f"Bearer {_REALM}")
+            response.headers.add("WWW-Authenticate", f"Basic {_REALM}")
+            return response
+        return await handler(request)
+
+    return auth
+
+
 def admin_app(service: Service) -> web.Application:
-    """The admin port: ``/health`` (JSON), ``/metrics`` (Prometheus text), ``POST /sync``."""
+    """The admin port: ``/health`` (JSON), ``/metrics`` (Prometheus text), ``POST /sync``.
+
+    With ``admin_token`` set, every route but ``/health`` needs it. ``POST /sync`` takes a JSON
+    object (``Content-Type: application/json``), which an HTML form cannot send, and a page of
+    another origin cannot send without a CORS preflight, which this port does not answer.
+    """
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response(service.health())
@@ -274,9 +412,22 @@ def admin_app(service: Service) -> web.Application:
         )
 
     async def sync(request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return web.json_response(
+                {"error": "POST /sync takes a JSON object (Content-Type: application/json)"},
+                status=415,
+            )
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return web.json_response({"error": "POST /sync takes a JSON object"}, status=400)
         return web.json_response(await service.sync_now())
 
-    app = web.Application()
+    app = web.Application(
+        middlewares=[_admin_auth(service.config.admin_token)], client_max_size=64 * 1024
+    )
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sync", sync)
@@ -321,7 +472,7 @@ async def _serve(config: MirrorConfig, ready: Callable[[dict[str, str]], None] |
         config.workers, thread_name_prefix="steppatch-server"
     )
     loop.set_default_executor(executor)
-    ctx = server_ssl_context(config.tls, config.source)
+    tls = TlsReloader(config.tls, config.source)
     metrics = Metrics()
     service = await loop.run_in_executor(executor, make_service, config, metrics, executor)
     log: IO[str] | None = None
@@ -332,16 +483,19 @@ async def _serve(config: MirrorConfig, ready: Callable[[dict[str, str]], None] |
     )
     admin = web.AppRunner(admin_app(service), access_log=None, shutdown_timeout=1.0)
     stop = asyncio.Event()
+    watch: asyncio.Task[None] | None = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
         await admin.setup()
         await web.TCPSite(
-            runner, config.listen.host, config.listen.port, ssl_context=ctx, backlog=1024
+            runner, config.listen.host, config.listen.port, ssl_context=tls.base, backlog=1024
         ).start()
         await web.TCPSite(admin, config.admin_listen.host, config.admin_listen.port).start()
         service.start()
+        if config.tls.crl is not None:
+            watch = asyncio.create_task(tls.watch())
         addresses = {
             "listen": _address(runner.addresses[0]),
             "admin_listen": _address(admin.addresses[0]),
@@ -350,6 +504,8 @@ async def _serve(config: MirrorConfig, ready: Callable[[dict[str, str]], None] |
             ready(addresses)
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         # New connections are refused at once; requests under way get shutdown_timeout_s.
         await service.close()
         await runner.cleanup()

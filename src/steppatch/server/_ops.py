@@ -45,12 +45,21 @@ class MirrorStatus:
 
 
 def _admin(config: MirrorConfig, method: str, path: str, timeout: float) -> dict[str, Any]:
+    """Ask the admin port, with the token from the config; a POST sends an empty JSON object
+    (``POST /sync`` takes nothing else)."""
     host = config.admin_listen.host
     host = f"[{host}]" if ":" in host else host
     if host in ("0.0.0.0", "[::]"):
         host = "127.0.0.1"
+    headers = {}
+    if config.admin_token is not None:
+        headers["Authorization"] = f"Bearer {config.admin_token}"
+    body = None
+    if method == "POST":
+        body = b"{}"
+        headers["Content-Type"] = "application/json"
     request = urllib.request.Request(
-        f"http://{host}:{config.admin_listen.port}{path}", method=method
+        f"http://{host}:{config.admin_listen.port}{path}", body, headers, method=method
     )
     limit = DEFAULT_TRANSPORT_LIMITS.max_answer_bytes
     with local_opener().open(request, timeout=timeout) as response:

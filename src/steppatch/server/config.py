@@ -7,6 +7,7 @@ a typo does not pass silently. Every error names the field at fault (``docs/mirr
 from __future__ import annotations
 
 import enum
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,11 +52,14 @@ class Address:
 
 @attrs.frozen
 class ServerTls:
-    """The service port's certificate and the CA its clients' certificates must be issued by."""
+    """The service port's certificate, the CA its clients' certificates must be issued by, and
+    the CRL they are checked against (reloaded when it changes, looked at every ``crl_poll_s``)."""
 
     cert: Path
     key: Path
     client_ca: Path
+    crl: Path | None = None
+    crl_poll_s: float = 5.0
 
 
 @attrs.frozen
@@ -115,6 +119,7 @@ class MirrorConfig:
     origin: OriginConfig | None = None
     upstreams: tuple[Upstream, ...] = ()
     upstream_tls: UpstreamTls | None = None
+    admin_token: str | None = attrs.field(default=None, repr=False)
 
     @property
     def is_mirror(self) -> bool:
@@ -132,9 +137,11 @@ _TOP = {
     "bulk_backoff_factor", "poll_interval_s", "metadata_max_age_s", "upstream_retry_s",
     "upstream_connect_timeout_s", "upstream_read_timeout_s", "workers", "shutdown_timeout_s",
     "access_log", "accept_snapshots", "trusted_root", "tls", "origin", "upstreams",
-    "upstream_tls",
+    "upstream_tls", "admin_token",
 }  # fmt: skip
 _SNAPSHOT_KEYS = {"snapshot_keep", "snapshot_quota_bytes", "snapshot_rate", "snapshot_outbox_max"}
+#: the shortest admin token accepted (about 96 bits from `openssl rand -base64 12`)
+MIN_ADMIN_TOKEN = 16
 
 
 class _Reader:
@@ -259,8 +266,14 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
     tls_r = r.sub("tls")
     if tls_r is None:
         raise r.fail("tls", "missing (required): the service port is HTTPS only")
-    tls_r.only({"cert", "key", "client_ca"})
-    tls = ServerTls(*(tls_r.path(k) or Path() for k in ("cert", "key", "client_ca")))
+    tls_r.only({"cert", "key", "client_ca", "crl", "crl_poll_s"})
+    tls = ServerTls(
+        tls_r.path("cert") or Path(),
+        tls_r.path("key") or Path(),
+        tls_r.path("client_ca") or Path(),
+        crl=tls_r.path("crl", required=False),
+        crl_poll_s=tls_r.number("crl_poll_s", 5.0, minimum=0, exclusive=True),
+    )
     mode_text = r.str_("download", DownloadMode.RELEASED.value)
     try:
         download = DownloadMode(mode_text.upper())
@@ -301,10 +314,12 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
     store = r.path("store") or Path()
     if origin is not None:
         _refuse_overlap(r, store, origin.repository)
+    admin_listen = r.address("admin_listen", "127.0.0.1:8080")
+    admin_token = _admin_token(r, admin_listen)
     return MirrorConfig(
         source=source,
         listen=r.address("listen", "127.0.0.1:8443"),
-        admin_listen=r.address("admin_listen", "127.0.0.1:8080"),
+        admin_listen=admin_listen,
         store=store,
         tls=tls,
         download=download,
@@ -333,7 +348,36 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
         origin=origin,
         upstreams=upstreams,
         upstream_tls=up_tls,
+        admin_token=admin_token,
     )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything
+
+
+def _admin_token(r: _Reader, admin_listen: Address) -> str | None:
+    """The admin port's token: required unless the port listens on loopback only."""
+    if not r.has("admin_token"):
+        if not _loopback(admin_listen.host):
+            raise r.fail(
+                "admin_token",
+                f"missing: admin_listen {admin_listen} is not a loopback address, so the admin "
+                "port needs a token",
+            )
+        return None
+    token = r.str_("admin_token")
+    if len(token) < MIN_ADMIN_TOKEN or not token.isprintable() or token != token.strip():
+        raise r.fail(
+            "admin_token",
+            f"expected at least {MIN_ADMIN_TOKEN} printable characters, no surrounding spaces",
+        )
+    return token
 
 
 def load_config(path: Path | str) -> MirrorConfig:

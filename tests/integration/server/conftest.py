@@ -117,8 +117,15 @@ class Server:
     def url(self) -> str:
         return f"https://{self.listen}"
 
-    def admin(self, path: str, method: str = "GET") -> Any:
-        request = urllib.request.Request(f"http://{self.admin_listen}{path}", method=method)
+    def admin(self, path: str, method: str = "GET", token: str | None = None) -> Any:
+        """Ask the admin port; a POST sends ``{}`` as JSON (what ``POST /sync`` takes)."""
+        data = b"{}" if method == "POST" else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(
+            f"http://{self.admin_listen}{path}", data, headers, method=method
+        )
         with urllib.request.urlopen(request, timeout=30) as r:
             body = r.read()
         return json.loads(body) if path != "/metrics" else body.decode()
