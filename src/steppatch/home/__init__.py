@@ -1,4 +1,5 @@
-"""The home's edge: its files on disk, its lock, staging, the one commit point, recovery."""
+"""The home's edge: its files on disk, its lock, staging, the one commit point, recovery,
+staged applies (``_staged``), service control."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from steppatch.home._layout import HomeDir
 from steppatch.home._program import ProgramResult, run_program
 from steppatch.home._scan import scan_tree
 from steppatch.home._service import Service, ShellService
+from steppatch.home._staged import StagedApplies, StagedRecord
 
 __all__ = [
     "HomeDir",
     "ProgramResult",
     "Service",
     "ShellService",
+    "StagedApplies",
+    "StagedRecord",
     "run_program",
     "scan_tree",
 ]

@@ -21,6 +21,7 @@ from steppatch.transport._file import FileFetcher
 from steppatch.transport._https import HttpsFetcher, TlsConfig, TlsIdentity, make_ssl_context
 from steppatch.transport._limits import DEFAULT_TRANSPORT_LIMITS, TransportLimits
 from steppatch.transport._pool import Mirror, MirrorPool
+from steppatch.transport._probe import PingCheck, probe_connection
 from steppatch.transport.errors import (
     ConnectionFailed,
     HttpStatusError,
@@ -43,6 +44,7 @@ __all__ = [
     "MirrorPool",
     "NoMirrorLeft",
     "ObjectRequest",
+    "PingCheck",
     "TimedOut",
     "TlsConfig",
     "TlsError",
@@ -53,4 +55,5 @@ __all__ = [
     "fetch_bytes",
     "fetcher_for",
     "make_ssl_context",
+    "probe_connection",
 ]
