@@ -29,7 +29,13 @@ from packaging.version import Version
 from steppatch import configedit
 from steppatch._fs import atomic_write
 from steppatch.clock import Clock, utcnow
-from steppatch.config import HomeConfig, MirrorEntry, NodeEntry, parse_location
+from steppatch.config import (
+    HomeConfig,
+    MirrorEntry,
+    NodeEntry,
+    check_node_name,
+    parse_location,
+)
 from steppatch.configcheck import ConfigFinding
 from steppatch.errors import (
     ConfigOutdated,
@@ -351,7 +357,8 @@ class Home:
         included), a location listed already or this home itself, and
         :class:`~steppatch.errors.HomeError` for a local path that is not a home.
         """
-        location = parse_location(node.location)  # refused before the lock is taken
+        check_node_name(node.name)  # both refused before the lock is taken
+        location = parse_location(node.location)
 
         def change(config: HomeConfig) -> HomeConfig:
             changed = configedit.add_node(config, node)
