@@ -8,12 +8,12 @@ checked against the lengths and hashes of the verified index, objects against th
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from steppatch._fs import atomic_write
+from steppatch.clock import Clock, utcnow
 from steppatch.errors import HomeError, IntegrityError, MissingFile, TooLarge, UnknownReference
 from steppatch.formats import index_from_json, parse_manifest
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -40,15 +40,6 @@ from steppatch.trust import (
 __all__ = ["Clock", "MetadataStore", "RepositoryClient", "fetch_root_for_tofu", "utcnow"]
 
 T = TypeVar("T")
-
-#: returns the current time, timezone-aware; read once per update session
-Clock = Callable[[], dt.datetime]
-
-
-def utcnow() -> dt.datetime:
-    """The default clock."""
-    return dt.datetime.now(dt.UTC)
-
 
 class MetadataStore:
     """The verified metadata a home trusts: ``root.json``, ``timestamp.json``, ``index.json``.

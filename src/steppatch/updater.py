@@ -1,29 +1,34 @@
-"""The orchestrator: resolve -> fetch -> verify -> plan -> apply.
+"""The front door for an installation: :class:`Home`, a thin facade over injected parts.
 
-:class:`Home` is the library's front door for an installation. It joins the edges (a
-:class:`~steppatch.transport.Fetcher` for the repository, the home's files and cache) to the pure
-core (recipes, solver, plan). Every CLI command about a home is one call of it.
+In the manner of python-tuf's ngclient ``Updater``: :class:`Home` holds the parts (the home's files
+:class:`~steppatch.home.HomeDir`, the repository client, the application's
+:class:`~steppatch.home.Service`, the fetchers, the one clock, limits, progress), takes the home's
+lock, and delegates each job to the module that does it:
+
+- :mod:`steppatch.pipeline`: resolve -> build -> go live (apply, prepare, rollback, stage/switch);
+- :mod:`steppatch.home` (``_staged``): staged applies on disk;
+- :mod:`steppatch.offline_apply`: making and applying offline patch files (their own client);
+- :mod:`steppatch.configedit`: config edits as pure functions, applied by the one locked edit
+  :meth:`~steppatch.home.HomeDir.edit_config`;
+- :mod:`steppatch.ping`: checking a mirror.
+
+Every CLI command about a home is one call of it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import attrs
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from steppatch._fs import atomic_write, checkpoint
-from steppatch._json import Fields, dump_json, load_json_object
+from steppatch import configedit
+from steppatch._fs import atomic_write
+from steppatch.clock import Clock, utcnow
 from steppatch.config import (
     HomeConfig,
     MirrorEntry,
@@ -31,73 +36,32 @@ from steppatch.config import (
     check_node_name,
     parse_location,
 )
-from steppatch.configcheck import ConfigFinding, check_config
+from steppatch.configcheck import ConfigFinding
 from steppatch.errors import (
-    BadReference,
     ConfigOutdated,
     HomeError,
     InputError,
-    InsufficientSpace,
-    IntegrityError,
-    LocalEnvironmentError,
-    NetworkError,
-    NothingToRollBack,
-    NotHot,
-    ServiceError,
-    StagedApplyMissing,
-    StalePatch,
     SteppatchError,
-    TooLarge,
-    WrongEnvironment,
 )
-from steppatch.formats import dump_state, parse_state
-from steppatch.home import HomeDir, Service, ShellService, scan_tree
+from steppatch.home import HomeDir, Service, ShellService, StagedApplies, scan_tree
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import (
-    ComponentVersion,
-    FileEntry,
-    HomeState,
-    InstalledComponent,
-    Manifest,
-    Recipe,
-    RecipeKind,
+from steppatch.model import ComponentVersion, HomeState, Recipe
+from steppatch.offline import PatchInfo
+from steppatch.offline_apply import apply_patch, prepare_offline
+from steppatch.ping import ping_mirror
+from steppatch.pipeline import (
+    ApplyPipeline,
+    ApplyReport,
+    ApplyStartFailed,
+    Progress,
+    StagedApply,
+    config_findings,
+    thin_snapshot,
 )
-from steppatch.offline import PatchFile, PatchInfo, write_patch
-from steppatch.paths import safe_relpath
-from steppatch.plan import (
-    Drift,
-    Plan,
-    StepKind,
-    SyncMode,
-    TreeEntry,
-    TreeStep,
-    check_symlinks,
-    component_changes,
-    diff_tree,
-    merge_manifests,
-    tree_steps,
-)
-from steppatch.recipe import dump_recipe, parse_recipe, pinned_recipe, pinned_versions
-from steppatch.remote import (
-    Clock,
-    MetadataStore,
-    RepositoryClient,
-    fetch_root_for_tofu,
-    utcnow,
-)
-from steppatch.solver import solve
-from steppatch.store import ObjectStore
-from steppatch.transport import (
-    Fetcher,
-    FileFetcher,
-    HttpsFetcher,
-    Mirror,
-    MirrorPool,
-    TlsConfig,
-    TlsError,
-    fetch_bytes,
-    fetcher_for,
-)
+from steppatch.plan import Drift, Plan, SyncMode
+from steppatch.recipe import dump_recipe
+from steppatch.remote import MetadataStore, RepositoryClient, fetch_root_for_tofu
+from steppatch.transport import Fetcher, Mirror, MirrorPool, PingCheck, TlsConfig, fetcher_for
 from steppatch.trust import Root, load_trusted_root
 
 __all__ = [
@@ -111,16 +75,8 @@ __all__ = [
     "split_refs",
 ]
 
-#: staged applies live in ``.steppatch/staged/TOKEN/`` (docs/formats.md)
-STAGED_DIR = "staged"
-STAGED_FORMAT = "steppatch-staged/1"
-_TREE_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8}")
-
-#: ``progress(stage, done, total)``: called as long work advances (bytes for downloads)
-Progress = Callable[[str, int, int], None]
-
-def _no_progress(stage: str, done: int, total: int) -> None:
-    pass
+#: ``fetchers(url)``: the fetcher for one mirror's URL (raises for a URL it cannot use)
+Fetchers = Callable[[str], Fetcher]
 
 
 def split_refs(text: str) -> list[str]:
@@ -137,75 +93,15 @@ class Update:
     available: tuple[ComponentVersion, ...]
 
 
-@attrs.frozen
-class ApplyReport:
-    """What an apply did.
-
-    ``displaced``: files the operator had added where a new entry needed the path, kept under
-    ``.steppatch/displaced/``; ``config_findings``: settings to correct before the next start;
-    ``restarted``: whether the application was stopped and started; ``snapshot_drift``: for a
-    full snapshot, how the tree differs from the files it recorded (``None`` otherwise);
-    ``upload``: what became of the thin snapshot sent to the selected mirror.
-    """
-
-    plan: Plan
-    displaced: tuple[str, ...] = ()
-    config_findings: tuple[ConfigFinding, ...] = ()
-    restarted: bool = False
-    snapshot_drift: Drift | None = None
-    upload: str = ""
-
-
-@attrs.frozen
-class StagedApply:
-    """A staged apply: ``token`` names it for :meth:`Home.switch_staged` (empty: nothing to
-    do); ``plan`` is what switching it does.
-    """
-
-    token: str
-    plan: Plan
-
-
-@attrs.frozen
-class PingCheck:
-    """One check of ``ping``: ``name`` (reachable, tls, signed metadata), passed, and detail."""
-
-    name: str
-    ok: bool
-    detail: str
-
-
-class ApplyStartFailed(LocalEnvironmentError):
-    """The apply switched the home, but the application did not start afterwards.
-
-    ``report`` says what was applied; ``cause`` is the failed start. ``steppatch rollback``
-    returns to the state before.
-    """
-
-    def __init__(self, report: ApplyReport, cause: ServiceError) -> None:
-        super().__init__(
-            f"the apply completed, but the application did not start: {cause}. "
-            "Fix the cause and run 'steppatch start', or go back with 'steppatch rollback'"
-        )
-        self.report = report
-        self.cause = cause
-
-
-@attrs.frozen
-class _Resolution:
-    plan: Plan
-    state: HomeState  # the state the apply makes
-    old: HomeState  # the state it replaces
-    steps: tuple[TreeStep, ...]
-    missing: tuple[tuple[str, int], ...]
-
-    def is_hot(self, name: str) -> bool:
-        held = self.state.components.get(name)
-        return held is not None and held.hot
-
-
 class Home:
-    """One installation. Construct with :meth:`init` or :meth:`open`."""
+    """One installation. Construct with :meth:`init` or :meth:`open`.
+
+    The parts are injected: ``fetcher`` reads the repository (default: the home's mirrors, in
+    order, through ``fetchers``); ``fetchers`` makes the fetcher for a mirror's URL (default:
+    ``file://`` or ``https://`` with the home's TLS files); ``service`` starts and stops the
+    application (default: the commands of the home's config); ``clock`` is the one clock of
+    every record the home keeps and of the metadata's expiry checks.
+    """
 
     def __init__(
         self,
@@ -214,12 +110,17 @@ class Home:
         limits: Limits = DEFAULT_LIMITS,
         progress: Progress | None = None,
         clock: Clock = utcnow,
+        *,
+        service: Service | None = None,
+        fetchers: Fetchers | None = None,
     ) -> None:
         self.files = files
         self.limits = limits
-        self.progress = progress or _no_progress
+        self.progress: Progress = progress or _no_progress
         self.clock = clock
         self._fetcher = fetcher
+        self._fetchers = fetchers
+        self._service = service
         self._client: RepositoryClient | None = None
 
     @classmethod
@@ -236,6 +137,7 @@ class Home:
         mirror_id: str = "primary",
         limits: Limits = DEFAULT_LIMITS,
         fetcher: Fetcher | None = None,
+        clock: Clock = utcnow,
     ) -> Home:
         """Make a new, empty home at ``path`` that takes updates from ``updates``.
 
@@ -267,11 +169,11 @@ class Home:
                 root, _ = fetch_root_for_tofu(fetcher, limits)
             else:
                 load_trusted_root(root, limits.trust())
-            files = HomeDir.create(path, config)
+            files = HomeDir.create(path, config, now=clock())
             MetadataStore(files.metadata_dir).write("root", root)
             if tls is not None:
                 shutil.copytree(staging, files.tls_dir, dirs_exist_ok=True)
-        return cls(files, fetcher, limits)
+        return cls(files, fetcher, limits, clock=clock)
 
     @classmethod
     def open(
@@ -281,9 +183,17 @@ class Home:
         fetcher: Fetcher | None = None,
         progress: Progress | None = None,
         clock: Clock = utcnow,
+        *,
+        service: Service | None = None,
+        fetchers: Fetchers | None = None,
     ) -> Home:
         """Open the home at ``path``. Raises :class:`~steppatch.errors.HomeError`."""
-        return cls(HomeDir.open(Path(path)), fetcher, limits, progress, clock)
+        return cls(
+            HomeDir.open(Path(path)), fetcher, limits, progress, clock,
+            service=service, fetchers=fetchers,
+        )
+
+    # --- the parts -------------------------------------------------------------------------------
 
     @property
     def trusted_root(self) -> Root:
@@ -302,15 +212,24 @@ class Home:
         """The private CA and client certificate in ``.steppatch/tls/``, if the home has them."""
         return _read_tls(self.files.tls_dir)
 
+    def fetcher_for(self, url: str) -> Fetcher:
+        """The fetcher for the mirror at ``url`` (the injected ``fetchers``, or the default).
+        Raises :class:`~steppatch.errors.ConfigError` for a URL steppatch cannot use."""
+        if self._fetchers is not None:
+            return self._fetchers(url)
+        return fetcher_for(url, self.tls, self.limits.transport())
+
     def mirror_pool(self) -> MirrorPool:
         """The home's mirrors, the selected one first, then by priority."""
-        tls = self.tls
         mirrors = [
             Mirror(m.id, m.url, m.priority, m.name) for m in self.files.config.mirror_list()
         ]
-        transport = self.limits.transport()
         # Keep the configured order (the selected mirror first): priorities are not re-sorted.
         ranked = [attrs.evolve(m, priority=len(mirrors) - i) for i, m in enumerate(mirrors)]
+        if self._fetchers is not None:
+            connect = self._fetchers
+            return MirrorPool(ranked, lambda m: connect(m.url), self.limits.transport())
+        tls, transport = self.tls, self.limits.transport()
         return MirrorPool(ranked, lambda m: fetcher_for(m.url, tls, transport), transport)
 
     @property
@@ -325,9 +244,23 @@ class Home:
 
     @property
     def service(self) -> Service:
-        """The application's start/stop commands, from the home's config."""
+        """The application's start/stop commands (injected, or from the home's config)."""
+        if self._service is not None:
+            return self._service
         return ShellService(
             self.files.config.service, self.files.root, self.limits.service_timeout_seconds
+        )
+
+    @property
+    def pipeline(self) -> ApplyPipeline:
+        """The apply pipeline over this home's parts (call it with the lock held)."""
+        return ApplyPipeline(
+            self.files,
+            self.repository,
+            self.service,
+            limits=self.limits,
+            progress=self.progress,
+            clock=self.clock,
         )
 
     # --- reading -------------------------------------------------------------------------------
@@ -346,7 +279,7 @@ class Home:
         with self._locked():
             state = self.files.state()
             files = scan_tree(self.files.current, hashes=True) if full else None
-        recipe = self._thin_snapshot(state, files)
+        recipe = thin_snapshot(self.files, state, self.clock(), files)
         if path is not None:
             Path(path).write_bytes(dump_recipe(recipe))
         return recipe
@@ -367,19 +300,18 @@ class Home:
         """For each installed component, the newer versions the repository has."""
         installed = self.status().versions()
         index = self.repository.index()
-        updates = []
-        for name, version in installed.items():
-            newer = tuple(
+        return [
+            Update(name, version, tuple(
                 index.components[name][v] for v in index.versions(name) if v > version
-            )
-            updates.append(Update(name, version, newer))
-        return updates
+            ))
+            for name, version in installed.items()
+        ]
 
     def config_findings(self) -> list[ConfigFinding]:
         """Settings in ``HOME/config.properties`` that installed components deprecate or renamed."""
         with self._locked():
             state = self.files.state()
-        return self._config_findings(state)
+        return config_findings(self.files, state)
 
     # --- mirrors ---------------------------------------------------------------------------------
 
@@ -390,48 +322,31 @@ class Home:
 
     def add_mirror(self, mirror: MirrorEntry) -> None:
         """Add a mirror. Raises :class:`InputError` if its id is taken or its URL unusable."""
-        fetcher_for(mirror.url, self.tls, self.limits.transport())  # refuses unusable URLs
-
-        def change(config: HomeConfig) -> HomeConfig:
-            if any(m.id == mirror.id for m in config.mirrors):
-                raise InputError(f"a mirror with id {mirror.id!r} exists already")
-            return attrs.evolve(config, mirrors=(*config.mirrors, mirror))
-
-        self._edit_config(change)
+        self.fetcher_for(mirror.url)  # refuses unusable URLs
+        self._edit_config(lambda config: configedit.add_mirror(config, mirror))
 
     def remove_mirror(self, mirror_id: str) -> None:
         """Remove a mirror. Raises :class:`InputError` for an unknown id or the last mirror."""
-
-        def change(config: HomeConfig) -> HomeConfig:
-            kept = tuple(m for m in config.mirrors if m.id != mirror_id)
-            if len(kept) == len(config.mirrors):
-                raise InputError(f"no mirror with id {mirror_id!r}")
-            if not kept:
-                raise InputError("the last mirror cannot be removed (add another first)")
-            updates = config.updates
-            if not any(m.url == updates for m in kept):
-                updates = max(kept, key=lambda m: m.priority).url
-            return attrs.evolve(config, mirrors=kept, updates=updates)
-
-        self._edit_config(change)
+        self._edit_config(lambda config: configedit.remove_mirror(config, mirror_id))
 
     def select_mirror(self, url: str) -> None:
         """Make ``url`` the mirror tried first (as the manuals' ``--updates=URL``); a URL not
         listed yet is added with priority 0. Raises :class:`InputError` for an unusable URL.
         """
-        fetcher_for(url, self.tls, self.limits.transport())
+        self.fetcher_for(url)
+        self._edit_config(lambda config: configedit.select_mirror(config, url))
 
-        def change(config: HomeConfig) -> HomeConfig:
-            mirrors = config.mirrors
-            if not any(m.url == url for m in mirrors):
-                taken = {m.id for m in mirrors}
-                new_id = next(
-                    f"mirror{i}" for i in range(1, len(taken) + 2) if f"mirror{i}" not in taken
-                )
-                mirrors = (*mirrors, MirrorEntry(new_id, url, 0))
-            return attrs.evolve(config, updates=url, mirrors=mirrors)
-
-        self._edit_config(change)
+    def ping(self, url: str | None = None) -> list[PingCheck]:
+        """Check one mirror (default: the selected one): reachable, its TLS identity, and that its
+        signed metadata verifies against this home's trust. Read-only: what verifies is not
+        stored. Each check says whether it passed and why; a check after a failed one is skipped.
+        """
+        url = url or self.files.config.updates
+        try:
+            fetcher = self.fetcher_for(url)
+        except SteppatchError as e:
+            return [PingCheck("configuration", False, str(e))]
+        return ping_mirror(fetcher, url, self.files.metadata_dir, self.limits, self.clock)
 
     # --- cluster nodes ----------------------------------------------------------------------------
 
@@ -442,100 +357,26 @@ class Home:
         included), a location listed already or this home itself, and
         :class:`~steppatch.errors.HomeError` for a local path that is not a home.
         """
-        check_node_name(node.name)
+        check_node_name(node.name)  # both refused before the lock is taken
         location = parse_location(node.location)
 
         def change(config: HomeConfig) -> HomeConfig:
-            if node.name == config.node or any(n.name == node.name for n in config.nodes):
-                raise InputError(f"a node named {node.name!r} exists already")
-            if any(parse_location(n.location) == location for n in config.nodes):
-                raise InputError(f"{location} is listed already")
+            changed = configedit.add_node(config, node)
             if not location.is_ssh:
                 other = HomeDir.open(Path(location.path))
                 if other.root.resolve() == self.files.root.resolve():
                     raise InputError(f"{location} is this home; it is always a node of its cluster")
-            return attrs.evolve(config, nodes=(*config.nodes, node))
+            return changed
 
         self._edit_config(change)
 
     def remove_node(self, name: str) -> None:
         """Remove a node from the cluster's list. Raises :class:`InputError` for an unknown one."""
-
-        def change(config: HomeConfig) -> HomeConfig:
-            kept = tuple(n for n in config.nodes if n.name != name)
-            if len(kept) == len(config.nodes):
-                raise InputError(f"no node named {name!r}")
-            return attrs.evolve(config, nodes=kept)
-
-        self._edit_config(change)
+        self._edit_config(lambda config: configedit.remove_node(config, name))
 
     def name_node(self, name: str) -> None:
         """Name this node in its cluster. Raises :class:`InputError` for a bad or taken name."""
-        check_node_name(name)
-
-        def change(config: HomeConfig) -> HomeConfig:
-            if any(n.name == name for n in config.nodes):
-                raise InputError(f"another node is named {name!r}")
-            return attrs.evolve(config, node=name)
-
-        self._edit_config(change)
-
-    def _edit_config(self, change: Callable[[HomeConfig], HomeConfig]) -> None:
-        """Write ``change(config)``, the config read again under the lock: two edits at once
-        both land. What ``change`` raises leaves the file as it was."""
-        with self._locked():
-            fresh = HomeDir.open(self.files.root).config
-            self.files.write_config(change(fresh))
-
-    def ping(self, url: str | None = None) -> list[PingCheck]:
-        """Check one mirror (default: the selected one): reachable, its TLS identity, and that its
-        signed metadata verifies against this home's trust. Read-only: what verifies is not
-        stored. Each check says whether it passed and why; a check after a failed one is skipped.
-        """
-        url = url or self.files.config.updates
-        checks: list[PingCheck] = []
-        try:
-            fetcher = fetcher_for(url, self.tls, self.limits.transport())
-        except SteppatchError as e:
-            return [PingCheck("configuration", False, str(e))]
-        if isinstance(fetcher, HttpsFetcher):
-            try:
-                identity = fetcher.probe()
-            except TlsError as e:
-                return [PingCheck("reachable", True, url), PingCheck("tls", False, str(e))]
-            except SteppatchError as e:
-                return [PingCheck("reachable", False, str(e))]
-            checks.append(PingCheck("reachable", True, f"{identity.host}:{identity.port}"))
-            cert = identity.certificate
-            names = ", ".join((*cert.hostnames, *cert.ip_addresses)) or cert.subject
-            checks.append(
-                PingCheck(
-                    "tls", True, f"{identity.tls_version} {identity.cipher}, server {names}"
-                )
-            )
-        with tempfile.TemporaryDirectory(prefix=".steppatch-ping-") as scratch:
-            store = MetadataStore(Path(scratch))
-            trusted = MetadataStore(self.files.metadata_dir)
-            for role in ("root", "timestamp", "index"):
-                data = trusted.read(role)
-                if data is not None:
-                    store.write(role, data)
-            client = RepositoryClient(fetcher, store, self.limits, self.clock)
-            try:
-                index = client.index()
-            except (NetworkError, LocalEnvironmentError) as e:
-                checks.append(PingCheck("reachable", False, str(e)))
-                return checks
-            except SteppatchError as e:
-                checks.append(PingCheck("signed metadata", False, str(e)))
-                return checks
-        if not checks:
-            checks.append(PingCheck("reachable", True, url))
-        versions = sum(len(v) for v in index.components.values())
-        checks.append(
-            PingCheck("signed metadata", True, f"verified: {versions} component version(s)")
-        )
-        return checks
+        self._edit_config(lambda config: configedit.name_node(config, name))
 
     # --- the application --------------------------------------------------------------------------
 
@@ -564,9 +405,8 @@ class Home:
         repository and network errors from fetching.
         """
         with self._locked():
-            resolution = self._resolve(self._load_refs(refs), sync)
-            self._download(resolution.missing)
-            return resolution.plan
+            pipeline = self.pipeline
+            return pipeline.prepare(pipeline.load_refs(refs), sync)
 
     def apply(
         self, refs: Sequence[str], *, hot: bool = False, sync: SyncMode | None = None
@@ -583,7 +423,8 @@ class Home:
         :class:`ApplyStartFailed` when the application does not start after the switch.
         """
         with self._locked():
-            return self._apply(self._load_refs(refs), hot=hot, sync=sync, record=True)
+            pipeline = self.pipeline
+            return pipeline.apply(pipeline.load_refs(refs), hot=hot, sync=sync, record=True)
 
     def rollback(self) -> ApplyReport:
         """Return to the state the last apply replaced (its thin snapshot in the history).
@@ -592,14 +433,16 @@ class Home:
         Raises :class:`NothingToRollBack` when there is no history.
         """
         with self._locked():
-            entries = sorted(self.files.history.glob("*.spr"))
-            if not entries:
-                raise NothingToRollBack(str(self.files.root))
-            last = entries[-1]
-            recipe = parse_recipe(last.read_bytes(), str(last), self.limits)
-            report = self._apply([recipe], hot=False, sync=None, record=False)
-            last.unlink()
-            return report
+            return self.pipeline.rollback()
+
+    def load_recipes(self, refs: Sequence[str]) -> list[Recipe]:
+        """The recipes ``refs`` name (``to:PATH`` from the repository, or local files).
+
+        Raises :class:`BadReference`, :class:`~steppatch.errors.UnknownReference`, metadata and
+        network errors.
+        """
+        with self._locked():
+            return self.pipeline.load_refs(refs)
 
     # --- staged applies (clusters) ------------------------------------------------------------
 
@@ -615,37 +458,9 @@ class Home:
         its switch (:class:`NotHot` included).
         """
         with self._locked():
-            recipes = [r if isinstance(r, Recipe) else self._load_ref(r) for r in refs]
-            if not recipes:
-                raise BadReference("", "no reference given")
-            self._discard_all_staged()
-            resolution = self._resolve(recipes, sync)
-            plan = resolution.plan
-            if hot and not plan.hot:
-                raise NotHot(
-                    tuple(c.name for c in plan.changes if not resolution.is_hot(c.name))
-                )
-            if plan.empty:
-                return StagedApply("", plan)
-            tree_id, displaced = self._build(resolution)
-            staged = self.files.state_dir / STAGED_DIR / tree_id
-            staged.mkdir(parents=True)
-            # Out of trees/, so that recovery (which removes trees current does not use) keeps it.
-            os.replace(self.files.trees / tree_id, staged / "tree")
-            atomic_write(staged / "state.json", dump_state(resolution.state))
-            atomic_write(staged / "history.spr", dump_recipe(self._thin_snapshot(resolution.old)))
-            record = {
-                "format": STAGED_FORMAT,
-                "tree": tree_id,
-                "base": resolution.old.fingerprint(),
-                "hot": hot,
-                "requested": sorted({n for r in recipes for n in r.components}),
-                "repairs": plan.repairs,
-                "displaced": list(displaced),
-            }
-            # Written last: a staged apply without it is incomplete and is never switched.
-            atomic_write(staged / "staged.json", dump_json(record))
-            return StagedApply(tree_id, plan)
+            pipeline = self.pipeline
+            recipes = [r if isinstance(r, Recipe) else pipeline.load_ref(r) for r in refs]
+            return pipeline.stage(recipes, hot=hot, sync=sync)
 
     def switch_staged(self, token: str) -> ApplyReport:
         """The second half of an apply: record the state replaced, stop the application, make
@@ -656,77 +471,16 @@ class Home:
         switch on (:class:`ServiceError`, :class:`ApplyStartFailed`).
         """
         with self._locked():
-            staged = self._staged_dir(token)
-            record_path = staged / "staged.json"
-            if not record_path.is_file():
-                raise StagedApplyMissing(str(self.files.root), token, "not found; stage again")
-            def fail(problem: str) -> NoReturn:
-                raise StagedApplyMissing(str(self.files.root), token, f"record: {problem}")
-
-            f = Fields(load_json_object(record_path.read_bytes(), fail), "", fail)
-            if f.get("format", str) != STAGED_FORMAT:
-                f.fail("format", f"expected {STAGED_FORMAT!r}")
-            old = self.files.state()
-            if old.fingerprint() != f.get("base", str):
-                self._discard_staged(staged)
-                raise StagedApplyMissing(
-                    str(self.files.root), token, "the home changed since it was staged; stage again"
-                )
-            state = parse_state((staged / "state.json").read_bytes(), str(staged / "state.json"))
-            history = parse_recipe((staged / "history.spr").read_bytes(), "staged history")
-            target = state.versions()
-            requested = set(f.get("requested", list))
-            plan = Plan(
-                target=target,
-                changes=component_changes(old.versions(), target, requested),
-                hot=f.get("hot", bool),
-                repairs=f.get("repairs", int),
-            )
-            tree_id = f.get("tree", str)
-            if not _is_tree_id(tree_id) or not (staged / "tree").is_dir():
-                self._discard_staged(staged)
-                raise StagedApplyMissing(str(self.files.root), token, "its tree is missing")
-            os.replace(staged / "tree", self.files.trees / tree_id)
-            displaced = [str(p) for p in f.get("displaced", list)]
-            shutil.rmtree(staged)
-            return self._go_live(
-                tree_id, displaced, plan, state, history, hot=f.get("hot", bool)
-            )
+            return self.pipeline.switch_staged(token)
 
     def discard_staged(self, token: str | None = None) -> None:
         """Drop a staged apply (``None``: every one). Dropping one that is gone is no error."""
         with self._locked():
+            staged = StagedApplies(self.files)
             if token is None:
-                self._discard_all_staged()
+                staged.discard_all()
             else:
-                self._discard_staged(self._staged_dir(token))
-
-    def load_recipes(self, refs: Sequence[str]) -> list[Recipe]:
-        """The recipes ``refs`` name (``to:PATH`` from the repository, or local files).
-
-        Raises :class:`BadReference`, :class:`~steppatch.errors.UnknownReference`, metadata and
-        network errors.
-        """
-        with self._locked():
-            return self._load_refs(refs)
-
-    def _staged_dir(self, token: str) -> Path:
-        if not _is_tree_id(token):
-            raise InputError(f"{token!r} is not a staged apply's token")
-        return self.files.state_dir / STAGED_DIR / token
-
-    def _discard_staged(self, staged: Path) -> None:
-        if (staged / "tree").is_dir():
-            # Back among the trees, where discard knows how to remove read-only directories.
-            os.replace(staged / "tree", self.files.trees / staged.name)
-        self.files.discard(staged.name)
-        shutil.rmtree(staged, ignore_errors=True)
-
-    def _discard_all_staged(self) -> None:
-        root = self.files.state_dir / STAGED_DIR
-        if root.is_dir():
-            for staged in sorted(root.iterdir()):
-                self._discard_staged(staged)
+                staged.discard(token)
 
     # --- offline ---------------------------------------------------------------------------------
 
@@ -740,68 +494,7 @@ class Home:
         Returns what the patch is for and its size. Raises :class:`InputError` if ``target`` is
         not a snapshot of an environment, and what :meth:`prepare` raises.
         """
-        if target.kind is not RecipeKind.SNAPSHOT or not target.environment:
-            raise InputError(
-                "--target must be a snapshot taken with 'steppatch snapshot' on the installation"
-            )
-        base = pinned_versions(target)
-        with self._locked():
-            recipes = self._load_refs(refs)
-            index = self.repository.index()
-            solution, _wanted = self._solve(recipes, base)
-            held: set[str] = set()
-            installed: dict[str, Manifest] = {}
-            for name, version in base.items():
-                cv = index.get(name, version)
-                if cv is None:
-                    raise InputError(
-                        f"the snapshot's {name} {version} is not in the repository, so what the "
-                        "installation holds cannot be known"
-                    )
-                installed[name] = self.repository.manifest(cv)
-                held.update(e.sha256 for e in installed[name].files() if e.sha256)
-            members: dict[str, bytes | Path] = {}
-            needed: dict[str, int] = {}
-            changed = {n: c for n, c in solution.items() if base.get(n) != c}
-            manifests = {}
-            for name, version in sorted(changed.items()):
-                cv = index.components[name][version]
-                manifests[name] = self.repository.manifest(cv)
-                members[cv.manifest.path] = self._raw(cv.manifest.path, cv.manifest.length)
-                for e in manifests[name].files():
-                    if e.sha256 and e.sha256 not in held:
-                        needed[e.sha256] = e.size
-            # The tree the installation will hold, unchanged components included: two
-            # components claiming a path, or a symlink leading out through another component's,
-            # are refused now rather than there.
-            tree = merge_manifests(
-                {n: manifests[n] if n in manifests else installed[n] for n in solution}
-            )
-            check_symlinks(tree, solution, self.limits.max_symlink_hops)
-            self._download(sorted(needed.items()))
-            for sha256 in sorted(needed):
-                members[f"objects/{sha256[:2]}/{sha256}"] = self.files.cache.path(sha256)
-            patch_refs = []
-            for i, ref in enumerate(refs):
-                if ref.startswith("to:"):
-                    path = ref[3:]
-                    members[path] = self._raw(path, index.recipes[path].length)
-                    patch_refs.append(ref)
-                else:
-                    members[f"local/{i}.spr"] = dump_recipe(recipes[i])
-                    patch_refs.append(f"local:local/{i}.spr")
-            members.update(self._metadata_members())
-        info = PatchInfo(
-            environment=target.environment,
-            system=target.system,
-            fingerprint=target.fingerprint,
-            base=base,
-            target=solution,
-            refs=tuple(patch_refs),
-            objects=len(needed),
-            object_bytes=sum(needed.values()),
-        )
-        return info, write_patch(Path(output), info, members)
+        return prepare_offline(self.pipeline, refs, target, output)
 
     def apply_patch(
         self, path: Path | str, *, force: bool = False, hot: bool = False
@@ -815,299 +508,19 @@ class Home:
         against the real state; objects the patch lacks then fail the apply), metadata errors,
         and what :meth:`apply` raises. Applying a patch whose target is installed changes nothing.
         """
-        patch = PatchFile.open(path, self.limits)
-        info = patch.info
-        environment = self.files.environment_id()
-        if info.environment != environment:
-            raise WrongEnvironment(
-                f"{info.system or 'an unnamed system'} ({info.environment})",
-                f"{self.files.config.system or 'unnamed'} ({environment})",
-            )
-        with self._locked():
-            state = self.files.state()
-            if state.versions() == dict(info.target):
-                return ApplyReport(Plan(dict(info.target), (), True))
-            if state.fingerprint() != info.fingerprint and not force:
-                now = state.versions()
-                raise StalePatch(tuple(str(c) for c in component_changes(info.base, now, ())))
-            with tempfile.TemporaryDirectory(dir=self.files.state_dir, prefix="patch-") as tmp:
-                patch.extract(Path(tmp))
-                saved = self._client
-                self._client = RepositoryClient(
-                    FileFetcher(tmp), MetadataStore(self.files.metadata_dir), self.limits,
-                    self.clock,
-                )
-                try:
-                    recipes = [self._patch_ref(ref, Path(tmp)) for ref in info.refs]
-                    return self._apply(recipes, hot=hot, sync=None, record=True)
-                finally:
-                    self._client = saved
-
-    def _patch_ref(self, ref: str, root: Path) -> Recipe:
-        if ref.startswith("local:"):
-            member = root / safe_relpath(ref[len("local:"):])
-            return parse_recipe(member.read_bytes(), ref, self.limits)
-        return self._load_ref(ref)
-
-    def _raw(self, path: str, length: int) -> bytes:
-        """A published file's bytes (to put in a patch; the installation verifies them)."""
-        return self.repository.pool.call(
-            lambda fetcher: fetch_bytes(fetcher, path, length, path), path
-        )
-
-    def _metadata_members(self) -> dict[str, bytes | Path]:
-        """The signed metadata a patch carries: every root version, the timestamp, its index."""
-        store = MetadataStore(self.files.metadata_dir)
-        trusted = self.repository.refresh()
-        members: dict[str, bytes | Path] = {}
-        limit = self.limits.max_root_bytes
-        for version in range(1, trusted.root.version + 1):
-            path = f"roots/{version}.root.json"
-            members[path] = self._raw(path, limit)
-        timestamp, index = store.read("timestamp"), store.read("index")
-        assert timestamp is not None and index is not None and trusted.index is not None
-        members["timestamp.json"] = timestamp
-        members[f"indexes/{trusted.index.version}.index.json"] = index
-        return members
+        return apply_patch(self.pipeline, path, force=force, hot=hot)
 
     # --- internals -------------------------------------------------------------------------------
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return self.files.locked(self.limits.lock_timeout_seconds)
 
-    def _apply(
-        self, recipes: list[Recipe], *, hot: bool, sync: SyncMode | None, record: bool
-    ) -> ApplyReport:
-        resolution = self._resolve(recipes, sync)
-        plan = resolution.plan
-        if hot and not plan.hot:
-            raise NotHot(tuple(c.name for c in plan.changes if not resolution.is_hot(c.name)))
-        if plan.empty:
-            return ApplyReport(plan)
-        tree_id, displaced = self._build(resolution)
-        history = None
-        if record:
-            history = self._thin_snapshot(resolution.old)
-        return self._go_live(
-            tree_id, displaced, plan, resolution.state, history, hot=hot, recipes=recipes
-        )
-
-    def _build(self, resolution: _Resolution) -> tuple[str, list[str]]:
-        """Download what is missing and build the new tree beside the live one."""
-        self._check_space(resolution)
-        self._download(resolution.missing)
-        checkpoint("downloaded")
-        tree_id, displaced = self.files.build_tree(
-            resolution.steps, lambda done, total: self.progress("stage", done, total)
-        )
-        checkpoint("staged")
-        return tree_id, displaced
-
-    def _go_live(
-        self,
-        tree_id: str,
-        displaced: Sequence[str],
-        plan: Plan,
-        state: HomeState,
-        history: Recipe | None,
-        *,
-        hot: bool,
-        recipes: Sequence[Recipe] = (),
-    ) -> ApplyReport:
-        """Record what is replaced, stop, switch to the built tree ``tree_id``, start."""
-        recorded = None
-        if history is not None:
-            recorded = self.files.record_history(
-                f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.spr", dump_recipe(history)
-            )
-        restart = not hot and bool(plan.changes)
-        if restart:
-            try:
-                self.service.stop()
-            except ServiceError:
-                self.files.discard(tree_id)
-                if recorded is not None:
-                    recorded.unlink()
-                raise
-            checkpoint("stopped")
-        self.files.commit(tree_id, state)
-        report = ApplyReport(
-            plan,
-            displaced=tuple(displaced),
-            config_findings=tuple(self._config_findings(state)),
-            restarted=restart,
-            snapshot_drift=_snapshot_drift(list(recipes), self.files.current),
-        )
-        report = attrs.evolve(report, upload=self._upload_snapshot(state))
-        if restart:
-            try:
-                self.service.start()
-            except ServiceError as e:
-                raise ApplyStartFailed(report, e) from e
-        return report
-
-    def _upload_snapshot(self, state: HomeState) -> str:
-        """Send the thin snapshot to the selected mirror; a failure is reported, never raised."""
-        system = self.files.config.system
-        if not system:
-            return "skipped: the home has no system name"
-        mirror, fetcher = self.repository.pool.current("snapshot upload")
-        if not isinstance(fetcher, HttpsFetcher):
-            return f"skipped: {mirror.url} is not a server"
-        # Names, versions and the system name: nothing else leaves the installation.
-        payload = pinned_recipe(RecipeKind.SNAPSHOT, state.versions(), system=system)
-        try:
-            status = fetcher.put(f"snapshots/{system}.spr", dump_recipe(payload))
-        except SteppatchError as e:
-            return f"failed: {e}"
-        return "sent" if status in (200, 201, 204) else f"failed: {mirror.url} answered {status}"
-
-    def _config_findings(self, state: HomeState) -> list[ConfigFinding]:
-        path = self.files.root / "config.properties"
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return []
-        return check_config(text, {n: c.config for n, c in state.components.items() if c.config})
-
-    def _check_space(self, resolution: _Resolution) -> None:
-        needed = resolution.plan.download_bytes + sum(
-            s.entry.size for s in resolution.steps if s.kind is StepKind.FETCH
-        )
-        free = shutil.disk_usage(self.files.state_dir).free
-        if needed + self.limits.disk_reserve_bytes > free:
-            raise InsufficientSpace(str(self.files.state_dir), needed, free)
-
-    def _thin_snapshot(
-        self, state: HomeState, files: Mapping[str, FileEntry] | None = None
-    ) -> Recipe:
-        return pinned_recipe(
-            RecipeKind.SNAPSHOT,
-            state.versions(),
-            name=f"snapshot-{self.files.config.system or 'home'}",
-            system=self.files.config.system,
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            files=files,
-            environment=self.files.environment_id(),
-            fingerprint=state.fingerprint(),
-        )
-
-    def _load_refs(self, refs: Sequence[str]) -> list[Recipe]:
-        if not refs:
-            raise BadReference("", "no reference given")
-        return [self._load_ref(ref) for ref in refs]
-
-    def _load_ref(self, ref: str) -> Recipe:
-        if ref.startswith("to:"):
-            path = ref[3:]
-            if not path:
-                raise BadReference(ref, "'to:' needs a recipe path")
-            return self.repository.recipe(path)
-        local = Path(ref)
-        if not local.is_file():
-            raise BadReference(ref, "not 'to:PATH' and no such local .spr file")
-        data = local.read_bytes()
-        return parse_recipe(data, ref, self.limits)
-
-    def _solve(
-        self, recipes: Sequence[Recipe], installed: Mapping[str, Version]
-    ) -> tuple[dict[str, Version], set[str]]:
-        """What ``recipes`` resolve to on top of ``installed``, and the names they ask for.
-
-        Installed components stay unless a snapshot among the recipes leaves them out.
-        Raises :class:`~steppatch.errors.ResolutionImpossible`.
-        """
-        wanted = _merge_ranges(recipes)
-        exact = any(r.exact for r in recipes)
-        keep = {n: v for n, v in installed.items() if n in wanted} if exact else installed
-        target = solve(
-            [Requirement(f"{name}{spec}") for name, spec in sorted(wanted.items())],
-            self.repository.index(),
-            installed=keep,
-            max_rounds=self.limits.solver_max_rounds,
-        )
-        return target, set(wanted)
-
-    def _resolve(self, recipes: list[Recipe], sync: SyncMode | None) -> _Resolution:
-        state = self.files.state()
-        installed = state.versions()
-        index = self.repository.index()
-        target, wanted = self._solve(recipes, installed)
-        changes = component_changes(installed, target, wanted)
-        components: dict[str, InstalledComponent] = {}
-        for name, version in sorted(target.items()):
-            held = state.components.get(name)
-            if held is not None and held.version == version:
-                components[name] = held
-                continue
-            cv = index.components[name][version]
-            manifest = self.repository.manifest(cv)
-            components[name] = InstalledComponent(
-                manifest, cv.manifest.sha256, cv.hot, cv.config
-            )
-        tree = merge_manifests({n: c.manifest for n, c in components.items()})
-        # Before the live tree is read or anything downloaded: a symlink of one component may
-        # lead out through another's, so only the whole new tree can tell.
-        check_symlinks(tree, target, self.limits.max_symlink_hops)
-        old_tree = merge_manifests({n: c.manifest for n, c in state.components.items()})
-        live = scan_tree(
-            self.files.current, hashes=sync is not None, workers=self.limits.hash_workers
-        )
-        steps = tree_steps(tree, old_tree, live, sync)
-        missing = _missing_objects(steps, self.files.cache)
-        if missing:
-            missing = self._take_from_live(missing, old_tree)
-        repairs = 0
-        if sync is not None:
-            drift = diff_tree({p: t.entry for p, t in tree.items()}, live)
-            repairs = len(drift.changed) + len(drift.missing)
-            if sync is SyncMode.DELETE:
-                repairs += len(drift.extra)
-        hot = all(c.new is not None and components[c.name].hot for c in changes)
-        plan = Plan(
-            target=target,
-            changes=changes,
-            hot=hot,
-            download_objects=len(missing),
-            download_bytes=sum(size for _sha, size in missing),
-            repairs=repairs,
-        )
-        return _Resolution(plan, HomeState(components), state, tuple(steps), missing)
-
-    def _take_from_live(
-        self, missing: tuple[tuple[str, int], ...], old_tree: Mapping[str, TreeEntry]
-    ) -> tuple[tuple[str, int], ...]:
-        """Objects a live file holds (moved, or the cache was cleared) go into the cache from
-        there, verified, rather than over the network: an offline patch relies on it."""
-        by_hash = {
-            held.entry.sha256: path
-            for path, held in old_tree.items()
-            if held.entry.sha256 is not None
-        }
-        still = []
-        for sha256, size in missing:
-            path = by_hash.get(sha256)
-            if path is not None:
-                try:
-                    self.files.cache.add_file(self.files.current / path, sha256, size)
-                    continue
-                except (IntegrityError, TooLarge, OSError):
-                    pass  # drifted or unreadable: download it
-            still.append((sha256, size))
-        return tuple(still)
-
-    def _download(self, missing: Sequence[tuple[str, int]]) -> None:
-        if missing:
-            self.repository.fetch_objects(missing, self.files.cache, progress=self.progress)
+    def _edit_config(self, change: Callable[[HomeConfig], HomeConfig]) -> None:
+        self.files.edit_config(change, self.limits.lock_timeout_seconds)
 
 
-def _merge_ranges(recipes: Sequence[Recipe]) -> dict[str, SpecifierSet]:
-    """Every component the recipes name, with their ranges intersected."""
-    wanted: dict[str, SpecifierSet] = {}
-    for recipe in recipes:
-        for name, spec in recipe.components.items():
-            wanted[name] = wanted.get(name, SpecifierSet()) & spec
-    return wanted
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
 
 
 def _write_tls(
@@ -1132,29 +545,3 @@ def _read_tls(directory: Path) -> TlsConfig | None:
     if cert.is_file() and key.is_file():
         return TlsConfig(ca, cert, key)
     return TlsConfig(ca)
-
-
-def _snapshot_drift(recipes: list[Recipe], tree: Path) -> Drift | None:
-    """For a full snapshot, how the new tree differs from the files it recorded."""
-    files: dict[str, FileEntry] = {}
-    for recipe in recipes:
-        files.update(recipe.files)
-    if not files:
-        return None
-    return diff_tree(files, scan_tree(tree, hashes=True))
-
-
-def _is_tree_id(text: str) -> bool:
-    return _TREE_ID.fullmatch(text) is not None
-
-
-def _missing_objects(
-    steps: Iterable[TreeStep], cache: ObjectStore
-) -> tuple[tuple[str, int], ...]:
-    """Objects the new tree copies out of the cache that the cache does not hold yet."""
-    needed: dict[str, int] = {}
-    for step in steps:
-        sha256 = step.entry.sha256
-        if step.kind is StepKind.FETCH and sha256 is not None and not cache.has(sha256):
-            needed[sha256] = step.entry.size
-    return tuple(sorted(needed.items()))

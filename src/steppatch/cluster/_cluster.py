@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
 
 from steppatch._fs import checkpoint
+from steppatch.clock import snapshot_stamp
 from steppatch.cluster._core import ClusterStatus, NodeStatus, versions_text
 from steppatch.cluster._nodes import LocalNode, Node, connect_node
 from steppatch.config import NodeEntry
@@ -95,7 +95,7 @@ class Cluster:
             mine.versions,
             name=f"snapshot-cluster-{self.home.files.config.system or 'home'}",
             system=self.home.files.config.system,
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            created=snapshot_stamp(self.home.clock()),
             environment=mine.environment,
             fingerprint=mine.fingerprint,
         )

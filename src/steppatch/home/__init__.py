@@ -1,4 +1,5 @@
-"""The home's edge: its files on disk, its lock, staging, the one commit point, recovery."""
+"""The home's edge: its files on disk, its lock, staging, the one commit point, recovery,
+staged applies (``_staged``), service control."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     from steppatch.home._program import ProgramResult, run_program
     from steppatch.home._scan import scan_tree
     from steppatch.home._service import Service, ShellService
+    from steppatch.home._staged import StagedApplies, StagedRecord
 
 __getattr__, __dir__ = attach(
     __name__,
@@ -19,6 +21,7 @@ __getattr__, __dir__ = attach(
         "steppatch.home._program": ("ProgramResult", "run_program"),
         "steppatch.home._scan": ("scan_tree",),
         "steppatch.home._service": ("Service", "ShellService"),
+        "steppatch.home._staged": ("StagedApplies", "StagedRecord"),
     },
 )
 
@@ -27,6 +30,8 @@ __all__ = [
     "ProgramResult",
     "Service",
     "ShellService",
+    "StagedApplies",
+    "StagedRecord",
     "run_program",
     "scan_tree",
 ]

@@ -26,19 +26,22 @@ No inode is ever both in the cache and in the live tree (``docs/architecture.md`
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
+import re
 import shutil
 import stat
-import time
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from steppatch._fs import atomic_write, checkpoint, file_lock, fsync_dir, sync_filesystem
+from steppatch.clock import tree_stamp, utcnow
 from steppatch.config import CONFIG_NAME, HomeConfig, dump_home_config, parse_home_config
-from steppatch.errors import HomeError, MalformedDocument, TooLarge, UnsafePath
+from steppatch.errors import HomeError, InsufficientSpace, MalformedDocument, TooLarge, UnsafePath
 from steppatch.formats import (
     StateRecord,
     dump_home_state,
@@ -53,11 +56,19 @@ from steppatch.model import EntryKind, FileEntry, HomeState
 from steppatch.plan import Drift, StepKind, TreeStep
 from steppatch.store import ObjectStore, copy_verified
 
-__all__ = ["HomeDir"]
+__all__ = ["HomeDir", "is_tree_id"]
 
 STATE_DIR = ".steppatch"
 CURRENT = "current"
 STORED_SUFFIX = ".json.gz"
+#: the operator's settings file the installed components' config rules are checked against
+CONFIG_PROPERTIES = "config.properties"
+_TREE_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8}")
+
+
+def is_tree_id(text: str) -> bool:
+    """Whether ``text`` has the form of a tree id (``20260601T120000-1a2b3c4d``)."""
+    return _TREE_ID.fullmatch(text) is not None
 
 
 class HomeDir:
@@ -82,8 +93,8 @@ class HomeDir:
     # --- creating and opening -------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, config: HomeConfig) -> HomeDir:
-        """Make a new home with an empty managed tree.
+    def create(cls, root: Path, config: HomeConfig, *, now: dt.datetime | None = None) -> HomeDir:
+        """Make a new home with an empty managed tree (its id from ``now``, the clock reading).
 
         Raises :class:`HomeError` if ``root`` is already a home or holds a ``current`` entry.
         """
@@ -98,7 +109,7 @@ class HomeDir:
             d.mkdir(parents=True, exist_ok=True)
         (home.state_dir / "lock").touch()
         home.environment_id()
-        tree_id = home._new_tree_id()
+        tree_id = home._new_tree_id(now)
         (home.trees / tree_id).mkdir()
         atomic_write(home.trees / f"{tree_id}.state.json", dump_home_state(HomeState(), {}))
         home._switch(tree_id)
@@ -128,6 +139,24 @@ class HomeDir:
         """Replace ``steppatch.toml`` (atomically) with ``config``."""
         atomic_write(self.root / CONFIG_NAME, dump_home_config(config))
         self.config = config
+
+    def edit_config(self, change: Callable[[HomeConfig], HomeConfig], timeout: float) -> None:
+        """The one locked edit of ``steppatch.toml``: under the lock, read the file again and
+        write ``change(config)``, so two edits at once both land. What ``change`` raises
+        leaves the file as it was.
+        """
+        with self.locked(timeout):
+            path = self.root / CONFIG_NAME
+            fresh = parse_home_config(path.read_bytes(), str(path))
+            self.write_config(change(fresh))
+
+    def config_properties(self) -> str | None:
+        """The operator's ``HOME/config.properties``, if there is one (undecodable bytes
+        replaced)."""
+        try:
+            return (self.root / CONFIG_PROPERTIES).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
 
     @contextlib.contextmanager
     def locked(self, timeout: float) -> Iterator[None]:
@@ -264,19 +293,50 @@ class HomeDir:
         atomic_write(path, data)
         return path
 
+    def last_history(self) -> Path | None:
+        """The newest snapshot :meth:`record_history` kept (what ``rollback`` returns to)."""
+        entries = sorted(self.history.glob("*.spr"))
+        return entries[-1] if entries else None
+
+    def ensure_space(self, needed: int, reserve: int) -> None:
+        """Raise :class:`InsufficientSpace` unless ``needed`` bytes plus ``reserve`` are free
+        where new trees and the cache are written."""
+        free = shutil.disk_usage(self.state_dir).free
+        if needed + reserve > free:
+            raise InsufficientSpace(str(self.state_dir), needed, free)
+
+    def cache_live_file(self, path: str, sha256: str, size: int) -> None:
+        """Put the live tree's file ``path`` into the cache as object ``sha256`` (copied,
+        verified). Raises :class:`~steppatch.errors.IntegrityError` or
+        :class:`~steppatch.errors.TooLarge` if it is not that object, ``OSError``.
+        """
+        self.cache.add_file(_joined(self.current, path), sha256, size)
+
+    @contextlib.contextmanager
+    def scratch(self, prefix: str) -> Iterator[Path]:
+        """A temporary directory inside the home's state directory (same filesystem as its
+        trees and cache), removed afterwards."""
+        with tempfile.TemporaryDirectory(dir=self.state_dir, prefix=prefix) as tmp:
+            yield Path(tmp)
+
     # --- building and committing a new tree -------------------------------------------------------
 
     def build_tree(
-        self, steps: Sequence[TreeStep], progress: Callable[[int, int], None] | None = None
+        self,
+        steps: Sequence[TreeStep],
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        now: dt.datetime | None = None,
     ) -> tuple[str, list[str]]:
-        """Build a new managed tree beside the live one from ``steps``, make it durable.
+        """Build a new managed tree beside the live one from ``steps``, make it durable; its
+        id is made from ``now`` (the home's clock reading).
 
         Returns the new tree's id and the paths displaced into ``.steppatch/displaced/ID/``.
         Files come out of the cache with their hash checked as they are copied; the live tree is
         only read. Raises :class:`~steppatch.errors.IntegrityError` if a cached object is corrupt
         (it is removed) and ``OSError`` from the filesystem; the partial tree is removed then.
         """
-        tree_id = self._new_tree_id()
+        tree_id = self._new_tree_id(now)
         dest = self.trees / tree_id
         live = self.current
         aside = self.state_dir / "displaced" / tree_id
@@ -444,8 +504,8 @@ class HomeDir:
         os.replace(tmp, self.root / CURRENT)
         fsync_dir(self.root)
 
-    def _new_tree_id(self) -> str:
-        return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    def _new_tree_id(self, now: dt.datetime | None) -> str:
+        return f"{tree_stamp(now or utcnow())}-{uuid.uuid4().hex[:8]}"
 
 
 def _joined(root: Path, path: str) -> Path:

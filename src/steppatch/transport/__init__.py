@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from steppatch.transport._https import HttpsFetcher, TlsConfig, TlsIdentity, make_ssl_context
     from steppatch.transport._limits import DEFAULT_TRANSPORT_LIMITS, TransportLimits
     from steppatch.transport._pool import Mirror, MirrorPool
+    from steppatch.transport._probe import PingCheck, probe_connection
     from steppatch.transport.errors import (
         ConnectionFailed,
         HttpStatusError,
@@ -52,9 +53,11 @@ __getattr__, __dir__ = attach(
             "TlsConfig",
             "TlsIdentity",
             "make_ssl_context",
+    "probe_connection",
         ),
         "steppatch.transport._limits": ("DEFAULT_TRANSPORT_LIMITS", "TransportLimits"),
         "steppatch.transport._pool": ("Mirror", "MirrorPool"),
+        "steppatch.transport._probe": ("PingCheck", "probe_connection"),
         "steppatch.transport.errors": (
             "ConnectionFailed",
             "HttpStatusError",
@@ -79,6 +82,7 @@ __all__ = [
     "MirrorPool",
     "NoMirrorLeft",
     "ObjectRequest",
+    "PingCheck",
     "TimedOut",
     "TlsConfig",
     "TlsError",
@@ -90,4 +94,5 @@ __all__ = [
     "fetch_capped",
     "fetcher_for",
     "make_ssl_context",
+    "probe_connection",
 ]
