@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from steppatch._json import JsonLimits
 from steppatch.transport._limits import TransportLimits
 from steppatch.trust.limits import TrustLimits
 
@@ -45,12 +46,21 @@ class Limits:
     #: free space kept in reserve beyond an apply's own estimate
     disk_reserve_bytes: int = 16 * MiB
 
+    #: deepest nesting of arrays and objects in a JSON document read from outside
+    max_json_depth: int = 64
+    #: longest integer in such a document (20 digits hold any 64-bit size)
+    max_json_int_digits: int = 20
+
     #: network bounds: timeouts, deadlines, retries, parallel downloads
     network: TransportLimits = attrs.field(factory=TransportLimits)
 
     def transport(self) -> TransportLimits:
         """The bounds the transport edge enforces."""
         return self.network
+
+    def json(self) -> JsonLimits:
+        """The bounds every JSON reader enforces."""
+        return JsonLimits(max_depth=self.max_json_depth, max_int_digits=self.max_json_int_digits)
 
     def trust(self) -> TrustLimits:
         """The bounds the metadata verification core checks."""

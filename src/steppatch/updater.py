@@ -673,7 +673,10 @@ class Home:
             state = parse_state((staged / "state.json").read_bytes(), str(staged / "state.json"))
             history = parse_recipe((staged / "history.spr").read_bytes(), "staged history")
             target = state.versions()
-            requested = set(f.get("requested", list))
+            listed = f.get("requested", list)
+            if not all(isinstance(name, str) for name in listed):
+                f.fail("requested", "expected a list of component names")
+            requested = set(listed)
             plan = Plan(
                 target=target,
                 changes=component_changes(old.versions(), target, requested),
