@@ -661,11 +661,9 @@ class Home:
             def fail(problem: str) -> NoReturn:
                 raise StagedApplyMissing(str(self.files.root), token, f"record: {problem}")
 
-            f = Fields(load_json_object(record_path.read_bytes(), fail), "", fail)
-            if f.get("format", str) != STAGED_FORMAT:
-                f.fail("format", f"expected {STAGED_FORMAT!r}")
+            record = _read_staged_record(record_path.read_bytes(), fail)
             old = self.files.state()
-            if old.fingerprint() != f.get("base", str):
+            if old.fingerprint() != record.base:
                 self._discard_staged(staged)
                 raise StagedApplyMissing(
                     str(self.files.root), token, "the home changed since it was staged; stage again"
@@ -673,25 +671,20 @@ class Home:
             state = parse_state((staged / "state.json").read_bytes(), str(staged / "state.json"))
             history = parse_recipe((staged / "history.spr").read_bytes(), "staged history")
             target = state.versions()
-            listed = f.get("requested", list)
-            if not all(isinstance(name, str) for name in listed):
-                f.fail("requested", "expected a list of component names")
-            requested = set(listed)
             plan = Plan(
                 target=target,
-                changes=component_changes(old.versions(), target, requested),
-                hot=f.get("hot", bool),
-                repairs=f.get("repairs", int),
+                changes=component_changes(old.versions(), target, set(record.requested)),
+                hot=record.hot,
+                repairs=record.repairs,
             )
-            tree_id = f.get("tree", str)
+            tree_id = record.tree
             if not _is_tree_id(tree_id) or not (staged / "tree").is_dir():
                 self._discard_staged(staged)
                 raise StagedApplyMissing(str(self.files.root), token, "its tree is missing")
             os.replace(staged / "tree", self.files.trees / tree_id)
-            displaced = [str(p) for p in f.get("displaced", list)]
             shutil.rmtree(staged)
             return self._go_live(
-                tree_id, displaced, plan, state, history, hot=f.get("hot", bool)
+                tree_id, list(record.displaced), plan, state, history, hot=record.hot
             )
 
     def discard_staged(self, token: str | None = None) -> None:
@@ -1132,6 +1125,39 @@ def _snapshot_drift(recipes: list[Recipe], tree: Path) -> Drift | None:
     if not files:
         return None
     return diff_tree(files, scan_tree(tree, hashes=True))
+
+
+@attrs.frozen
+class _StagedRecord:
+    """A staged apply's ``staged.json``: what :meth:`Home.switch_staged` needs to finish it."""
+
+    tree: str
+    base: str
+    hot: bool
+    requested: tuple[str, ...]
+    repairs: int
+    displaced: tuple[str, ...]
+
+
+def _read_staged_record(data: bytes, fail: Callable[[str], NoReturn]) -> _StagedRecord:
+    """Parse a ``steppatch-staged/1`` record; ``fail(problem)`` raises the caller's error."""
+    f = Fields(load_json_object(data, fail), "", fail)
+    if f.get("format", str) != STAGED_FORMAT:
+        f.fail("format", f"expected {STAGED_FORMAT!r}")
+    lists: dict[str, tuple[str, ...]] = {}
+    for field in ("requested", "displaced"):
+        listed = f.get(field, list)
+        if not all(isinstance(item, str) for item in listed):
+            f.fail(field, "expected a list of strings")
+        lists[field] = tuple(listed)
+    return _StagedRecord(
+        tree=f.get("tree", str),
+        base=f.get("base", str),
+        hot=f.get("hot", bool),
+        requested=lists["requested"],
+        repairs=f.get("repairs", int),
+        displaced=lists["displaced"],
+    )
 
 
 def _is_tree_id(text: str) -> bool:
