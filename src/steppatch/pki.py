@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -413,13 +413,18 @@ def sign_request(
         raise CertificateError(source, f"not a PEM certificate request ({e})") from e
     try:
         valid = csr.is_signature_valid
-    except (InvalidSignature, ValueError, TypeError):
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         valid = False
     if not valid:
         raise CertificateError(source, "the request's signature does not verify")
-    public_key = csr.public_key()
+    try:
+        # Parsed on access: an unknown key type or a malformed extension raises only here.
+        public_key = csr.public_key()
+        extensions = csr.extensions
+    except (UnsupportedAlgorithm, ValueError) as e:
+        raise CertificateError(source, f"not a readable certificate request ({e})") from e
     _check_public_key(public_key, source)
-    name = _system_name_from(csr.subject, csr.extensions, source)
+    name = _system_name_from(csr.subject, extensions, source)
     if name is None:
         raise CertificateError(source, "the request names no system (no common name)")
     validate_system_name(name)
@@ -429,6 +434,14 @@ def sign_request(
 def read_certificate(pem: bytes, source: str = "certificate") -> CertificateInfo:
     """Read a PEM certificate. Raises :class:`CertificateError`."""
     cert = _load_cert(pem, source)
+    try:
+        return _certificate_info(cert, source)
+    except (UnsupportedAlgorithm, ValueError) as e:
+        # cryptography parses extensions on access: a malformed one raises only here
+        raise CertificateError(source, f"not a readable certificate ({e})") from e
+
+
+def _certificate_info(cert: x509.Certificate, source: str) -> CertificateInfo:
     usage = ""
     try:
         if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
@@ -476,7 +489,11 @@ def check_key_matches(cert_pem: bytes, key_pem: bytes, source: str = "certificat
     key = _load_key(key_pem, f"{source} key")
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
-    if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+    try:
+        cert_key = cert.public_key().public_bytes(der, spki)
+    except (UnsupportedAlgorithm, ValueError) as e:
+        raise CertificateError(source, f"not a readable certificate ({e})") from e
+    if cert_key != key.public_key().public_bytes(der, spki):
         raise CertificateError(source, "the private key does not belong to this certificate")
 
 
@@ -486,7 +503,7 @@ def check_issued_by(cert_pem: bytes, ca_cert_pem: bytes, source: str = "certific
     ca = _load_cert(ca_cert_pem, "CA certificate")
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as e:
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as e:
         raise CertificateError(
             source, f"not issued by the CA {ca.subject.rfc4514_string()} ({e or 'bad signature'})"
         ) from e
