@@ -10,6 +10,7 @@ long for ``int()`` (Python's ``int_max_str_digits``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -63,7 +64,7 @@ def dump_json(value: object) -> bytes:
 
 #: every byte but the quote and the brackets, deleted by bytes.translate
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
-_PAIRS = (b"[]", b"{}")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
 
 
 def _depth_within(data: bytes, max_depth: int) -> bool:
@@ -80,14 +81,15 @@ def _depth_within(data: bytes, max_depth: int) -> bool:
     marks = data.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
     if b'"' in marks:
         marks = b"".join(marks.split(b'"')[::2])
+    left = marks
     for _ in range(max_depth):
-        if not marks:
+        if not left:
             return True
-        shorter = marks.replace(b"[]", b"").replace(b"{}", b"")
-        if len(shorter) == len(marks):
+        shorter = _INNERMOST.sub(b"", left)  # one pass: pairs it exposes wait for the next
+        if len(shorter) == len(left):
             break  # unbalanced or mismatched: no longer a question of depth
-        marks = shorter
-    if not marks:
+        left = shorter
+    if not left:
         return True
     # Left over: too deep, or not JSON. Measure the depth exactly (rare, so a Python loop).
     depth = deepest = 0

@@ -193,7 +193,7 @@ def _structural(draw: st.DrawFn, doc: Any, raw: str, scalars: Any) -> Any:
                 st.sampled_from(siblings).map(copy.deepcopy),  # a value of another field's type
                 st.just([copy.deepcopy(_get(doc, path))]),  # wrapped in a list
                 st.just({"k": copy.deepcopy(_get(doc, path))}),  # wrapped in an object
-            )
+            ).map(copy.deepcopy)  # never share ODD's lists and objects between examples
         )
         if not path:
             doc = replacement
@@ -638,3 +638,36 @@ def test_certificate(pem: bytes) -> None:
 @given(_der_edits(REQUEST.csr_pem, "CERTIFICATE REQUEST"))
 def test_certificate_request(pem: bytes) -> None:
     _call("certificate request (sign_request)", lambda: pki.sign_request(CA, pem))
+
+
+# --- the depth pre-scan agrees with the parser ---------------------------------------------------
+
+_tricky_text = st.text(alphabet='[]{}"\\ab\u00e9', max_size=6)
+nested_values = st.recursive(
+    st.one_of(st.integers(-(10**19), 10**19), _tricky_text, st.none()),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@FUZZ
+@given(nested_values, st.integers(0, 12), st.booleans())
+def test_depth_prescan_matches_the_depth(value: Any, limit: int, indent: bool) -> None:
+    """Brackets, quotes and backslashes inside strings never count; every level outside does."""
+    from steppatch._json import JsonLimits, JsonProblem, parse_json
+
+    data = json.dumps(value, indent=1 if indent else None, ensure_ascii=False).encode()
+    CALLS[("JSON depth pre-scan (parse_json)", "checked")] += 1
+    if _depth(value) <= limit:
+        assert parse_json(data, JsonLimits(max_depth=limit)) == value
+    else:
+        with pytest.raises(JsonProblem, match=f"nested deeper than {limit} levels"):
+            parse_json(data, JsonLimits(max_depth=limit))
