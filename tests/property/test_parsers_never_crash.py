@@ -86,8 +86,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 #: applied to these tests only, so that the other property tests keep their own settings
-FUZZ = settings.get_profile("parsers-long" if os.environ.get("STEPPATCH_FUZZ") == "long" else
-                            "parsers-ci")
+FUZZ = settings.get_profile(
+    "parsers-long" if os.environ.get("STEPPATCH_FUZZ") == "long" else "parsers-ci"
+)
 
 #: calls per parser and how they ended ("accepted" or the error's class), printed at the end
 CALLS: Counter[tuple[str, str]] = Counter()
@@ -153,8 +154,9 @@ _scalars = st.one_of(
 )  # fmt: skip
 json_values = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -242,9 +244,7 @@ def mutated_json(doc: Any, valid: bytes | None = None) -> st.SearchStrategy[byte
     """Bytes from ``doc`` (published as ``valid``, if given): structurally or bytewise changed."""
     valid = valid if valid is not None else _dump_json(doc)
     structural = _structural(doc, "json", json_values).map(_dump_json)
-    return st.one_of(
-        structural, byte_edits(valid), structural.flatmap(byte_edits), st.just(valid)
-    )
+    return st.one_of(structural, byte_edits(valid), structural.flatmap(byte_edits), st.just(valid))
 
 
 def _toml_value(value: Any) -> str:
@@ -257,8 +257,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        items = (f"{json.dumps(k, ensure_ascii=False)} = {_toml_value(v)}" for k, v in
-                 value.items())
+        items = (
+            f"{json.dumps(k, ensure_ascii=False)} = {_toml_value(v)}" for k, v in value.items()
+        )
         return "{" + ", ".join(items) + "}"
     return '""'  # None: TOML has no null; an empty string stands in
 
@@ -284,9 +285,7 @@ _toml_scalars = st.one_of(
 def mutated_toml(doc: dict[str, Any]) -> st.SearchStrategy[bytes]:
     valid = _dump_toml(doc)
     structural = _structural(doc, "toml", _toml_scalars).map(_dump_toml)
-    return st.one_of(
-        structural, byte_edits(valid), structural.flatmap(byte_edits), st.just(valid)
-    )
+    return st.one_of(structural, byte_edits(valid), structural.flatmap(byte_edits), st.just(valid))
 
 
 def mutated_text(text: str) -> st.SearchStrategy[str]:
@@ -410,10 +409,14 @@ _STORED_JSON = json.loads(gzip.decompress(dump_stored_manifest(MANIFEST)))
 def test_stored_manifest(data: bytes) -> None:
     # Named by the sha256 of the bytes given, so the damage check passes and the parse is reached.
     stored = hashlib.sha256(data).hexdigest()
-    _call("stored manifest (parse_stored_manifest)",
-          lambda: parse_stored_manifest(data, stored, "home"))
-    _call("stored manifest (stored_manifest_entries)",
-          lambda: stored_manifest_entries(data, stored, "home"))
+    _call(
+        "stored manifest (parse_stored_manifest)",
+        lambda: parse_stored_manifest(data, stored, "home"),
+    )
+    _call(
+        "stored manifest (stored_manifest_entries)",
+        lambda: stored_manifest_entries(data, stored, "home"),
+    )
 
 
 @FUZZ
@@ -479,8 +482,10 @@ def test_home_config(data: bytes) -> None:
 @FUZZ
 @given(st.one_of(mutated_toml(MIRROR_TOML), mutated_toml(ORIGIN_TOML)))
 def test_mirror_config(data: bytes) -> None:
-    _call("mirror.toml (parse_config)",
-          lambda: parse_config(data, "/etc/m/mirror.toml", Path("/etc/m")))
+    _call(
+        "mirror.toml (parse_config)",
+        lambda: parse_config(data, "/etc/m/mirror.toml", Path("/etc/m")),
+    )
 
 
 # --- signed metadata: byte changes, and structural changes signed again --------------------------
