@@ -330,3 +330,14 @@ def test_certificate_with_an_unknown_key_type() -> None:
 def test_a_valid_snapshot_still_passes() -> None:
     names, recipe = check_snapshot("bob.spr", "bob", SNAPSHOT)
     assert names == ["bob"] and recipe.system == "bob"
+
+
+@pytest.mark.parametrize("url", ["https://[", "https://[::1", "https://h:99999", "https://h:x/"])
+def test_home_mirror_url_that_urllib_cannot_parse(url: str) -> None:
+    from steppatch.transport._base import fetcher_for
+
+    # steppatch.toml takes the URL as text; the transport edge reads it, and refuses it typed
+    config = parse_home_config(f'updates = "{url}"\n'.encode(), "steppatch.toml")
+    with pytest.raises(ConfigError) as caught:
+        fetcher_for(config.updates)
+    assert caught.value.path == url
