@@ -65,6 +65,17 @@ _HOST_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 _CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
+#: what cryptography raises for bytes it cannot read, beyond ValueError: a wrong version, a
+#: repeated extension, a key type or a general name it does not know (some only on access)
+_UNREADABLE = (
+    ValueError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
 class CertificateError(InputError):
     """A certificate, key or request cannot be used; ``source`` names it, ``problem`` says why."""
 
@@ -164,14 +175,14 @@ def _name(common_name: str) -> x509.Name:
 def _load_cert(pem: bytes, source: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except ValueError as e:
+    except _UNREADABLE as e:
         raise CertificateError(source, f"not a PEM certificate ({e})") from e
 
 
 def _load_key(pem: bytes, source: str) -> CertificateIssuerPrivateKeyTypes:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as e:
+    except (TypeError, *_UNREADABLE) as e:
         raise CertificateError(source, f"not an unencrypted PEM private key ({e})") from e
     if not isinstance(
         key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -189,6 +200,8 @@ def _load_ca(
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         constraints = None
+    except _UNREADABLE as e:
+        raise CertificateError(source, f"not a readable CA certificate ({e})") from e
     if constraints is None or not constraints.ca:
         raise CertificateError(source, "the certificate is not a CA certificate")
     check_key_matches(ca.cert_pem, ca.key_pem, source)
@@ -409,11 +422,11 @@ def sign_request(
     """
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
-    except ValueError as e:
+    except _UNREADABLE as e:
         raise CertificateError(source, f"not a PEM certificate request ({e})") from e
     try:
         valid = csr.is_signature_valid
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+    except (InvalidSignature, TypeError, *_UNREADABLE):
         valid = False
     if not valid:
         raise CertificateError(source, "the request's signature does not verify")
@@ -421,10 +434,14 @@ def sign_request(
         # Parsed on access: an unknown key type or a malformed extension raises only here.
         public_key = csr.public_key()
         extensions = csr.extensions
-    except (UnsupportedAlgorithm, ValueError) as e:
+        subject = csr.subject
+    except _UNREADABLE as e:
         raise CertificateError(source, f"not a readable certificate request ({e})") from e
     _check_public_key(public_key, source)
-    name = _system_name_from(csr.subject, extensions, source)
+    try:
+        name = _system_name_from(subject, extensions, source)
+    except _UNREADABLE as e:
+        raise CertificateError(source, f"not a readable certificate request ({e})") from e
     if name is None:
         raise CertificateError(source, "the request names no system (no common name)")
     validate_system_name(name)
@@ -436,7 +453,7 @@ def read_certificate(pem: bytes, source: str = "certificate") -> CertificateInfo
     cert = _load_cert(pem, source)
     try:
         return _certificate_info(cert, source)
-    except (UnsupportedAlgorithm, ValueError) as e:
+    except _UNREADABLE as e:
         # cryptography parses extensions on access: a malformed one raises only here
         raise CertificateError(source, f"not a readable certificate ({e})") from e
 
@@ -491,7 +508,7 @@ def check_key_matches(cert_pem: bytes, key_pem: bytes, source: str = "certificat
     der = serialization.Encoding.DER
     try:
         cert_key = cert.public_key().public_bytes(der, spki)
-    except (UnsupportedAlgorithm, ValueError) as e:
+    except _UNREADABLE as e:
         raise CertificateError(source, f"not a readable certificate ({e})") from e
     if cert_key != key.public_key().public_bytes(der, spki):
         raise CertificateError(source, "the private key does not belong to this certificate")
@@ -503,7 +520,7 @@ def check_issued_by(cert_pem: bytes, ca_cert_pem: bytes, source: str = "certific
     ca = _load_cert(ca_cert_pem, "CA certificate")
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as e:
+    except (TypeError, InvalidSignature, *_UNREADABLE) as e:
         raise CertificateError(
             source, f"not issued by the CA {ca.subject.rfc4514_string()} ({e or 'bad signature'})"
         ) from e

@@ -341,3 +341,43 @@ def test_home_mirror_url_that_urllib_cannot_parse(url: str) -> None:
     with pytest.raises(ConfigError) as caught:
         fetcher_for(config.updates)
     assert caught.value.path == url
+
+
+#: found by the long fuzz run: cryptography raised DuplicateExtension (a changed byte made a second
+#: keyUsage extension) and InvalidVersion (a request of version 1), neither of them a ValueError
+DUPLICATE_EXTENSION_CERT = (
+    b"-----BEGIN CERTIFICATE-----\n"
+    b"MIIByzCCAXGgAwIBAgIUb5HcPHK4s/vra76Twn4wzfU0gKkwCgYIKoZIzj0EAwIw\n"
+    b"HzEdMBsGA1UEAwwUc3RlcHBhdGNoIHByaXZhdGUgQ0EwHhcNMjYxMjA0MjIxNjI1\n"
+    b"WhcNMjkwMzA4MjIyMTI1WjAOMQwwCgYDVQQDDANib2IwWTATBgcqhkjOPQIBBggq\n"
+    b"hkjOPQMBBwNCAASdShJP+ATx4NozUYbBTNOi7D35/cpbB2KXEv7a/q89ug0ujUO+\n"
+    b"YXKI/1aI6ElyOH5O/iTKmk8AGReIbq5KbcD6o4GbMIGYMAwGA1UdEwEB/wQCMAAw\n"
+    b"DgYDVR0PAQH/BAQDAgeAMB0GA1UdDwQWBBQE4ZggIUN34w1EMtD0tsMauLfBzzAf\n"
+    b"BgNVHSMEGDAWgBT3GYRjxwQcUoSMQhPfE/swhkB2JTATBgNVHSUEDDAKBggrBgEF\n"
+    b"BQcDAjAjBgNVHREEHDAahhh1cm46c3RlcHBhdGNoOnN5c3RlbTpib2IwCgYIKoZI\n"
+    b"zj0EAwIDSAAwRQIgGPdAlX2A2PYhsgSVRa8kj51BLwpTNS1fcKSctLZLHqACIQDr\n"
+    b"Hdr3OmchQoLPCz4OLMYcEnEOe21xVdZyTkuRvIu0Wg==\n"
+    b"-----END CERTIFICATE-----\n"
+)
+VERSION_1_REQUEST = (
+    b"-----BEGIN CERTIFICATE REQUEST-----\n"
+    b"MIH/MIGmAgEBMA4xDDAKBgNVBAMMA2JvYjBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
+    b"A0IABIQsxK8T1bHrFco2skMvYeoKlv2XPOMdxPEubU6kBkJrH9qGh/PVd2kPvaD7\n"
+    b"0tK1QxmKi2S1kN+oV9rQACBirZOgNjA0BgkqhkiG9w0BCQ4xJzAlMCMGA1UdEQQc\n"
+    b"MBqGGHVybjpzdGVwcGF0Y2g6c3lzdGVtOmJvYjAKBggqhkjOPQQDAgNIADBFAiEA\n"
+    b"5uvPJ62gaibhtghIIBtNhYeOb42uskPIW3vdYRBpPSACICkDFQU17BfHtoBJNdHh\n"
+    b"3TfIPCW8Twsab4GamTQxy0yz\n"
+    b"-----END CERTIFICATE REQUEST-----\n"
+)
+
+
+def test_certificate_with_a_duplicate_extension() -> None:
+    with pytest.raises(pki.CertificateError) as caught:
+        pki.read_certificate(DUPLICATE_EXTENSION_CERT, "bob.crt")
+    assert caught.value.source == "bob.crt"
+
+
+def test_request_of_an_unknown_version() -> None:
+    with pytest.raises(pki.CertificateError) as caught:
+        pki.sign_request(pki.make_ca(), VERSION_1_REQUEST, source="bob.csr")
+    assert caught.value.source == "bob.csr"
