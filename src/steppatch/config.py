@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from steppatch._toml import TomlProblem, parse_toml
 from steppatch.errors import ConfigError, InputError
 
 __all__ = [
@@ -144,9 +144,9 @@ class HomeConfig:
 def parse_home_config(data: bytes, source: str) -> HomeConfig:
     """Parse ``steppatch.toml``. Raises :class:`ConfigError` naming the field at fault."""
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(source, f"not valid TOML: {e}") from e
+        raw = parse_toml(data)
+    except TomlProblem as e:
+        raise ConfigError(source, e.problem) from e
     values: dict[str, str] = {}
     for key, required in (("updates", True), ("system", False), ("node", False)):
         if key not in raw:

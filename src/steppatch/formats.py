@@ -138,8 +138,9 @@ def _entry_fast(raw: object) -> FileEntry | None:
     """The entry if ``raw`` is plainly well formed, else ``None`` (the careful path decides)."""
     if not isinstance(raw, dict):
         return None
-    path = raw.get("path")
-    kind = _KINDS.get(raw.get("type"))  # type: ignore[arg-type]
+    path, kind_text = raw.get("path"), raw.get("type")
+    # Checked to be a string before the look-up: a list or an object is not hashable.
+    kind = _KINDS.get(kind_text) if isinstance(kind_text, str) else None
     if not isinstance(path, str) or kind is None or not path or path[0] == "/":
         return None
     # Substring tests in C instead of a loop over the parts: no empty, "." or ".." part.
@@ -258,7 +259,8 @@ def parse_manifest(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) ->
     """Parse a manifest document. Raises :class:`MalformedDocument` or :class:`TooLarge`."""
     if len(data) > limits.max_manifest_bytes:
         raise TooLarge(source, limits.max_manifest_bytes)
-    return manifest_from_json(load_json_object(data, _failer(source)), source, limits)
+    obj = load_json_object(data, _failer(source), limits.json())
+    return manifest_from_json(obj, source, limits)
 
 
 # --- the repository index ------------------------------------------------------------------------
@@ -461,7 +463,7 @@ def _stored_json(
         fail(f"not gzip data ({e})")
     if len(text) > limits.max_manifest_bytes or inflate.unconsumed_tail:
         raise TooLarge(what, limits.max_manifest_bytes)
-    return load_json_object(text, fail), fail
+    return load_json_object(text, fail, limits.json()), fail
 
 
 def parse_stored_manifest(

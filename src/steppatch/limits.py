@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from steppatch._json import JsonLimits
 from steppatch.trust.limits import TrustLimits
 
 __all__ = ["DEFAULT_LIMITS", "DEFAULT_TRANSPORT_LIMITS", "Limits", "TransportLimits"]
@@ -94,12 +95,21 @@ class Limits:
     #: serves: a key file starts with its BEGIN line, after at most a few certificates
     key_scan_head_bytes: int = 16 * 1024
 
+    #: deepest nesting of arrays and objects in a JSON document read from outside
+    max_json_depth: int = 64
+    #: longest integer in such a document (20 digits hold any 64-bit size)
+    max_json_int_digits: int = 20
+
     #: network bounds: timeouts, deadlines, retries, parallel downloads
     network: TransportLimits = attrs.field(factory=TransportLimits)
 
     def transport(self) -> TransportLimits:
         """The bounds the transport edge enforces."""
         return self.network
+
+    def json(self) -> JsonLimits:
+        """The bounds every JSON reader enforces."""
+        return JsonLimits(max_depth=self.max_json_depth, max_int_digits=self.max_json_int_digits)
 
     def trust(self) -> TrustLimits:
         """The bounds the metadata verification core checks."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -86,6 +86,17 @@ _SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 _CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+#: what cryptography raises for bytes it cannot read, beyond ValueError: a wrong version, a
+#: repeated extension, a key type or a general name it does not know (some only on access)
+_UNREADABLE = (
+    ValueError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 
 class CertificateError(InputError):
@@ -208,14 +219,14 @@ def _name(common_name: str) -> x509.Name:
 def _load_cert(pem: bytes, source: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except ValueError as e:
+    except _UNREADABLE as e:
         raise CertificateError(source, f"not a PEM certificate ({e})") from e
 
 
 def _load_key(pem: bytes, source: str) -> CertificateIssuerPrivateKeyTypes:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as e:
+    except (TypeError, *_UNREADABLE) as e:
         raise CertificateError(source, f"not an unencrypted PEM private key ({e})") from e
     if not isinstance(
         key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -233,6 +244,8 @@ def _load_ca(
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         constraints = None
+    except _UNREADABLE as e:
+        raise CertificateError(source, f"not a readable CA certificate ({e})") from e
     if constraints is None or not constraints.ca:
         raise CertificateError(source, "the certificate is not a CA certificate")
     check_key_matches(ca.cert_pem, ca.key_pem, source)
@@ -453,17 +466,26 @@ def sign_request(
     """
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
-    except ValueError as e:
+    except _UNREADABLE as e:
         raise CertificateError(source, f"not a PEM certificate request ({e})") from e
     try:
         valid = csr.is_signature_valid
-    except (InvalidSignature, ValueError, TypeError):
+    except (InvalidSignature, TypeError, *_UNREADABLE):
         valid = False
     if not valid:
         raise CertificateError(source, "the request's signature does not verify")
-    public_key = csr.public_key()
+    try:
+        # Parsed on access: an unknown key type or a malformed extension raises only here.
+        public_key = csr.public_key()
+        extensions = csr.extensions
+        subject = csr.subject
+    except _UNREADABLE as e:
+        raise CertificateError(source, f"not a readable certificate request ({e})") from e
     _check_public_key(public_key, source)
-    name = _system_name_from(csr.subject, csr.extensions, source)
+    try:
+        name = _system_name_from(subject, extensions, source)
+    except _UNREADABLE as e:
+        raise CertificateError(source, f"not a readable certificate request ({e})") from e
     if name is None:
         raise CertificateError(source, "the request names no system (no common name)")
     validate_system_name(name)
@@ -473,6 +495,14 @@ def sign_request(
 def read_certificate(pem: bytes, source: str = "certificate") -> CertificateInfo:
     """Read a PEM certificate. Raises :class:`CertificateError`."""
     cert = _load_cert(pem, source)
+    try:
+        return _certificate_info(cert, source)
+    except _UNREADABLE as e:
+        # cryptography parses extensions on access: a malformed one raises only here
+        raise CertificateError(source, f"not a readable certificate ({e})") from e
+
+
+def _certificate_info(cert: x509.Certificate, source: str) -> CertificateInfo:
     usage = ""
     try:
         if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
@@ -520,7 +550,11 @@ def check_key_matches(cert_pem: bytes, key_pem: bytes, source: str = "certificat
     key = _load_key(key_pem, f"{source} key")
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
-    if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+    try:
+        cert_key = cert.public_key().public_bytes(der, spki)
+    except _UNREADABLE as e:
+        raise CertificateError(source, f"not a readable certificate ({e})") from e
+    if cert_key != key.public_key().public_bytes(der, spki):
         raise CertificateError(source, "the private key does not belong to this certificate")
 
 
@@ -531,7 +565,7 @@ def check_issued_by(cert_pem: bytes, ca_cert_pem: bytes, source: str = "certific
     ca = _load_cert(ca_cert_pem, "CA certificate")
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as e:
+    except (ValueError, TypeError, InvalidSignature, *_UNREADABLE) as e:
         raise NotIssuedByCA(
             source, ca.subject.rfc4514_string(), f" ({e or 'bad signature'})"
         ) from e

@@ -44,7 +44,7 @@ def parse_recipe(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> R
 
     if len(data) > limits.max_recipe_bytes:
         fail(f"larger than {limits.max_recipe_bytes} bytes")
-    f = Fields(load_json_object(data, fail), "", fail)
+    f = Fields(load_json_object(data, fail, limits.json()), "", fail)
     found = f.get("format", str)
     if found != RECIPE_FORMAT:
         f.fail("format", f"expected {RECIPE_FORMAT!r}, got {found!r}")

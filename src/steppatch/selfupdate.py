@@ -30,6 +30,7 @@ import attrs
 from packaging.version import InvalidVersion, Version
 
 from steppatch._fs import atomic_write, checkpoint
+from steppatch._json import parse_json
 from steppatch.channel import DEFAULT_CHANNEL, DEFAULT_REF, TOOL_COMPONENT, TOOL_HOME_VARIABLE
 from steppatch.errors import InputError, LocalEnvironmentError
 from steppatch.foothold import ENVS_VARIABLE, PYZ_NAME, Foothold, build_foothold, read_foothold
@@ -312,11 +313,11 @@ def _check_tool(
             str(version), f"exit code {result.returncode}: {lines[-1] if lines else 'no output'}"
         )
     try:
-        said = json.loads(result.stdout)
+        said = parse_json(result.stdout.encode())
         foothold = said["foothold"] or {}
         found = Version(str(foothold.get("version")))
         check = ToolCheck(str(found), foothold["build"], said["python"], said["platform"])
-    except (ValueError, KeyError, TypeError, InvalidVersion) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidVersion) as e:
         raise ToolCheckFailed(str(version), f"it did not describe itself: {e}") from None
     if found != version:
         raise ToolCheckFailed(str(version), f"it says it is {found}")

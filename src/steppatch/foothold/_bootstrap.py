@@ -85,7 +85,8 @@ def read_build(archive: str) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(archive) as z:
             build = json.loads(z.read(BUILD_MEMBER))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+    # RecursionError: deep nesting; this file may use the standard library only, not parse_json
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as e:
         raise FootholdBootError(f"{archive} is not a steppatch foothold: {e}") from e
     if not isinstance(build, dict) or build.get("format") != FORMAT:
         raise FootholdBootError(f"{archive}: unknown foothold format (expected {FORMAT})")

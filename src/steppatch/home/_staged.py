@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -94,10 +94,8 @@ class StagedApplies:
         def fail(problem: str) -> NoReturn:
             raise StagedApplyMissing(home, token, f"record: {problem}")
 
-        f = Fields(load_json_object(record_path.read_bytes(), fail), "", fail)
-        if f.get("format", str) != STAGED_FORMAT:
-            f.fail("format", f"expected {STAGED_FORMAT!r}")
-        if base != f.get("base", str):
+        fields = read_staged_record(record_path.read_bytes(), fail)
+        if base != fields.base:
             self._discard(staged)
             raise StagedApplyMissing(
                 home, token, "the home changed since it was staged; stage again"
@@ -105,14 +103,14 @@ class StagedApplies:
         state = parse_state((staged / "state.json").read_bytes(), str(staged / "state.json"))
         history = parse_recipe((staged / "history.spr").read_bytes(), "staged history")
         record = StagedRecord(
-            tree_id=f.get("tree", str),
+            tree_id=fields.tree,
             state=state,
             history=history,
             base=base,
-            hot=f.get("hot", bool),
-            requested=frozenset(f.get("requested", list)),
-            repairs=f.get("repairs", int),
-            displaced=tuple(str(p) for p in f.get("displaced", list)),
+            hot=fields.hot,
+            requested=frozenset(fields.requested),
+            repairs=fields.repairs,
+            displaced=fields.displaced,
         )
         if not is_tree_id(record.tree_id) or not (staged / "tree").is_dir():
             self._discard(staged)
@@ -145,3 +143,37 @@ class StagedApplies:
             os.replace(staged / "tree", self.files.trees / staged.name)
         self.files.discard(staged.name)
         shutil.rmtree(staged, ignore_errors=True)
+
+
+@attrs.frozen
+class StagedFields:
+    """The fields of a ``staged.json`` record, checked."""
+
+    tree: str
+    base: str
+    hot: bool
+    requested: tuple[str, ...]
+    repairs: int
+    displaced: tuple[str, ...]
+
+
+def read_staged_record(data: bytes, fail: Callable[[str], NoReturn]) -> StagedFields:
+    """Parse a ``steppatch-staged/1`` record; ``fail(problem)`` raises the caller's error (a
+    list of anything but strings where names belong included)."""
+    f = Fields(load_json_object(data, fail), "", fail)
+    if f.get("format", str) != STAGED_FORMAT:
+        f.fail("format", f"expected {STAGED_FORMAT!r}")
+    lists: dict[str, tuple[str, ...]] = {}
+    for field in ("requested", "displaced"):
+        listed = f.get(field, list)
+        if not all(isinstance(item, str) for item in listed):
+            f.fail(field, "expected a list of strings")
+        lists[field] = tuple(listed)
+    return StagedFields(
+        tree=f.get("tree", str),
+        base=f.get("base", str),
+        hot=f.get("hot", bool),
+        requested=lists["requested"],
+        repairs=f.get("repairs", int),
+        displaced=lists["displaced"],
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import attrs
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from steppatch._toml import TomlProblem, parse_toml
 from steppatch.errors import ComponentSourceError, UnsafeSourceSymlink
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.links import symlinks_of, unsafe_links
@@ -62,11 +62,11 @@ def _read_meta(path: Path, limits: Limits) -> dict[str, Any]:
     try:
         if path.stat().st_size > limits.max_component_toml_bytes:
             raise ComponentSourceError(where, None, "file too large")
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return parse_toml(path.read_bytes())
     except FileNotFoundError:
         raise ComponentSourceError(where, None, "missing: a component source needs one") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ComponentSourceError(where, None, f"not valid TOML: {e}") from e
+    except TomlProblem as e:
+        raise ComponentSourceError(where, None, e.problem) from e
 
 
 def read_source(root: Path, limits: Limits = DEFAULT_LIMITS) -> ComponentSource:

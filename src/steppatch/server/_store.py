@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 
 from steppatch._fs import atomic_write, temp_path
+from steppatch._json import JsonProblem, parse_json
 from steppatch.errors import IntegrityError, RepositoryError, TooLarge
 from steppatch.formats import index_from_json, parse_manifest
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -227,9 +228,14 @@ class MirrorStore:
             self._sweep()
             self.meta = self._load(trusted_root)
             if self.state_file.is_file():
-                self.state = json.loads(self.state_file.read_bytes())
+                state = parse_json(self.state_file.read_bytes())
+                if not isinstance(state, dict):
+                    raise StoreError(str(self.state_file), "not a JSON object")
+                self.state = state
         except OSError as e:
             raise _store_error(root, e) from e
+        except JsonProblem as e:
+            raise StoreError(str(self.state_file), e.problem) from e
         self._catalogue_held()
 
     # --- loading ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import tomllib
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from steppatch._toml import TomlProblem, parse_toml
 from steppatch.server.errors import MirrorConfigError
 
 __all__ = [
@@ -177,9 +178,13 @@ class _Reader:
         value = self.table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(key, "expected a number")
-        if value < minimum or (exclusive and value == minimum):
+        # float() of an integer of 309 digits or more overflows; nan compares false to anything
+        number = float(value) if isinstance(value, float) or abs(value) < 2**1023 else math.inf
+        if not math.isfinite(number):
+            raise self.fail(key, "expected a finite number")
+        if number < minimum or (exclusive and number == minimum):
             raise self.fail(key, f"must be {'>' if exclusive else '>='} {minimum:g}, not {value}")
-        return float(value)
+        return number
 
     def integer(self, key: str, default: int, minimum: int) -> int:
         value = self.table.get(key, default)
@@ -204,7 +209,9 @@ class _Reader:
         text = self.str_(key, default)
         host, sep, port_text = text.rpartition(":")
         host = host.strip("[]")
-        if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        # isascii: str.isdigit accepts digits int() refuses ("²"); five digits at most
+        digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+        if not sep or not host or not digits or not 0 <= int(port_text) < 65536:
             raise self.fail(key, f"expected HOST:PORT, got {text!r}")
         return Address(host, int(port_text))
 
@@ -227,14 +234,22 @@ def _upstreams(raw: object, r: _Reader) -> tuple[Upstream, ...]:
         u = _Reader(item, f"upstreams[{i}].", r.source, r.base)
         u.only({"id", "url", "priority", "name"})
         url = u.str_("url").rstrip("/")
-        parts = urlsplit(url)
+        expected = f"expected an https:// (or file://) URL, got {url!r}"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - parsed on access: raises ValueError for a bad port
+        except ValueError as e:  # "https://[": Invalid IPv6 URL
+            raise u.fail("url", f"{expected} ({e})") from e
         https = parts.scheme == "https"
         if parts.scheme not in ("https", "file") or (https and not parts.hostname):
-            raise u.fail("url", f"expected an https:// (or file://) URL, got {url!r}")
+            raise u.fail("url", expected)
         priority = item.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise u.fail("priority", "expected an integer")
-        result.append(Upstream(u.str_("id"), url, priority, item.get("name", "") or ""))
+        name = item.get("name", "")
+        if not isinstance(name, str):
+            raise u.fail("name", "expected a string")
+        result.append(Upstream(u.str_("id"), url, priority, name))
     ids = [up.id for up in result]
     if len(set(ids)) != len(ids):
         raise r.fail("upstreams", f"upstream ids must be unique, got {ids}")
@@ -258,9 +273,9 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
     """
     base = base if base is not None else Path(source).parent
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise MirrorConfigError(source, None, f"not valid TOML: {e}") from e
+        raw = parse_toml(data)
+    except TomlProblem as e:
+        raise MirrorConfigError(source, None, e.problem) from e
     r = _Reader(raw, "", source, base)
     r.only(_TOP | _SNAPSHOT_KEYS)
     tls_r = r.sub("tls")

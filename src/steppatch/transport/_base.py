@@ -76,7 +76,11 @@ def fetcher_for(
     from steppatch.transport._file import FileFetcher
     from steppatch.transport._https import HttpsFetcher
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed on access: raises ValueError for a bad port
+    except ValueError as e:  # "https://[": Invalid IPv6 URL
+        raise ConfigError(url, f"not a URL steppatch can read from ({e})") from e
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ConfigError(url, "a file:// URL must name a local directory")

@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from steppatch._json import DEFAULT_JSON_LIMITS, JsonLimits, JsonProblem, parse_json
 from steppatch.trust.errors import BadMetadata
 
 __all__ = ["MAX_DEPTH", "canonical_bytes", "published_bytes", "read_json"]
@@ -28,6 +29,8 @@ __all__ = ["MAX_DEPTH", "canonical_bytes", "published_bytes", "read_json"]
 #: deepest nesting of arrays and objects accepted; metadata needs a handful of levels, and a bound
 #: keeps every walk of a document well inside Python's recursion limit
 MAX_DEPTH = 64
+#: the reader's bounds: the depth above, integers as for every document steppatch reads
+_LIMITS = JsonLimits(max_depth=MAX_DEPTH, max_int_digits=DEFAULT_JSON_LIMITS.max_int_digits)
 
 
 def show(value: object, limit: int = 60) -> str:
@@ -136,25 +139,20 @@ def read_json(data: bytes, role: str | None) -> Any:
     """The JSON value in ``data``.
 
     Raises :class:`BadMetadata` (for ``role``) if ``data`` is not UTF-8, not JSON, holds a float,
-    ``-0``, NaN or Infinity, an object with a repeated key, or nesting deeper than
-    :data:`MAX_DEPTH`. Costs one parse and one walk of ``data``.
+    ``-0``, NaN or Infinity, an integer of more than 20 digits, an object with a repeated key, or
+    nesting deeper than :data:`MAX_DEPTH`. Costs one parse and one walk of ``data``.
     """
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadMetadata(role, None, f"not UTF-8: {e}") from e
-    try:
-        value = json.loads(
-            text,
+        value = parse_json(
+            data,
+            _LIMITS,
             parse_float=_no_float,
             parse_int=_int,
             parse_constant=_no_constant,
             object_pairs_hook=_unique_keys,
         )
-    except RecursionError as e:
-        raise BadMetadata(role, None, f"not JSON: nested deeper than {MAX_DEPTH} levels") from e
-    except ValueError as e:  # json.JSONDecodeError is a ValueError
-        raise BadMetadata(role, None, f"not JSON: {e}") from e
+    except JsonProblem as e:
+        raise BadMetadata(role, None, e.problem) from e
     try:
         _check(value)
     except ValueError as e:
