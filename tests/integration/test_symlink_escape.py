@@ -232,7 +232,7 @@ def test_an_offline_patch_made_around_the_check_is_refused_at_apply(
     target = installed.snapshot()
     out = tmp_path / "evil.patch.spr"
     with monkeypatch.context() as m:
-        m.setattr("steppatch.updater.check_symlinks", lambda tree, versions, max_hops: None)
+        m.setattr("steppatch.offline_apply.check_symlinks", lambda tree, versions, max_hops: None)
         desk.prepare_offline([V2], target, out)
     before, trees = digest(installed.path), trees_of(installed)
     with pytest.raises(UnsafeSymlink):
@@ -291,7 +291,7 @@ def test_unchecked_the_chain_does_lead_to_etc_passwd(
     installed: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Keeps the tests above honest: the tree they refuse is the attack, not a harmless one.
-    monkeypatch.setattr("steppatch.updater.check_symlinks", lambda tree, versions, max_hops: None)
+    monkeypatch.setattr("steppatch.pipeline.check_symlinks", lambda tree, versions, max_hops: None)
     installed.apply([V2])
     # 31 steps up from the tree's root reach / whatever the home's depth: /etc/passwd.
     assert os.path.realpath(installed.path / "current" / "passwd") == "/etc/passwd"
