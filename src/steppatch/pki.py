@@ -33,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from steppatch._fs import atomic_write, file_lock
 from steppatch.errors import InputError, LocalEnvironmentError
+from steppatch.pki_defaults import CA_DAYS, CRL_DAYS, LEAF_DAYS
 
 __all__ = [
     "CA_DAYS",
@@ -67,12 +68,8 @@ __all__ = [
     "write_crl",
 ]
 
-#: default lifetimes, in days
-CA_DAYS = 3650
-LEAF_DAYS = 825
-#: a CRL's default validity (``next_update``): a server refuses every client once it passes, so
-#: a new CRL must be made and copied to the servers well before (weekly, say)
-CRL_DAYS = 30
+# default lifetimes, in days
+
 #: the CA directory's record of revoked certificates
 REVOKED_FILE = "revoked.json"
 #: the SAN URI of a client certificate is this prefix followed by the system name

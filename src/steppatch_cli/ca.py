@@ -16,16 +16,17 @@ import datetime as dt
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import attrs
 import typer
 
-from steppatch import pki
-from steppatch._fs import file_lock
 from steppatch.errors import InputError
-from steppatch.home import HomeDir
+from steppatch.pki_defaults import CA_DAYS, CRL_DAYS, LEAF_DAYS
 from steppatch_cli import render
+
+if TYPE_CHECKING:
+    from steppatch import pki
 
 __all__ = [
     "TLS_DIR",
@@ -92,6 +93,8 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _load_ca(directory: Path) -> pki.KeyAndCert:
+    from steppatch import pki
+
     crt, key = directory / "ca.crt", directory / "ca.key"
     if not crt.is_file() or not key.is_file():
         raise InputError(f"{directory} is not a CA directory (no ca.crt and ca.key): 'ca init' it")
@@ -111,9 +114,11 @@ def _describe(info: pki.CertificateInfo) -> str:
 def ca_init(
     directory: Annotated[Path, typer.Argument(help="Where to keep the CA (created).")],
     name: Annotated[str, typer.Option(help="The CA's name.")] = "steppatch private CA",
-    days: Annotated[int, typer.Option(min=1, help="Lifetime in days.")] = pki.CA_DAYS,
+    days: Annotated[int, typer.Option(min=1, help="Lifetime in days.")] = CA_DAYS,
 ) -> None:
     """Make a private CA: DIR/ca.crt (give to homes and mirrors) and DIR/ca.key (mode 0600)."""
+    from steppatch import pki
+
     directory.mkdir(parents=True, exist_ok=True)
     pair = pki.make_ca(name, days=days)
     crt, key = _write_pair(directory / "ca", pair)
@@ -131,9 +136,11 @@ def ca_issue(
     client: Annotated[
         str | None, typer.Option("--client", help="A home's system name.")
     ] = None,
-    days: Annotated[int, typer.Option(min=1, help="Lifetime in days.")] = pki.LEAF_DAYS,
+    days: Annotated[int, typer.Option(min=1, help="Lifetime in days.")] = LEAF_DAYS,
 ) -> None:
     """Issue a mirror's server certificate (--server) or a home's client certificate (--client)."""
+    from steppatch import pki
+
     if bool(server) == (client is not None):
         raise InputError("give either --server HOSTNAME (repeatable) or --client SYSTEM_NAME")
     ca = _load_ca(directory)
@@ -156,9 +163,11 @@ def ca_sign(
         str | None,
         typer.Option("--system", help="Refuse unless the request is for this system name."),
     ] = None,
-    days: Annotated[int, typer.Option(min=1, help="Lifetime in days.")] = pki.LEAF_DAYS,
+    days: Annotated[int, typer.Option(min=1, help="Lifetime in days.")] = LEAF_DAYS,
 ) -> None:
     """Sign an enrollment request: a client certificate for the system name it asks for."""
+    from steppatch import pki
+
     ca = _load_ca(directory)
     cert = pki.sign_request(ca, _read(request, "request"), days=days, source=str(request))
     info = pki.read_certificate(cert, str(out))
@@ -174,6 +183,8 @@ def ca_sign(
 @ca_app.command("show")
 def ca_show(cert: Annotated[Path, typer.Argument(help="A certificate (.crt).")]) -> None:
     """What a certificate says: subject, issuer, names, validity, fingerprint."""
+    from steppatch import pki
+
     info = pki.read_certificate(_read(cert, "certificate"), str(cert))
     rows = [
         ("subject", info.subject),
@@ -195,6 +206,8 @@ def ca_revoke(
     cert: Annotated[Path, typer.Argument(help="The certificate (.crt) to revoke.")],
 ) -> None:
     """Revoke a certificate this CA issued (recorded in DIR/revoked.json); then 'ca crl'."""
+    from steppatch import pki
+
     done = pki.revoke(directory, _read(cert, "certificate"), source=str(cert))
     serial = f"{done.entry.serial:x}"
     if done.added:
@@ -220,9 +233,11 @@ def ca_crl(
     out: Annotated[Path, typer.Option("--out", help="Where to write the CRL (replaced).")],
     days: Annotated[
         int, typer.Option(min=1, help="Valid for this many days (make a new one before).")
-    ] = pki.CRL_DAYS,
+    ] = CRL_DAYS,
 ) -> None:
     """Write the CA's signed certificate revocation list (PEM) for the servers' [tls] crl."""
+    from steppatch import pki
+
     info = pki.write_crl(directory, out, days=days)
     render.out.print(
         f"Wrote {out}: {len(info.serials)} revoked certificate(s), valid until "
@@ -302,6 +317,9 @@ def enroll_command(
     for conflicting arguments or a pending enrollment, :class:`~steppatch.pki.CertificateError`
     for a certificate that does not fit.
     """
+    from steppatch._fs import file_lock
+    from steppatch.home import HomeDir
+
     host = None
     if alias is not None:
         if system_name is not None and not system_name.startswith("mirror:"):
@@ -323,6 +341,8 @@ def enroll_command(
 
 
 def _request(paths: EnrollPaths, name: str, configured: str, host: str | None, force: bool) -> None:
+    from steppatch import pki
+
     pki.validate_system_name(name)
     if configured and configured != name:
         raise InputError(
@@ -350,6 +370,8 @@ def _request(paths: EnrollPaths, name: str, configured: str, host: str | None, f
 
 
 def _install(paths: EnrollPaths, cert_file: Path, configured: str, ca: Path | None) -> None:
+    from steppatch import pki
+
     cert = _read(cert_file, "certificate")
     info = pki.read_certificate(cert, str(cert_file))
     if info.usage != "client" or not info.system_name:
@@ -379,6 +401,8 @@ def _install(paths: EnrollPaths, cert_file: Path, configured: str, ca: Path | No
 
 
 def _matches(cert: bytes, key: Path) -> bool:
+    from steppatch import pki
+
     try:
         pki.check_key_matches(cert, key.read_bytes())
     except pki.CertificateError:
