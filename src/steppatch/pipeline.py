@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 from packaging.requirements import Requirement
@@ -56,10 +57,11 @@ from steppatch.plan import (
     tree_steps,
 )
 from steppatch.recipe import dump_recipe, parse_recipe, pinned_recipe
-from steppatch.remote import RepositoryClient
 from steppatch.solver import solve
 from steppatch.store import ObjectStore
-from steppatch.transport import HttpsFetcher
+
+if TYPE_CHECKING:
+    from steppatch.remote import RepositoryClient
 
 __all__ = [
     "ApplyPipeline",
@@ -452,6 +454,8 @@ class ApplyPipeline:
         if not system:
             return "skipped: the home has no system name"
         mirror, fetcher = self.client.pool.current("snapshot upload")
+        from steppatch.transport import HttpsFetcher  # requests: only when uploading
+
         if not isinstance(fetcher, HttpsFetcher):
             return f"skipped: {mirror.url} is not a server"
         # Names, versions and the system name: nothing else leaves the installation.

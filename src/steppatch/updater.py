@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 from packaging.version import Version
@@ -47,8 +48,6 @@ from steppatch.home import HomeDir, Service, ShellService, StagedApplies, scan_t
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import ComponentVersion, HomeState, Recipe
 from steppatch.offline import PatchInfo
-from steppatch.offline_apply import apply_patch, prepare_offline
-from steppatch.ping import ping_mirror
 from steppatch.pipeline import (
     ApplyPipeline,
     ApplyReport,
@@ -60,9 +59,13 @@ from steppatch.pipeline import (
 )
 from steppatch.plan import Drift, Plan, SyncMode
 from steppatch.recipe import dump_recipe
-from steppatch.remote import MetadataStore, RepositoryClient, fetch_root_for_tofu
-from steppatch.transport import Fetcher, Mirror, MirrorPool, PingCheck, TlsConfig, fetcher_for
-from steppatch.trust import Root, load_trusted_root
+from steppatch.transport._base import Fetcher
+from steppatch.transport._probe import PingCheck
+
+if TYPE_CHECKING:
+    from steppatch.remote import RepositoryClient
+    from steppatch.transport import MirrorPool, TlsConfig
+    from steppatch.trust import Root
 
 __all__ = [
     "ApplyReport",
@@ -152,6 +155,10 @@ class Home:
         :class:`~steppatch.errors.ConfigError` for a URL or certificate steppatch cannot use and
         :class:`~steppatch.errors.HomeError` if ``path`` is a home already.
         """
+        from steppatch.remote import MetadataStore, fetch_root_for_tofu
+        from steppatch.transport import fetcher_for
+        from steppatch.trust import load_trusted_root
+
         if (root is None) == (not trust_on_first_use):
             raise InputError(
                 "give the repository's root metadata (--root FILE) or, knowingly, "
@@ -198,6 +205,9 @@ class Home:
     @property
     def trusted_root(self) -> Root:
         """The root metadata this home trusts now (its keys, thresholds, version)."""
+        from steppatch.remote import MetadataStore
+        from steppatch.trust import load_trusted_root
+
         data = MetadataStore(self.files.metadata_dir).read("root")
         if data is None:
             raise HomeError(str(self.files.root), "no trusted root")
@@ -215,12 +225,16 @@ class Home:
     def fetcher_for(self, url: str) -> Fetcher:
         """The fetcher for the mirror at ``url`` (the injected ``fetchers``, or the default).
         Raises :class:`~steppatch.errors.ConfigError` for a URL steppatch cannot use."""
+        from steppatch.transport import fetcher_for
+
         if self._fetchers is not None:
             return self._fetchers(url)
         return fetcher_for(url, self.tls, self.limits.transport())
 
     def mirror_pool(self) -> MirrorPool:
         """The home's mirrors, the selected one first, then by priority."""
+        from steppatch.transport import Mirror, MirrorPool, fetcher_for
+
         mirrors = [
             Mirror(m.id, m.url, m.priority, m.name) for m in self.files.config.mirror_list()
         ]
@@ -235,6 +249,8 @@ class Home:
     @property
     def repository(self) -> RepositoryClient:
         """The client for the home's repository (made on first use)."""
+        from steppatch.remote import MetadataStore, RepositoryClient
+
         if self._client is None:
             source = self._fetcher or self.mirror_pool()
             self._client = RepositoryClient(
@@ -341,6 +357,8 @@ class Home:
         signed metadata verifies against this home's trust. Read-only: what verifies is not
         stored. Each check says whether it passed and why; a check after a failed one is skipped.
         """
+        from steppatch.ping import ping_mirror
+
         url = url or self.files.config.updates
         try:
             fetcher = self.fetcher_for(url)
@@ -494,6 +512,8 @@ class Home:
         Returns what the patch is for and its size. Raises :class:`InputError` if ``target`` is
         not a snapshot of an environment, and what :meth:`prepare` raises.
         """
+        from steppatch.offline_apply import prepare_offline
+
         return prepare_offline(self.pipeline, refs, target, output)
 
     def apply_patch(
@@ -508,6 +528,8 @@ class Home:
         against the real state; objects the patch lacks then fail the apply), metadata errors,
         and what :meth:`apply` raises. Applying a patch whose target is installed changes nothing.
         """
+        from steppatch.offline_apply import apply_patch
+
         return apply_patch(self.pipeline, path, force=force, hot=hot)
 
     # --- internals -------------------------------------------------------------------------------
@@ -539,6 +561,8 @@ def _write_tls(
 
 
 def _read_tls(directory: Path) -> TlsConfig | None:
+    from steppatch.transport import TlsConfig
+
     ca, cert, key = directory / "ca.crt", directory / "client.crt", directory / "client.key"
     if not ca.is_file():
         return None

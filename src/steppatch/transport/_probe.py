@@ -6,7 +6,6 @@ import attrs
 
 from steppatch.errors import SteppatchError
 from steppatch.transport._base import Fetcher
-from steppatch.transport._https import HttpsFetcher
 from steppatch.transport.errors import TlsError
 
 __all__ = ["PingCheck", "probe_connection"]
@@ -27,6 +26,8 @@ def probe_connection(fetcher: Fetcher, url: str) -> list[PingCheck]:
     certificate). The list ends at the first failed check. Other fetchers have no connection
     to probe: ``[]``. Never raises :class:`SteppatchError`.
     """
+    from steppatch.transport._https import HttpsFetcher  # requests: only when probing
+
     if not isinstance(fetcher, HttpsFetcher):
         return []
     try:
