@@ -5,11 +5,13 @@ Nothing here decides anything; it only shows what the library returned.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -55,21 +57,116 @@ class Output:
 
     def print(self, value: object = "", *, markup: bool = True) -> None:
         """A line: plain text directly, anything else (a table, markup) through rich."""
+        if isinstance(value, PlainTable):
+            lines = value.lines(self.width, styled=self.is_terminal and _styles())
+            if lines is None:
+                self.console.print(value.to_rich())
+                return
+            value = "\n".join(lines)
+            markup = False
         if isinstance(value, str) and not (markup and _RICH_SYNTAX.search(value)):
             self.stream.write(value + "\n")
             self.stream.flush()
         else:
             self.console.print(value, markup=markup)
 
+    @property
+    def width(self) -> int:
+        """The width rich would use: ``COLUMNS``, else the terminal's, else 80."""
+        if self._console is not None:
+            return self._console.width
+        try:
+            return max(int(os.environ.get("COLUMNS", "")), 1)
+        except ValueError:
+            pass
+        if self.is_terminal:
+            with contextlib.suppress(OSError):
+                return os.get_terminal_size(self.stream.fileno()).columns
+        return 80
+
 
 out = Output()
 err = Output(stderr=True)
 
 
-def new_table(title: str) -> Table:
-    from rich.table import Table
+class PlainTable:
+    """A table drawn as rich draws its default one (heavy head, title on the left), without
+    importing rich: rich's import is a third of a command's start. Tables that do not fit the
+    width, or hold text whose width is not one column a character, are handed to rich, which
+    wraps them. Cells are text, never markup."""
 
-    return Table(title=title, title_justify="left")
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.columns: list[tuple[str, str]] = []
+        self.rows: list[tuple[str, ...]] = []
+
+    def add_column(self, header: str, justify: str = "left") -> None:
+        self.columns.append((header, justify))
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(tuple(cells))
+
+    def lines(self, width: int, *, styled: bool = False) -> list[str] | None:
+        """The table's lines, or None when rich must draw it (too wide, or not plain text);
+        ``styled``: the title in italics and the header in bold, as rich shows them."""
+        cells = [[h for h, _ in self.columns], *self.rows]
+        if not all(_plain(c) for row in cells for c in row) or not _plain(self.title):
+            return None
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
+        if sum(widths) + 3 * len(widths) + 1 > width or len(self.title) > width:
+            return None
+
+        def rule(left: str, fill: str, mid: str, right: str) -> str:
+            return left + mid.join(fill * (w + 2) for w in widths) + right
+
+        def row(bar: str, values: Sequence[str], style: str = "") -> str:
+            padded = (
+                v.rjust(w) if justify == "right" else v.ljust(w)
+                for v, w, (_, justify) in zip(values, widths, self.columns, strict=True)
+            )
+            return bar + bar.join(_styled(f" {v} ", style) for v in padded) + bar
+
+        title = [_styled(self.title, _ITALIC if styled else "")] if self.title else []
+        return [
+            *title,
+            rule("┏", "━", "┳", "┓"),
+            row("┃", cells[0], _BOLD if styled else ""),
+            rule("┡", "━", "╇", "┩"),
+            *(row("│", r) for r in self.rows),
+            rule("└", "─", "┴", "┘"),
+        ]
+
+    def to_rich(self) -> Table:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=Text(self.title), title_justify="left")
+        for header, justify in self.columns:
+            table.add_column(Text(header), justify=justify)  # type: ignore[arg-type]
+        for r in self.rows:
+            table.add_row(*map(Text, r))
+        return table
+
+
+def _plain(text: str) -> bool:
+    # rich trims the ends of a cell before it justifies it: such cells are left to rich
+    return text.isascii() and text.isprintable() and text == text.strip()
+
+
+_BOLD, _ITALIC, _RESET = "\x1b[1m", "\x1b[3m", "\x1b[0m"
+
+
+def _styled(text: str, style: str) -> str:
+    return f"{style}{text}{_RESET}" if style and text else text
+
+
+def _styles() -> bool:
+    """Whether a terminal gets bold and italics (rich draws none on a dumb one)."""
+    return os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
+
+
+def new_table(title: str) -> PlainTable:
+    return PlainTable(title)
 
 
 def print_json(value: Any) -> None:
