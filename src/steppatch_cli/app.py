@@ -68,13 +68,9 @@ PING_FAILED_EXIT = NetworkError.exit_code
 def _print_version(value: bool) -> None:
     if not value:
         return
-    from importlib.metadata import PackageNotFoundError, version
+    from steppatch._version import __version__
 
-    try:
-        text = version("steppatch")
-    except PackageNotFoundError:  # run from a source tree that is not installed
-        text = "unknown"
-    render.out.print(f"steppatch {text}", markup=False)
+    render.out.print(f"steppatch {__version__}", markup=False)
     raise typer.Exit()
 
 

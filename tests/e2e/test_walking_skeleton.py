@@ -296,3 +296,12 @@ def test_python_m_and_console_script_agree(installed: Path, run: Run) -> None:
         check=True,
     )
     assert json.loads(done.stdout) == json.loads(run("status", "--json").out)
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_is_the_installed_distributions(flag: str, run: Run) -> None:
+    from importlib.metadata import version
+
+    result = run(flag)
+    assert result.out == f"steppatch {version('steppatch')}\n"
+    assert result.err == ""
