@@ -6,15 +6,13 @@ Not part of the core: the core never imports this module.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
+import functools
 import os
-import secrets
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from steppatch.errors import LockedError
@@ -38,12 +36,18 @@ def checkpoint(name: str) -> None:
     if name == _KILL_AT:
         os.kill(os.getpid(), signal.SIGKILL)
 
-_libc: ctypes.CDLL | None
-try:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    _libc.syncfs.argtypes = [ctypes.c_int]
-except (OSError, AttributeError):
-    _libc = None
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs``, loaded on first use. Looked up in the running program (which links
+    libc), not through ``ctypes.util.find_library``: that runs ``ldconfig``, a process."""
+    import ctypes
+
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    return syncfs
 
 
 def fsync_dir(path: Path) -> None:
@@ -61,10 +65,11 @@ def sync_filesystem(path: Path) -> None:
     One ``syncfs(2)`` instead of an ``fsync`` per file: building a tree of thousands of files is
     then bounded by the disk, not by thousands of flushes. Falls back to ``sync(2)``.
     """
-    if _libc is not None:
+    syncfs = _syncfs()
+    if syncfs is not None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            if _libc.syncfs(fd) == 0:
+            if syncfs(fd) == 0:
                 return
         finally:
             os.close(fd)
@@ -77,7 +82,7 @@ def temp_path(path: Path) -> Path:
     Unique per call, not per process: the server's worker threads write the same paths at once.
     The ``.NAME.tmp-`` prefix is what sweepers of litter match.
     """
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}")
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(8).hex()}")
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -37,35 +37,54 @@ from steppatch.config import (
     check_node_name,
     parse_location,
 )
-from steppatch.configcheck import ConfigFinding
 from steppatch.errors import (
     ConfigOutdated,
     HomeError,
     InputError,
     SteppatchError,
 )
-from steppatch.home import HomeDir, Service, ShellService, StagedApplies, scan_tree
+from steppatch.home import HomeDir
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import ComponentVersion, HomeState, Recipe
-from steppatch.offline import PatchInfo
-from steppatch.pipeline import (
-    ApplyPipeline,
-    ApplyReport,
-    ApplyStartFailed,
-    Progress,
-    StagedApply,
-    config_findings,
-    thin_snapshot,
-)
-from steppatch.plan import Drift, Plan, SyncMode
 from steppatch.recipe import dump_recipe
-from steppatch.transport._base import Fetcher
-from steppatch.transport._probe import PingCheck
 
 if TYPE_CHECKING:
+    from steppatch.configcheck import ConfigFinding
+    from steppatch.home import Service
+    from steppatch.offline import PatchInfo
+    from steppatch.pipeline import (
+        ApplyPipeline,
+        ApplyReport,
+        ApplyStartFailed,
+        Progress,
+        StagedApply,
+    )
+    from steppatch.plan import Drift, Plan, SyncMode
     from steppatch.remote import RepositoryClient
     from steppatch.transport import MirrorPool, TlsConfig
+    from steppatch.transport._base import Fetcher
+    from steppatch.transport._probe import PingCheck
     from steppatch.trust import Root
+
+# Re-exported from the pipeline (and the probe) on first use: the facade's import stays cheap
+# for the commands that only read the home (status, verify, snapshot).
+_REEXPORTS = {
+    "ApplyReport": "steppatch.pipeline",
+    "ApplyStartFailed": "steppatch.pipeline",
+    "Progress": "steppatch.pipeline",
+    "StagedApply": "steppatch.pipeline",
+    "PingCheck": "steppatch.transport._probe",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _REEXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ApplyReport",
@@ -79,7 +98,7 @@ __all__ = [
 ]
 
 #: ``fetchers(url)``: the fetcher for one mirror's URL (raises for a URL it cannot use)
-Fetchers = Callable[[str], Fetcher]
+Fetchers = Callable[[str], "Fetcher"]
 
 
 def split_refs(text: str) -> list[str]:
@@ -263,6 +282,8 @@ class Home:
         """The application's start/stop commands (injected, or from the home's config)."""
         if self._service is not None:
             return self._service
+        from steppatch.home import ShellService
+
         return ShellService(
             self.files.config.service, self.files.root, self.limits.service_timeout_seconds
         )
@@ -270,6 +291,8 @@ class Home:
     @property
     def pipeline(self) -> ApplyPipeline:
         """The apply pipeline over this home's parts (call it with the lock held)."""
+        from steppatch.pipeline import ApplyPipeline
+
         return ApplyPipeline(
             self.files,
             self.repository,
@@ -294,7 +317,13 @@ class Home:
         """
         with self._locked():
             state = self.files.state()
-            files = scan_tree(self.files.current, hashes=True) if full else None
+            files = None
+            if full:
+                from steppatch.home import scan_tree
+
+                files = scan_tree(self.files.current, hashes=True)
+        from steppatch.pipeline import thin_snapshot
+
         recipe = thin_snapshot(self.files, state, self.clock(), files)
         if path is not None:
             Path(path).write_bytes(dump_recipe(recipe))
@@ -327,6 +356,8 @@ class Home:
         """Settings in ``HOME/config.properties`` that installed components deprecate or renamed."""
         with self._locked():
             state = self.files.state()
+        from steppatch.pipeline import config_findings
+
         return config_findings(self.files, state)
 
     # --- mirrors ---------------------------------------------------------------------------------
@@ -363,6 +394,8 @@ class Home:
         try:
             fetcher = self.fetcher_for(url)
         except SteppatchError as e:
+            from steppatch.transport._probe import PingCheck
+
             return [PingCheck("configuration", False, str(e))]
         return ping_mirror(fetcher, url, self.files.metadata_dir, self.limits, self.clock)
 
@@ -494,6 +527,8 @@ class Home:
     def discard_staged(self, token: str | None = None) -> None:
         """Drop a staged apply (``None``: every one). Dropping one that is gone is no error."""
         with self._locked():
+            from steppatch.home import StagedApplies
+
             staged = StagedApplies(self.files)
             if token is None:
                 staged.discard_all()

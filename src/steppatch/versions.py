@@ -6,10 +6,13 @@ Versions are PEP 440 (:class:`packaging.version.Version`); ranges are :class:`Sp
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 __all__ = [
     "NAME_PATTERN",
@@ -22,6 +25,18 @@ __all__ = [
     "parse_specifier",
     "parse_version",
 ]
+
+
+
+def __getattr__(name: str) -> object:
+    # packaging.requirements brings the marker grammar: a third of the library's import, and
+    # only the solver and the CLI's pins parse requirements.
+    if name == "Requirement":
+        from packaging.requirements import Requirement
+
+        return Requirement
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: a component name: lowercase letters, digits and '-', starting with a letter or digit
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
@@ -47,6 +62,8 @@ def parse_requirement(text: str) -> Requirement:
 
     Raises ``ValueError`` naming what is wrong.
     """
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         req = Requirement(text)
     except InvalidRequirement as e:
