@@ -8,11 +8,10 @@ the table of every form the manuals give.
 
 from __future__ import annotations
 
-import difflib
 import shlex
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
-import attrs
 import typer
 from typer.core import TyperGroup
 
@@ -96,9 +95,11 @@ class SpotOptionError(InputError):
         self.closest = closest
 
 
-@attrs.frozen
-class SpotCommand:
-    """The steppatch arguments a SPOT command line stands for (global options first)."""
+class SpotCommand(NamedTuple):
+    """The steppatch arguments a SPOT command line stands for (global options first).
+
+    A NamedTuple, not an attrs class: the CLI defines no attrs classes at import, since attrs
+    compiles each one's methods, a cost every command would pay (bench/startup_bench.py)."""
 
     argv: tuple[str, ...]
     #: print the command instead of running it (``--explain``, ``-n``)
@@ -143,6 +144,8 @@ def _usage(key: str) -> str:
 
 
 def _unknown(arg: str) -> SpotOptionError:
+    import difflib
+
     name = arg.lstrip("-").partition("=")[0]
     match = difflib.get_close_matches(name, [*_OPTIONS, "help"], n=1, cutoff=0.6)
     closest = _usage(match[0]) if match else None
