@@ -77,6 +77,14 @@ def main() -> None:
     parser.add_argument("--big-runs", type=int, default=3)
     parser.add_argument("--files", type=int, default=20_000)
     args = parser.parse_args()
+    # As installed: bytecode written and used (a shell with PYTHONDONTWRITEBYTECODE would have
+    # every command compile steppatch's sources again; an installed wheel has its .pyc files).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    import steppatch
+    import steppatch_cli
+
+    for package in (steppatch, steppatch_cli):
+        run([sys.executable, "-m", "compileall", "-q", str(Path(package.__file__).parent)])
     work = Path(tempfile.mkdtemp(prefix="steppatch-startup-"))
     try:
         small = make_source(work, "small", "1.0", 50, (1024, 4096))
