@@ -30,11 +30,11 @@ import attrs
 from packaging.version import InvalidVersion, Version
 
 from steppatch._fs import atomic_write, checkpoint
-from steppatch._json import parse_json
 from steppatch.channel import DEFAULT_CHANNEL, DEFAULT_REF, TOOL_COMPONENT, TOOL_HOME_VARIABLE
 from steppatch.errors import InputError, LocalEnvironmentError
 from steppatch.foothold import ENVS_VARIABLE, PYZ_NAME, Foothold, build_foothold, read_foothold
-from steppatch.foothold._errors import FootholdError
+from steppatch.foothold._errors import BadFootholdInfo, FootholdError
+from steppatch.foothold._info import parse_foothold_info
 from steppatch.home import ProgramResult, run_program
 from steppatch.model import EntryKind, Manifest
 from steppatch.paths import safe_relpath
@@ -313,12 +313,13 @@ def _check_tool(
             str(version), f"exit code {result.returncode}: {lines[-1] if lines else 'no output'}"
         )
     try:
-        said = parse_json(result.stdout.encode())
-        foothold = said["foothold"] or {}
-        found = Version(str(foothold.get("version")))
-        check = ToolCheck(str(found), foothold["build"], said["python"], said["platform"])
-    except (ValueError, KeyError, TypeError, AttributeError, InvalidVersion) as e:
+        said = parse_foothold_info(result.stdout.encode(), f"steppatch {version}")
+        if said.foothold is None:
+            raise BadFootholdInfo(f"steppatch {version}", "it runs from no foothold")
+        found = Version(said.foothold.version)
+    except (BadFootholdInfo, InvalidVersion) as e:
         raise ToolCheckFailed(str(version), f"it did not describe itself: {e}") from None
+    check = ToolCheck(str(found), said.foothold.build, said.python, said.platform)
     if found != version:
         raise ToolCheckFailed(str(version), f"it says it is {found}")
     return check
