@@ -299,12 +299,13 @@ def _check_runs_here(ctx: typer.Context, argv: Sequence[str]) -> None:
             break
         if not arg.startswith("--"):
             continue
-        param = params.get(arg)
+        name, joined, _ = arg.partition("=")
+        param = params.get(name)
         if param is None:
             raise SpotOptionError(
-                arg, f"not supported by this steppatch: 'steppatch {args[0]}' has no {arg}"
+                name, f"not supported by this steppatch: 'steppatch {args[0]}' has no {name}"
             )
-        if getattr(param, "is_flag", True) is False:  # an option taking a value
+        if not joined and getattr(param, "is_flag", True) is False:  # an option taking a value
             next(rest, None)  # its value
 
 
