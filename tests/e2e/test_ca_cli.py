@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,22 +10,11 @@ from cryptography import x509
 
 from steppatch import pki
 from steppatch.transport import TlsConfig, make_ssl_context
-from tests.e2e.conftest import Result, Run
+from tests.e2e.conftest import Run
 
 
 @pytest.fixture
-def cli(tmp_path: Path, home: Path) -> Run:
-    def run(*args: str | Path, expect: int | None = 0) -> Result:
-        env = {**os.environ, "STEPPATCH_HOME": str(home), "COLUMNS": "200"}
-        done = subprocess.run(
-            [sys.executable, "-m", "steppatch_cli", *map(str, args)],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
-        )
-        result = Result(done.returncode, done.stdout, done.stderr)
-        if expect is not None:
-            assert result.code == expect, result
-        return result
-
+def cli(run: Run) -> Run:
     return run
 
 
