@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from steppatch.errors import LockedError
+from steppatch.errors import LockedError, WouldOverwrite
 
 __all__ = [
     "atomic_write",
@@ -24,6 +24,7 @@ __all__ = [
     "fsync_dir",
     "sync_filesystem",
     "temp_path",
+    "write_new",
 ]
 
 #: ``STEPPATCH_TEST_KILL_AT=NAME`` makes the process SIGKILL itself at checkpoint NAME: the crash
@@ -105,6 +106,34 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Create ``path`` holding ``data`` with exactly ``mode``, durably: never replacing a file,
+    never following a link (``O_CREAT | O_EXCL | O_NOFOLLOW``, then ``fsync``).
+
+    The one create-new writer: keys, certificates, requests. A failure part-way removes what it
+    created. Raises :class:`~steppatch.errors.WouldOverwrite` if ``path`` exists (a dangling link
+    too), ``OSError`` from the filesystem.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        raise WouldOverwrite(str(path)) from None
+    try:
+        # the umask may have removed bits we want (0644), never added any
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            fd = -1
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        if fd != -1:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
 
 
 @contextlib.contextmanager

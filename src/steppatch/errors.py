@@ -45,6 +45,7 @@ __all__ = [
     "UnsafePath",
     "UnsafeSourceSymlink",
     "UnsafeSymlink",
+    "WouldOverwrite",
     "WrongEnvironment",
 ]
 
@@ -63,6 +64,15 @@ class InputError(SteppatchError):
     """Bad input from the person running the command: a file, an argument, a reference."""
 
     exit_code = 2
+
+
+class WouldOverwrite(InputError):
+    """A file steppatch only ever creates (a key, a certificate) exists already: it is never
+    replaced. ``path`` is the file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} exists already; steppatch does not overwrite it")
+        self.path = path
 
 
 class ComponentSourceError(InputError):

@@ -1,8 +1,10 @@
 """A private certificate authority and the certificates of mirrors and homes (``docs/pki.md``).
 
-Pure functions: PEM bytes in, PEM bytes out. Writing keys to disk (mode 0600) is the caller's
-job (``steppatch_cli.ca``); only revocation keeps state of its own in the CA directory
-(``revoked.json``, see :func:`revoke` and :func:`write_crl`). Keys are ECDSA P-256: small, fast
+Pure functions: PEM bytes in, PEM bytes out; and the CA directory's files (``ca.crt``,
+``ca.key``, ``revoked.json``): :func:`init_ca`, :func:`issue_files`, :func:`sign_request_file`,
+:func:`revoke` and :func:`write_crl` read and write them (keys created with mode 0600 and never
+overwritten, certificates 0644, through :func:`steppatch._fs.write_new`); the home's side of
+enrollment is :mod:`steppatch.enroll`. Keys are ECDSA P-256: small, fast
 to make, and accepted by every TLS stack steppatch meets (OpenSSL, nginx, Python's ``ssl``) for
 TLS 1.2 and 1.3 alike.
 
@@ -31,12 +33,14 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from steppatch._fs import atomic_write, file_lock
-from steppatch.errors import InputError, LocalEnvironmentError
+from steppatch._fs import atomic_write, file_lock, write_new
+from steppatch.errors import InputError, LocalEnvironmentError, WouldOverwrite
 from steppatch.pki_defaults import CA_DAYS, CRL_DAYS, LEAF_DAYS
 
 __all__ = [
+    "CA_CERT_FILE",
     "CA_DAYS",
+    "CA_KEY_FILE",
     "CRL_DAYS",
     "LEAF_DAYS",
     "REVOKED_FILE",
@@ -46,6 +50,7 @@ __all__ = [
     "CrlError",
     "CrlInfo",
     "InvalidSystemName",
+    "IssuedFiles",
     "KeyAndCert",
     "KeyAndRequest",
     "NotIssuedByCA",
@@ -54,22 +59,33 @@ __all__ = [
     "RevokedFileError",
     "check_issued_by",
     "check_key_matches",
+    "init_ca",
     "issue_client_cert",
+    "issue_files",
     "issue_server_cert",
+    "load_ca_dir",
     "make_ca",
     "make_crl",
     "make_request",
     "read_certificate",
+    "read_certificate_file",
     "read_crl",
+    "read_input",
     "read_revoked",
     "revoke",
+    "revoke_file",
     "sign_request",
+    "sign_request_file",
     "validate_system_name",
     "write_crl",
+    "write_key_and_cert",
 ]
 
 # default lifetimes, in days
 
+#: a CA directory's certificate (give it to homes and mirrors) and private key (0600)
+CA_CERT_FILE = "ca.crt"
+CA_KEY_FILE = "ca.key"
 #: the CA directory's record of revoked certificates
 REVOKED_FILE = "revoked.json"
 #: the SAN URI of a client certificate is this prefix followed by the system name
@@ -677,7 +693,7 @@ def revoke(
     :class:`RevokedFileError`, :class:`InputError` when ``ca_dir`` holds no ``ca.crt``,
     :class:`~steppatch.errors.LockedError`, ``OSError`` from writing.
     """
-    ca_pem = _ca_file(ca_dir, "ca.crt")
+    ca_pem = _ca_file(ca_dir, CA_CERT_FILE)
     cert = _load_cert(cert_pem, source)
     check_issued_by(cert_pem, ca_pem, source)
     if cert.fingerprint(hashes.SHA256()) == _load_cert(ca_pem, "CA").fingerprint(hashes.SHA256()):
@@ -743,7 +759,7 @@ def write_crl(
     Raises :class:`InputError` (not a CA directory), :class:`CertificateError`,
     :class:`RevokedFileError`, ``OSError`` from writing.
     """
-    ca = KeyAndCert(_ca_file(ca_dir, "ca.crt"), _ca_file(ca_dir, "ca.key"))
+    ca = KeyAndCert(_ca_file(ca_dir, CA_CERT_FILE), _ca_file(ca_dir, CA_KEY_FILE))
     pem = make_crl(ca, read_revoked(ca_dir), days=days, now=now)
     atomic_write(out, pem, 0o644)
     (info,) = read_crl(pem, ca.cert_pem, str(out), now=now)
@@ -826,3 +842,134 @@ def _crl_signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) ->
         return crl.is_signature_valid(key)
     except (ValueError, TypeError, InvalidSignature):
         return False
+
+
+# --- the CA directory's files --------------------------------------------------------------------
+#
+# What ``steppatch ca init|issue|sign|show|revoke`` do on disk. Keys are created with mode 0600 and
+# certificates with 0644; neither ever replaces a file (``_fs.write_new``).
+
+
+@attrs.frozen
+class IssuedFiles:
+    """Files a CA operation wrote: the certificate, its key (``None`` for a signed request, whose
+    key stays with the home) and what the certificate says."""
+
+    cert: Path
+    key: Path | None
+    info: CertificateInfo
+
+
+def read_input(path: Path, what: str) -> bytes:
+    """The bytes of an operator's file. Raises :class:`InputError` (``PATH: no such WHAT``) when
+    it does not exist, ``OSError`` otherwise."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+
+
+def write_key_and_cert(prefix: Path, pair: KeyAndCert) -> tuple[Path, Path]:
+    """Create ``PREFIX.crt`` (0644) and ``PREFIX.key`` (0600): the key first, neither when
+    either exists. Raises :class:`~steppatch.errors.WouldOverwrite`, ``OSError``."""
+    crt, key = Path(f"{prefix}.crt"), Path(f"{prefix}.key")
+    for p in (crt, key):
+        if p.is_symlink() or p.exists():
+            raise WouldOverwrite(str(p))
+    write_new(key, pair.key_pem, 0o600)
+    write_new(crt, pair.cert_pem, 0o644)
+    return crt, key
+
+
+def load_ca_dir(directory: Path) -> KeyAndCert:
+    """The CA kept in ``directory``. Raises :class:`InputError` when it is not a CA directory."""
+    crt, key = directory / CA_CERT_FILE, directory / CA_KEY_FILE
+    if not crt.is_file() or not key.is_file():
+        raise InputError(
+            f"{directory} is not a CA directory (no {CA_CERT_FILE} and {CA_KEY_FILE}): "
+            "'ca init' it"
+        )
+    return KeyAndCert(read_input(crt, "CA certificate"), read_input(key, "CA key"))
+
+
+def init_ca(
+    directory: Path, name: str = "steppatch private CA", *, days: int = CA_DAYS,
+    now: dt.datetime | None = None,
+) -> IssuedFiles:
+    """Make a private CA in ``directory`` (created): ``ca.crt`` and ``ca.key`` (0600).
+
+    Raises :class:`~steppatch.errors.WouldOverwrite` when it holds a CA already (nothing is
+    changed), ``OSError``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    pair = make_ca(name, days=days, now=now)
+    crt, key = write_key_and_cert(directory / Path(CA_CERT_FILE).stem, pair)
+    return IssuedFiles(crt, key, read_certificate(pair.cert_pem, str(crt)))
+
+
+def issue_files(
+    ca_dir: Path,
+    out: Path,
+    *,
+    servers: Sequence[str] = (),
+    client: str | None = None,
+    days: int = LEAF_DAYS,
+    now: dt.datetime | None = None,
+) -> IssuedFiles:
+    """Issue a mirror's server certificate (``servers``: host names and addresses) or a home's
+    client certificate (``client``: its system name) and write ``OUT.crt`` and ``OUT.key``.
+
+    Raises :class:`InputError` unless exactly one of them is given or when ``ca_dir`` is not a
+    CA directory, :class:`~steppatch.errors.WouldOverwrite`, :class:`CertificateError`,
+    :class:`InvalidSystemName`, ``OSError``.
+    """
+    if bool(servers) == (client is not None):
+        raise InputError("give either --server HOSTNAME (repeatable) or --client SYSTEM_NAME")
+    ca = load_ca_dir(ca_dir)
+    if servers:
+        pair = issue_server_cert(ca, servers, days=days, now=now)
+    else:
+        assert client is not None
+        pair = issue_client_cert(ca, client, days=days, now=now)
+    crt, key = write_key_and_cert(out, pair)
+    return IssuedFiles(crt, key, read_certificate(pair.cert_pem, str(crt)))
+
+
+def sign_request_file(
+    ca_dir: Path,
+    request: Path,
+    out: Path,
+    *,
+    system: str | None = None,
+    days: int = LEAF_DAYS,
+    now: dt.datetime | None = None,
+) -> IssuedFiles:
+    """Sign the enrollment request in ``request`` and create ``out`` (the certificate, 0644).
+
+    With ``system``, refuse (writing nothing) a request for another system name. Raises
+    :class:`InputError`, :class:`CertificateError`, :class:`~steppatch.errors.WouldOverwrite`,
+    ``OSError``.
+    """
+    ca = load_ca_dir(ca_dir)
+    cert = sign_request(
+        ca, read_input(request, "request"), days=days, now=now, source=str(request)
+    )
+    info = read_certificate(cert, str(out))
+    if system is not None and info.system_name != system:
+        raise CertificateError(
+            str(request), f"asks for system {info.system_name!r}, not {system!r}"
+        )
+    write_new(out, cert, 0o644)
+    return IssuedFiles(out, None, info)
+
+
+def read_certificate_file(path: Path) -> CertificateInfo:
+    """What the certificate in ``path`` says. Raises :class:`InputError`,
+    :class:`CertificateError`."""
+    return read_certificate(read_input(path, "certificate"), str(path))
+
+
+def revoke_file(ca_dir: Path, cert: Path, *, now: dt.datetime | None = None) -> Revocation:
+    """:func:`revoke` the certificate in the file ``cert``. Raises what :func:`revoke` raises,
+    and :class:`InputError` when ``cert`` does not exist."""
+    return revoke(ca_dir, read_input(cert, "certificate"), source=str(cert), now=now)

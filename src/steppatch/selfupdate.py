@@ -1,5 +1,7 @@
 """The tool as a component: publish the running steppatch into a repository, update the tool's
-own installation from it, and restart a mirror server in place (``docs/foothold.md``).
+own installation from it, and upgrade a mirror (then restart its server in place with
+:mod:`steppatch.server`'s restart helpers; their names stay importable from here)
+(``docs/foothold.md``).
 
 A *tool home* is an ordinary steppatch home whose managed tree holds component ``steppatch`` (a
 foothold: ``steppatch.pyz`` and ``wheels/``), with a launcher outside the tree, ``bin/steppatch``,
@@ -16,29 +18,34 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
-import time
-import urllib.error
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import NoReturn, Protocol
+from typing import Protocol
 
 import attrs
 from packaging.version import InvalidVersion, Version
 
 from steppatch._fs import atomic_write, checkpoint
-from steppatch._json import parse_json
 from steppatch.channel import DEFAULT_CHANNEL, DEFAULT_REF, TOOL_COMPONENT, TOOL_HOME_VARIABLE
 from steppatch.errors import InputError, LocalEnvironmentError
 from steppatch.foothold import ENVS_VARIABLE, PYZ_NAME, Foothold, build_foothold, read_foothold
-from steppatch.foothold._errors import FootholdError
+from steppatch.foothold._errors import BadFootholdInfo, FootholdError
+from steppatch.foothold._info import parse_foothold_info
 from steppatch.home import ProgramResult, run_program
 from steppatch.model import EntryKind, Manifest
 from steppatch.paths import safe_relpath
 from steppatch.repo import AddResult, Repository
+from steppatch.server._restart import (
+    GENERATION_VARIABLE,
+    RestartFailed,
+    RestartOnHangup,
+    ServerRestart,
+    admin_health,
+    lock_holder,
+    restart_server,
+)
 from steppatch.store import copy_verified
 from steppatch.updater import ApplyReport, Home, Progress
 
@@ -69,9 +76,6 @@ __all__ = [
 
 LAUNCHER = "bin/steppatch"
 ENVS_DIR = "envs"
-#: how many times a ``mirror serve`` process has re-executed itself (``/proc/PID/environ``)
-GENERATION_VARIABLE = "STEPPATCH_SERVE_GENERATION"
-RESTART_SIGNAL = signal.SIGHUP
 
 
 @attrs.frozen
@@ -102,15 +106,6 @@ class ToolCheckFailed(LocalEnvironmentError):
         )
         self.version = version
         self.detail = detail
-
-
-class RestartFailed(LocalEnvironmentError):
-    """A running ``mirror serve`` could not be restarted in place; ``pid`` is the process."""
-
-    def __init__(self, pid: int, problem: str) -> None:
-        super().__init__(f"the mirror server (pid {pid}) {problem}")
-        self.pid = pid
-        self.problem = problem
 
 
 # --- publishing ----------------------------------------------------------------------------------
@@ -313,12 +308,13 @@ def _check_tool(
             str(version), f"exit code {result.returncode}: {lines[-1] if lines else 'no output'}"
         )
     try:
-        said = parse_json(result.stdout.encode())
-        foothold = said["foothold"] or {}
-        found = Version(str(foothold.get("version")))
-        check = ToolCheck(str(found), foothold["build"], said["python"], said["platform"])
-    except (ValueError, KeyError, TypeError, AttributeError, InvalidVersion) as e:
+        said = parse_foothold_info(result.stdout.encode(), f"steppatch {version}")
+        if said.foothold is None:
+            raise BadFootholdInfo(f"steppatch {version}", "it runs from no foothold")
+        found = Version(said.foothold.version)
+    except (BadFootholdInfo, InvalidVersion) as e:
         raise ToolCheckFailed(str(version), f"it did not describe itself: {e}") from None
+    check = ToolCheck(str(found), said.foothold.build, said.python, said.platform)
     if found != version:
         raise ToolCheckFailed(str(version), f"it says it is {found}")
     return check
@@ -365,141 +361,7 @@ def _prune_envs(envs: Path, keep: set[str | None]) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-# --- restarting a mirror server in place ---------------------------------------------------------
-
-
-class RestartOnHangup:
-    """``mirror serve``'s side of an in-place restart.
-
-    SIGHUP stops the server gracefully (as SIGTERM does); :meth:`reexec` then runs the same
-    command line again, so the process keeps its pid (a supervisor sees no exit) and runs what
-    ``current`` now holds.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        signal.signal(RESTART_SIGNAL, self._handle)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-        # While the server runs, SIGTERM is its own graceful stop; before or after, the flag
-        # alone makes the process re-execute once serve() returns.
-        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
-            signal.raise_signal(signal.SIGTERM)
-
-    def reexec(self) -> NoReturn:
-        """Replace this process with the same command line, one generation on."""
-        generation = _int(os.environ.get(GENERATION_VARIABLE)) + 1
-        env = {**os.environ, GENERATION_VARIABLE: str(generation)}
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
-
-
-@attrs.frozen
-class ServerRestart:
-    """A server restarted in place: its pid, its new generation and its command line."""
-
-    pid: int
-    generation: int
-    command: tuple[str, ...]
-
-
-def lock_holder(lock: Path) -> int | None:
-    """The pid holding an exclusive ``flock`` on ``lock`` (a server's ``store/.lock``), from
-    ``/proc/locks``; ``None`` when no process does. Linux only."""
-    try:
-        inode = lock.stat().st_ino
-        table = Path("/proc/locks").read_text()
-    except OSError:
-        return None
-    target = os.path.realpath(lock)
-    for line in table.splitlines():
-        fields = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5308424 0 EOF"; "->" marks a waiter
-        if len(fields) < 6 or fields[1] != "FLOCK" or fields[3] != "WRITE":
-            continue
-        if fields[5].rsplit(":", 1)[-1] != str(inode):
-            continue
-        pid = int(fields[4])
-        # The inode alone may match a file on another filesystem: confirm the process has this
-        # file open. Another user's descriptors cannot be listed; the match must do then.
-        try:
-            descriptors = os.listdir(f"/proc/{pid}/fd")
-        except PermissionError:
-            return pid
-        except OSError:
-            continue
-        for fd in descriptors:
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    return pid
-    return None
-
-
-def _proc_text(pid: int, name: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    stat = _proc_text(pid, "stat")
-    # "PID (comm) STATE ...": a zombie has exited and only waits for its parent.
-    return bool(stat) and stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-def _catches(pid: int, signum: int) -> bool:
-    for line in _proc_text(pid, "status").splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
-    return False
-
-
-def _generation(pid: int) -> int:
-    for item in _proc_text(pid, "environ").split("\0"):
-        if item.startswith(f"{GENERATION_VARIABLE}="):
-            return _int(item.partition("=")[2])
-    return 0
-
-
-def restart_server(
-    lock: Path, healthy: Callable[[], bool], timeout: float
-) -> ServerRestart | None:
-    """Restart the ``mirror serve`` process holding ``lock`` in place and wait until it holds
-    the lock again and ``healthy()``; ``None`` when no server runs on it.
-
-    Raises :class:`RestartFailed` when the process cannot restart in place (it predates it),
-    exits, or is not healthy within ``timeout`` seconds.
-    """
-    pid = lock_holder(lock)
-    if pid is None:
-        return None
-    if not _catches(pid, RESTART_SIGNAL):
-        raise RestartFailed(
-            pid, "cannot restart in place (an older steppatch); restart it with its supervisor, "
-            "e.g. systemctl restart steppatch-mirror"
-        )
-    generation = _generation(pid)
-    os.kill(pid, RESTART_SIGNAL)
-    deadline = time.monotonic() + timeout
-    while True:
-        if not _alive(pid):
-            raise RestartFailed(pid, "exited while restarting; see its log")
-        if _generation(pid) > generation and lock_holder(lock) == pid and healthy():
-            command = tuple(_proc_text(pid, "cmdline").split("\0")[:-1])
-            return ServerRestart(pid, _generation(pid), command)
-        if time.monotonic() > deadline:
-            raise RestartFailed(pid, f"did not come back healthy within {timeout:g} s")
-        time.sleep(0.1)
+# --- upgrading a mirror: self-update, then restart its server in place (server._restart) ------
 
 
 @attrs.frozen
@@ -526,23 +388,10 @@ def upgrade_mirror(
     :class:`~steppatch.server.MirrorConfigError`.
     """
     from steppatch import server
-    from steppatch.server._ops import local_opener
 
     cfg = server.load_config(config)
     update = self_update(tool_home, ref, progress=progress, limits=limits)
-    host = cfg.admin_listen.host
-    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{f'[{host}]' if ':' in host else host}:{cfg.admin_listen.port}/health"
-
-    def healthy() -> bool:
-        if cfg.admin_listen.port == 0:
-            return True  # a kernel-chosen port changes with the restart: nothing to ask
-        try:
-            # Only the status is read, never the body; no proxy from the environment.
-            with local_opener().open(url, timeout=2.0) as response:
-                return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    restart = restart_server(cfg.store / ".lock", healthy, limits.restart_timeout_seconds)
+    restart = restart_server(
+        cfg.store / ".lock", admin_health(cfg.admin_listen), limits.restart_timeout_seconds
+    )
     return MirrorUpgrade(update, restart)

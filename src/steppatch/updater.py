@@ -28,7 +28,6 @@ import attrs
 from packaging.version import Version
 
 from steppatch import configedit
-from steppatch._fs import atomic_write
 from steppatch.clock import Clock, utcnow
 from steppatch.config import (
     HomeConfig,
@@ -43,7 +42,7 @@ from steppatch.errors import (
     InputError,
     SteppatchError,
 )
-from steppatch.home import HomeDir
+from steppatch.home import HomeDir, HomeTls
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import ComponentVersion, HomeState, Recipe
 from steppatch.recipe import dump_recipe
@@ -189,7 +188,7 @@ class Home:
         )
         with tempfile.TemporaryDirectory(prefix=".steppatch-init-") as staging:
             # Certificates are checked by using them before the home exists.
-            tls = _write_tls(Path(staging), ca, client_cert)
+            tls = HomeTls(Path(staging)).write(ca, client_cert)
             fetcher = fetcher or fetcher_for(updates, tls, limits.transport())
             if root is None:
                 root, _ = fetch_root_for_tofu(fetcher, limits)
@@ -239,7 +238,7 @@ class Home:
     @property
     def tls(self) -> TlsConfig | None:
         """The private CA and client certificate in ``.steppatch/tls/``, if the home has them."""
-        return _read_tls(self.files.tls_dir)
+        return self.files.tls.config()
 
     def fetcher_for(self, url: str) -> Fetcher:
         """The fetcher for the mirror at ``url`` (the injected ``fetchers``, or the default).
@@ -578,29 +577,3 @@ class Home:
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     pass
-
-
-def _write_tls(
-    directory: Path, ca: bytes | None, client_cert: tuple[bytes, bytes] | None
-) -> TlsConfig | None:
-    """Write the CA and client certificate as a home keeps them; ``None`` without a CA."""
-    if ca is None:
-        if client_cert is not None:
-            raise InputError("a client certificate needs the private CA too (--ca)")
-        return None
-    atomic_write(directory / "ca.crt", ca)
-    if client_cert is not None:
-        atomic_write(directory / "client.crt", client_cert[0])
-        atomic_write(directory / "client.key", client_cert[1], mode=0o600)
-    return _read_tls(directory)
-
-
-def _read_tls(directory: Path) -> TlsConfig | None:
-    from steppatch.transport import TlsConfig
-
-    ca, cert, key = directory / "ca.crt", directory / "client.crt", directory / "client.key"
-    if not ca.is_file():
-        return None
-    if cert.is_file() and key.is_file():
-        return TlsConfig(ca, cert, key)
-    return TlsConfig(ca)

@@ -92,44 +92,20 @@ def info(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The foothold this steppatch runs from: version, build, private environment, wheels."""
-    from steppatch.foothold import (
-        CORE_MODULES,
-        EnvironmentDrift,
-        check_env,
-        check_imports,
-        host,
-        running,
-    )
+    from steppatch.foothold import EnvironmentDrift, foothold_info, info_to_json
 
-    here = running()
-    imported = None
-    checked = 0
-    if check:
-        try:
-            checked = check_env(here.env if here else None)
-        except EnvironmentDrift as e:
-            for name, kind in e.drift:
-                render.err.print(f"{kind}: {name}", markup=False)
-            raise
-        imported = check_imports([*(here.modules() if here else []), *CORE_MODULES])
-    this = host()
+    try:
+        said = foothold_info(check=check)
+    except EnvironmentDrift as e:
+        for name, kind in e.drift:
+            render.err.print(f"{kind}: {name}", markup=False)
+        raise
     if json_out:
-        render.print_json({
-            "foothold": None if here is None else {
-                "archive": str(here.archive), "version": here.version, "build": here.build,
-                "steppatch": here.steppatch, "layout": here.layout,
-                "env": None if here.env is None else str(here.env), "wheels": list(here.wheels),
-            },
-            "steppatch": this.steppatch, "python": this.python, "executable": this.executable,
-            "platform": this.platform,
-            "check": None
-            if imported is None
-            else {"ok": True, "modules": len(imported), "files": checked},
-        })
+        render.print_json(info_to_json(said))
         return
-    out = render.out
+    out, here = render.out, said.foothold
     if here is None:
-        out.print(f"steppatch {this.steppatch}, installed (not a foothold)", markup=False)
+        out.print(f"steppatch {said.steppatch}, installed (not a foothold)", markup=False)
     else:
         out.print(
             f"steppatch foothold {here.version} (steppatch {here.steppatch}), build "
@@ -139,10 +115,10 @@ def info(
         )
         for wheel in here.wheels:
             out.print(f"  {wheel}", markup=False)
-    out.print(f"Python {this.python} ({this.executable}), {this.platform}", markup=False)
-    if imported is not None:
-        files = f"{checked} files as recorded, " if here is not None and here.env else ""
-        out.print(f"check: {files}{len(imported)} modules import", markup=False)
+    out.print(f"Python {said.python} ({said.executable}), {said.platform}", markup=False)
+    if said.check is not None:
+        files = f"{said.check.files} files as recorded, " if here is not None and here.env else ""
+        out.print(f"check: {files}{said.check.modules} modules import", markup=False)
 
 
 def foothold_json(built: Foothold) -> dict[str, Any]:

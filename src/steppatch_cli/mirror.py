@@ -40,7 +40,7 @@ def serve(config: ConfigOption = Path("mirror.toml")) -> None:
     SIGHUP restarts it in place (same pid), running the steppatch its tool home now holds.
     """
     from steppatch import server
-    from steppatch.selfupdate import RestartOnHangup
+    from steppatch.server import RestartOnHangup
 
     cfg = server.load_config(config)
     kind = "mirror" if cfg.is_mirror else "origin"

@@ -282,15 +282,34 @@ def _help() -> str:
     )
 
 
-def _unsupported(ctx: typer.Context) -> dict[str, str]:
-    """SPOT options whose steppatch side this build does not have yet."""
+def _check_runs_here(ctx: typer.Context, argv: Sequence[str]) -> None:
+    """Refuse, naming it, an option of the translated command that the command registered in
+    this app does not take (a build without it): before anything runs, as a SPOT error."""
     root = ctx.find_root()
     group = root.command
-    apply = group.get_command(root, "apply") if isinstance(group, TyperGroup) else None
-    opts = {opt for param in (apply.params if apply else []) for opt in param.opts}
-    if "--local" in opts:
-        return {}
-    return {"local": "patching one cluster node needs 'steppatch apply --local', not in this build"}
+    args = list(argv)
+    while args and args[0].startswith("-"):  # steppatch's global options: -v, --home DIR
+        args = args[2:] if args[0] == "--home" else args[1:]
+    if not args or not isinstance(group, TyperGroup):
+        return
+    target = group.get_command(root, args[0])
+    if target is None:
+        return  # click names an unknown command itself
+    params = {opt: p for p in target.params for opt in (*p.opts, *p.secondary_opts)}
+    rest = iter(args[1:])
+    for arg in rest:
+        if arg == "--":
+            break
+        if not arg.startswith("--"):
+            continue
+        name, joined, _ = arg.partition("=")
+        param = params.get(name)
+        if param is None:
+            raise SpotOptionError(
+                name, f"not supported by this steppatch: 'steppatch {args[0]}' has no {name}"
+            )
+        if not joined and getattr(param, "is_flag", True) is False:  # an option taking a value
+            next(rest, None)  # its value
 
 
 def spot(ctx: typer.Context) -> None:
@@ -301,8 +320,8 @@ def spot(ctx: typer.Context) -> None:
         ctx.args,
         home=None if home is None else str(home),
         verbose=bool(root.params.get("verbose")),
-        unsupported=_unsupported(ctx),
     )
+    _check_runs_here(ctx, command.argv)
     if command.explain:
         render.out.print(command.shell(), markup=False)
         return

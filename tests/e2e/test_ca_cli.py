@@ -1,14 +1,8 @@
-"""``steppatch ca ...`` and ``steppatch enroll``, driven as an operator drives them.
-
-Until ``app.py`` registers them, the CLI is run with the two wiring lines ``docs/pki.md`` gives
-(the same ``main()``, so errors map to exit codes as for every other command).
-"""
+"""``steppatch ca ...`` and ``steppatch enroll``, driven as an operator drives them
+(``python -m steppatch_cli``, so errors map to exit codes as for every other command)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,32 +10,11 @@ from cryptography import x509
 
 from steppatch import pki
 from steppatch.transport import TlsConfig, make_ssl_context
-from tests.e2e.conftest import Result, Run
-
-DRIVER = """
-import sys
-from steppatch_cli import app as cli
-from steppatch_cli.ca import ca_app, enroll_cli, rewrite_enroll_alias
-if not any(g.name == "ca" for g in cli.app.registered_groups):
-    cli.app.add_typer(ca_app, name="ca")
-    cli.app.command("enroll")(enroll_cli(cli._home_path))
-cli.main(rewrite_enroll_alias(sys.argv[1:]))
-"""
+from tests.e2e.conftest import Run
 
 
 @pytest.fixture
-def cli(tmp_path: Path, home: Path) -> Run:
-    def run(*args: str | Path, expect: int | None = 0) -> Result:
-        env = {**os.environ, "STEPPATCH_HOME": str(home), "COLUMNS": "200"}
-        done = subprocess.run(
-            [sys.executable, "-c", DRIVER, *map(str, args)],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
-        )
-        result = Result(done.returncode, done.stdout, done.stderr)
-        if expect is not None:
-            assert result.code == expect, result
-        return result
-
+def cli(run: Run) -> Run:
     return run
 
 

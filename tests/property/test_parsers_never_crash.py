@@ -35,6 +35,13 @@ from steppatch.cluster._core import NODE_FORMAT
 from steppatch.cluster._nodes import SshNode
 from steppatch.config import Location, parse_home_config, parse_location
 from steppatch.errors import SteppatchError
+from steppatch.foothold import (
+    FootholdInfo,
+    FootholdSummary,
+    InfoCheck,
+    info_to_json,
+    parse_foothold_info,
+)
 from steppatch.formats import (
     dump_home_state,
     dump_manifest,
@@ -353,6 +360,13 @@ STAGED = {
     "requested": ["restapi"], "repairs": 0, "displaced": ["old/x"],
 }  # fmt: skip
 
+FOOTHOLD_INFO = info_to_json(FootholdInfo(
+    FootholdSummary("/opt/steppatch/current/steppatch.pyz", "1.2.0", "ab" * 32, "1.2.0",
+                    "directory", "/opt/steppatch/envs/abab", ("cffi-1.17-cp311.whl",)),
+    "1.2.0", "3.11.7", "/usr/bin/python3", "cp311-cp311-manylinux_2_17_x86_64",
+    InfoCheck(modules=40, files=1200),
+))  # fmt: skip
+
 HOME_TOML = {
     "updates": "https://dk1.example:8443", "system": "bob", "node": "n1",
     "service": {"start": "./start", "stop": "./stop", "status": "./status"},
@@ -436,6 +450,12 @@ def test_staged_record(data: bytes) -> None:
         raise SteppatchError(problem)
 
     _call("staged-apply record (_read_staged_record)", lambda: _read_staged_record(data, fail))
+
+
+@FUZZ
+@given(mutated_json(FOOTHOLD_INFO))
+def test_foothold_info(data: bytes) -> None:
+    _call("foothold info (parse_foothold_info)", lambda: parse_foothold_info(data, "info"))
 
 
 @FUZZ

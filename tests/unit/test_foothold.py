@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.metadata
+import json
 import marshal
 import os
 import sys
@@ -17,7 +18,20 @@ from typing import Any
 import pytest
 
 from steppatch.errors import InputError
-from steppatch.foothold import BadWheel, EnvironmentDrift, build_foothold, check_env
+from steppatch.foothold import (
+    INFO_FORMAT,
+    BadFootholdInfo,
+    BadWheel,
+    EnvironmentDrift,
+    FootholdInfo,
+    FootholdSummary,
+    InfoCheck,
+    build_foothold,
+    check_env,
+    foothold_info,
+    info_to_json,
+    parse_foothold_info,
+)
 from steppatch.foothold._bootstrap import (
     ARCHIVE_WHEELS,
     ENV_MARKER,
@@ -409,3 +423,46 @@ def test_an_unreadable_record_is_drift(tmp_path: Path) -> None:
         assert read_env_record(str(env)) is None
         assert env_drift(str(env)) == [(ENV_RECORD, "record")]
     assert check_env(None) == 0  # a foothold that needs no private environment
+
+
+# --- foothold info: the steppatch-foothold-info/1 value ------------------------------------------
+
+
+def test_foothold_info_round_trips_with_its_format_tag() -> None:
+    said = FootholdInfo(
+        FootholdSummary("/t/current/steppatch.pyz", "2.0", "cd" * 32, "2.0", "directory", None,
+                        ("a-1-py3-none-any.whl",)),
+        "2.0", "3.11.7", "/usr/bin/python3", "cp311-cp311-linux_x86_64", InfoCheck(7, 0),
+    )  # fmt: skip
+    doc = info_to_json(said)
+    assert doc["format"] == INFO_FORMAT == "steppatch-foothold-info/1"
+    assert parse_foothold_info(json.dumps(doc).encode()) == said
+    # the untagged form earlier versions printed reads as the same shape
+    untagged = {k: v for k, v in doc.items() if k != "format"}
+    assert parse_foothold_info(json.dumps(untagged).encode()) == said
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"format": "steppatch-foothold-info/2"}, "format: expected"),
+        ({"python": 3}, "python: expected str"),
+        ({"foothold": {"version": "1"}}, "foothold.archive: missing"),
+        ({"check": {"ok": False, "modules": 1, "files": 0}}, "check.ok: expected true"),
+        ({"platform": None}, "platform: expected str"),
+    ],
+)
+def test_a_bad_foothold_info_is_refused_by_field(change: dict[str, object], words: str) -> None:
+    doc = {**info_to_json(foothold_info()), **change}
+    with pytest.raises(BadFootholdInfo) as caught:
+        parse_foothold_info(json.dumps(doc).encode(), "new steppatch")
+    assert words in caught.value.problem and caught.value.source == "new steppatch"
+    with pytest.raises(BadFootholdInfo, match="not a JSON object"):
+        parse_foothold_info(b"[]")
+
+
+def test_foothold_info_of_an_installed_steppatch() -> None:
+    said = foothold_info(check=True)
+    assert said.foothold is None  # the test suite runs from an installed steppatch
+    assert said.check is not None and said.check.modules >= 4 and said.check.files == 0
+    assert said.executable == sys.executable

@@ -286,3 +286,36 @@ def test_help_lists_every_form() -> None:
                    "stop", "enroll", "home", "explain"):
         assert f"--{option}" in result.output, option
     assert "docs/spot.md" in result.output
+
+
+def test_any_option_the_registered_command_lacks_is_refused_before_it_runs() -> None:
+    calls: list[tuple[str, ...]] = []
+    app = typer.Typer()
+
+    @app.callback()
+    def root(home: str | None = typer.Option(None, "--home")) -> None:
+        calls.append(("home", str(home)))
+
+    @app.command("apply")
+    def apply(refs: list[str], syncmode: str = typer.Option("delete", "--syncmode")) -> None:
+        calls.append(("apply", *refs, syncmode))
+
+    @app.command("enroll")
+    def enroll(system_name: str) -> None:
+        calls.append(("enroll", system_name))
+
+    register(app)
+    # an option taking a value: its value is not mistaken for an option
+    result = CliRunner().invoke(app, ["--home", "/h", "spot", "--apply=x", "--syncmode=keep"])
+    assert result.exit_code == 0, result.output
+    assert calls[-1] == ("apply", "x", "keep")
+    calls.clear()
+    for line, option in ((["--apply=x", "--hot"], "--hot"),
+                         (["-n", "--apply=x", "--sync", "--syncmode=keep"], "--sync"),
+                         (["--enroll=mirror:a:b"], "--enroll")):
+        result = CliRunner().invoke(app, ["spot", *line])
+        assert isinstance(result.exception, SpotOptionError), result.output
+        assert result.exception.option == option
+        assert f"has no {option}" in str(result.exception)
+        assert calls == [("home", "None")]  # nothing ran, nothing printed as the command
+        calls.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from steppatch.errors import InputError, LocalEnvironmentError
 from steppatch.foothold._bootstrap import describe_drift
 
-__all__ = ["BadWheel", "EnvironmentDrift", "FootholdError"]
+__all__ = ["BadFootholdInfo", "BadWheel", "EnvironmentDrift", "FootholdError"]
 
 
 class FootholdError(LocalEnvironmentError):
@@ -34,3 +34,13 @@ class EnvironmentDrift(FootholdError):
         )
         self.env = env
         self.drift = drift
+
+
+class BadFootholdInfo(FootholdError):
+    """A ``steppatch-foothold-info/1`` document (what ``foothold info --json`` prints) that cannot
+    be read: ``source`` names it, ``problem`` says why."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: not a foothold description: {problem}")
+        self.source = source
+        self.problem = problem

@@ -14,6 +14,7 @@ import attrs
 
 from steppatch.foothold._bootstrap import RUNTIME_MODULE, env_drift, read_env_record
 from steppatch.foothold._errors import EnvironmentDrift, FootholdError
+from steppatch.foothold._info import FootholdInfo, FootholdSummary, InfoCheck
 
 __all__ = [
     "CORE_MODULES",
@@ -21,6 +22,7 @@ __all__ = [
     "RunningFoothold",
     "check_env",
     "check_imports",
+    "foothold_info",
     "host",
     "running",
 ]
@@ -140,3 +142,28 @@ def host() -> Host:
     except importlib.metadata.PackageNotFoundError:
         version = here.steppatch if here is not None else "unknown"
     return Host(version, platform.python_version(), sys.executable, tag)
+
+
+def foothold_info(*, check: bool = False) -> FootholdInfo:
+    """What runs (``foothold info``): the foothold this process runs from, if any, and the
+    interpreter; with ``check``, every file of the private environment hashed against its record
+    (:func:`check_env`), then every module carried imported (:func:`check_imports`).
+
+    Raises :class:`EnvironmentDrift` (each file that differs) and :class:`FootholdError` (each
+    module that does not import) for ``check``.
+    """
+    here = running()
+    checked = None
+    if check:
+        files = check_env(here.env if here else None)
+        imported = check_imports([*(here.modules() if here else []), *CORE_MODULES])
+        checked = InfoCheck(modules=len(imported), files=files)
+    this = host()
+    summary = None if here is None else FootholdSummary(
+        archive=str(here.archive), version=here.version, build=here.build,
+        steppatch=here.steppatch, layout=here.layout,
+        env=None if here.env is None else str(here.env), wheels=here.wheels,
+    )  # fmt: skip
+    return FootholdInfo(
+        summary, this.steppatch, this.python, this.executable, this.platform, checked
+    )

@@ -1,5 +1,5 @@
 """The home's edge: its files on disk, its lock, staging, the one commit point, recovery,
-staged applies (``_staged``), service control."""
+staged applies (``_staged``), its TLS files (``_tls``), service control."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from steppatch.home._scan import scan_tree
     from steppatch.home._service import Service, ShellService
     from steppatch.home._staged import StagedApplies, StagedRecord
+    from steppatch.home._tls import HomeTls
 
 __getattr__, __dir__ = attach(
     __name__,
@@ -22,11 +23,13 @@ __getattr__, __dir__ = attach(
         "steppatch.home._scan": ("scan_tree",),
         "steppatch.home._service": ("Service", "ShellService"),
         "steppatch.home._staged": ("StagedApplies", "StagedRecord"),
+        "steppatch.home._tls": ("HomeTls",),
     },
 )
 
 __all__ = [
     "HomeDir",
+    "HomeTls",
     "ProgramResult",
     "Service",
     "ShellService",

@@ -11,6 +11,7 @@ Layout (``docs/formats.md``)::
     HOME/.steppatch/history/             thin snapshots of states an apply replaced
     HOME/.steppatch/metadata/            the signed metadata this home trusts (verified only)
     HOME/.steppatch/tls/                 ca.crt, client.crt, client.key (0600) for https mirrors
+                                         (``_tls.HomeTls``; request.key/.csr while enrolling)
     HOME/.steppatch/lock                 one writer at a time
 
 The commit point of an apply is the rename of a new ``current`` symlink over the old one: before
@@ -52,13 +53,16 @@ from steppatch.formats import (
     stored_manifest_entries,
 )
 from steppatch.home._scan import check_tree, gc_paused
+from steppatch.home._tls import TLS_SUBDIR, HomeTls
 from steppatch.model import EntryKind, FileEntry, HomeState
 from steppatch.plan import Drift, StepKind, TreeStep
 from steppatch.store import ObjectStore, copy_verified
 
-__all__ = ["HomeDir", "is_tree_id"]
+__all__ = ["TLS_DIR", "HomeDir", "is_tree_id"]
 
 STATE_DIR = ".steppatch"
+#: a home's TLS files (:class:`~steppatch.home.HomeTls`), relative to the home
+TLS_DIR = Path(STATE_DIR) / TLS_SUBDIR
 CURRENT = "current"
 STORED_SUFFIX = ".json.gz"
 #: the operator's settings file the installed components' config rules are checked against
@@ -82,7 +86,9 @@ class HomeDir:
         self.cache = ObjectStore(self.state_dir / "cache" / "objects")
         self.history = self.state_dir / "history"
         self.metadata_dir = self.state_dir / "metadata"
-        self.tls_dir = self.state_dir / "tls"
+        #: the TLS files (CA, client certificate, a pending enrollment)
+        self.tls = HomeTls(self.state_dir / TLS_SUBDIR)
+        self.tls_dir = self.tls.dir
         self.manifests = self.state_dir / "manifests"
         # A tree's state file never changes once written and tree ids are never reused, so the
         # state read for a tree id stays true: an apply reads it once, not at every step.

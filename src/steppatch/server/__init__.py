@@ -1,5 +1,7 @@
 """The updates server: serve a published repository (origin), or relay upstream servers through
-a verified store (mirror). ``aiohttp.web`` in one process; see ``docs/mirror.md``.
+a verified store (mirror). ``aiohttp.web`` in one process; see ``docs/mirror.md``. An upgrade
+restarts it in place (``_restart``: SIGHUP and ``execve``, the store lock's holder from
+``/proc/locks``, the admin port's health probe).
 """
 
 from __future__ import annotations
@@ -11,6 +13,15 @@ from steppatch._lazy import attach
 if TYPE_CHECKING:
     from steppatch.server._app import print_ready, serve, server_ssl_context
     from steppatch.server._ops import MirrorStatus, mirror_status, sync_once
+    from steppatch.server._restart import (
+        GENERATION_VARIABLE,
+        RestartFailed,
+        RestartOnHangup,
+        ServerRestart,
+        admin_health,
+        lock_holder,
+        restart_server,
+    )
     from steppatch.server.config import DownloadMode, MirrorConfig, load_config, parse_config
     from steppatch.server.errors import (
         MirrorConfigError,
@@ -29,6 +40,15 @@ __getattr__, __dir__ = attach(
     {
         "steppatch.server._app": ("print_ready", "serve", "server_ssl_context"),
         "steppatch.server._ops": ("MirrorStatus", "mirror_status", "sync_once"),
+        "steppatch.server._restart": (
+            "GENERATION_VARIABLE",
+            "RestartFailed",
+            "RestartOnHangup",
+            "ServerRestart",
+            "admin_health",
+            "lock_holder",
+            "restart_server",
+        ),
         "steppatch.server.config": ("DownloadMode", "MirrorConfig", "load_config", "parse_config"),
         "steppatch.server.errors": (
             "MirrorConfigError",
@@ -45,22 +65,29 @@ __getattr__, __dir__ = attach(
 )
 
 __all__ = [
+    "GENERATION_VARIABLE",
     "DownloadMode",
     "MirrorConfig",
     "MirrorConfigError",
     "MirrorStatus",
     "NotServed",
     "PrivateKeyServed",
+    "RestartFailed",
+    "RestartOnHangup",
+    "ServerRestart",
     "SnapshotQuotaExceeded",
     "SnapshotRateLimited",
     "SnapshotRefused",
     "StoreError",
     "StoreFull",
     "UpstreamUnavailable",
+    "admin_health",
     "load_config",
+    "lock_holder",
     "mirror_status",
     "parse_config",
     "print_ready",
+    "restart_server",
     "serve",
     "server_ssl_context",
     "sync_once",

@@ -17,6 +17,7 @@ from steppatch.errors import InputError, LockedError, SteppatchError, TooLarge
 from steppatch.server._app import _store_lock
 from steppatch.server._metrics import Metrics
 from steppatch.server._ratelimit import TokenBucket, backoff_seconds
+from steppatch.server._restart import local_opener
 from steppatch.server._store import FillControl, MirrorStore, store_usage
 from steppatch.server._upstream import Upstreams
 from steppatch.server.config import DownloadMode, MirrorConfig
@@ -68,17 +69,6 @@ def _admin(config: MirrorConfig, method: str, path: str, timeout: float) -> dict
             raise TooLarge(f"the answer of {request.full_url}", limit)
         result: dict[str, Any] = json.loads(body)
         return result
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the redirect answer itself is then the HTTPError
-
-
-def local_opener() -> urllib.request.OpenerDirector:
-    """An opener for the server's own admin port: no proxy from the environment (``http_proxy``
-    would otherwise carry a request for 127.0.0.1 elsewhere), no redirect followed."""
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def mirror_status(config: MirrorConfig) -> MirrorStatus:
