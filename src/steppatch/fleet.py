@@ -1,0 +1,466 @@
+"""The fleet: every system that uploaded a thin snapshot, what it runs and what it lacks.
+
+Pure (no I/O): the stored uploads of each system (their times and parsed snapshots), the
+mirror's verified index, the release recipes it lists and a clock value go in; a :class:`Fleet`
+comes out, and :func:`fleet_to_json` writes it as ``steppatch-fleet/1`` (``docs/formats.md``).
+``steppatch.server._fleet`` reads the store and calls :func:`compute_fleet`.
+
+Per system and installed component: the newest version in the same major.minor (the patch to
+take), the newest overall, whether each is hot, and the ``steppatch apply`` line that takes it.
+A system is ``stale`` when its last upload is older than ``stale_after``, else ``behind`` when a
+component it runs has a newer version in the index, else ``up-to-date``. Cost: O(systems x
+components) with one index look-up per distinct (component, version), however many systems run it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+import attrs
+from packaging.version import Version
+
+from steppatch.model import Recipe, RecipeKind, RepositoryIndex
+from steppatch.recipe import pinned_versions
+
+__all__ = [
+    "DEFAULT_STALE_AFTER",
+    "FLEET_FORMAT",
+    "Available",
+    "Change",
+    "ComponentView",
+    "Fleet",
+    "FleetState",
+    "HistoryEntry",
+    "NodeView",
+    "ReleaseView",
+    "SystemUploads",
+    "SystemView",
+    "Upload",
+    "apply_line",
+    "compute_fleet",
+    "diff_versions",
+    "fleet_to_json",
+    "release_notes",
+    "system_to_json",
+]
+
+FLEET_FORMAT = "steppatch-fleet/1"
+#: how long a system may stay silent before it counts as stale (``stale_after`` in mirror.toml)
+DEFAULT_STALE_AFTER = dt.timedelta(days=7)
+
+
+class FleetState(StrEnum):
+    """Where a system stands."""
+
+    UP_TO_DATE = "up-to-date"
+    BEHIND = "behind"
+    STALE = "stale"
+
+
+@attrs.frozen
+class Upload:
+    """One stored upload: when the mirror received it and the snapshot it held."""
+
+    time: dt.datetime
+    snapshot: Recipe
+
+
+@attrs.frozen
+class SystemUploads:
+    """What the store keeps of one system: ``name`` (its path under ``snapshots/``, a relay's
+    name first), its uploads oldest first (the last one is the latest; only the latest needs
+    its snapshot for the overview, the others for the history), and how many are kept."""
+
+    name: str
+    uploads: tuple[Upload, ...]
+    #: how many uploads the store keeps (0: as many as ``uploads``)
+    kept: int = 0
+
+
+@attrs.frozen
+class Available:
+    """A newer version of an installed component: the ``apply`` line takes it."""
+
+    version: Version
+    hot: bool
+    recipe: str
+
+    @property
+    def apply(self) -> str:
+        return apply_line([self.recipe], self.hot)
+
+
+@attrs.frozen
+class ComponentView:
+    """One installed component: ``listed`` is whether the index has that version; ``patch`` the
+    newest version of the same major.minor, ``latest`` the newest overall (each ``None`` when it
+    is not newer than the installed one)."""
+
+    name: str
+    installed: Version
+    listed: bool
+    patch: Available | None
+    latest: Available | None
+    #: every newer version in the index, oldest first (for the release notes)
+    newer: tuple[Version, ...] = ()
+
+    @property
+    def behind(self) -> bool:
+        return self.latest is not None
+
+
+@attrs.frozen
+class ReleaseView:
+    """A release recipe of the index this system ``matches`` (runs every pinned version) or
+    ``trails`` (older on some pinned component, newer on none)."""
+
+    path: str
+    name: str
+    status: str
+    behind: tuple[str, ...] = ()
+
+    @property
+    def apply(self) -> str:
+        return apply_line([self.path], False)
+
+
+@attrs.frozen
+class NodeView:
+    """One node of a cluster snapshot."""
+
+    name: str
+    versions: Mapping[str, Version]
+    #: the components where this node differs from the cluster's versions
+    differs: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Change:
+    """A component that changed between two uploads (``old``/``new`` ``None``: added/removed)."""
+
+    name: str
+    old: Version | None
+    new: Version | None
+
+
+@attrs.frozen
+class HistoryEntry:
+    """One upload and what changed since the one before (``None`` for the oldest kept)."""
+
+    time: dt.datetime
+    components: int
+    changes: tuple[Change, ...] | None
+
+
+@attrs.frozen
+class SystemView:
+    """One system in the fleet."""
+
+    name: str
+    state: FleetState
+    last_upload: dt.datetime
+    uploads: int
+    versions: Mapping[str, Version]
+    components: tuple[ComponentView, ...]
+    nodes: tuple[NodeView, ...]
+    releases: tuple[ReleaseView, ...]
+    history: tuple[HistoryEntry, ...]
+
+    @property
+    def behind(self) -> int:
+        """How many components have a newer version."""
+        return sum(1 for c in self.components if c.behind)
+
+    @property
+    def unlisted(self) -> int:
+        """How many installed versions the index does not list."""
+        return sum(1 for c in self.components if not c.listed)
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """What to run on the system: every patch (same major.minor) in one apply (``--hot``
+        when all are hot), then each newer major.minor on its own line."""
+        patches = [c.patch for c in self.components if c.patch is not None]
+        lines = []
+        if patches:
+            lines.append(apply_line([p.recipe for p in patches], all(p.hot for p in patches)))
+        for c in self.components:
+            if c.latest is not None and (c.patch is None or c.latest.version != c.patch.version):
+                lines.append(c.latest.apply)
+        return tuple(lines)
+
+
+@attrs.frozen
+class Fleet:
+    """Every system, sorted by name; when the fleet was computed and against which index."""
+
+    now: dt.datetime
+    stale_after: dt.timedelta
+    index_version: int | None
+    systems: tuple[SystemView, ...]
+
+    def counts(self) -> dict[str, int]:
+        """Systems per state (every state present, zero included)."""
+        counts = {s.value: 0 for s in FleetState}
+        for system in self.systems:
+            counts[system.state.value] += 1
+        return counts
+
+    def get(self, name: str) -> SystemView | None:
+        """The system of that name, if it uploaded."""
+        for system in self.systems:
+            if system.name == name:
+                return system
+        return None
+
+
+def apply_line(refs: Iterable[str], hot: bool) -> str:
+    """The command that applies the recipes at ``refs`` (paths in the repository)."""
+    flag = " --hot" if hot else ""
+    return "steppatch apply" + flag + "".join(f" to:{ref}" for ref in refs)
+
+
+def diff_versions(
+    old: Mapping[str, Version], new: Mapping[str, Version]
+) -> tuple[Change, ...]:
+    """What changed from ``old`` to ``new``, by name."""
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        a, b = old.get(name), new.get(name)
+        if a != b:
+            changes.append(Change(name, a, b))
+    return tuple(changes)
+
+
+class _IndexView:
+    """Per component: versions sorted, the newest per (major, minor); memoised component views."""
+
+    def __init__(self, index: RepositoryIndex | None) -> None:
+        self.index = index
+        self._memo: dict[tuple[str, Version], ComponentView] = {}
+        self._sorted: dict[str, list[Version]] = {}
+
+    def versions(self, name: str) -> list[Version]:
+        found = self._sorted.get(name)
+        if found is None:
+            cvs = self.index.components.get(name, {}) if self.index is not None else {}
+            found = self._sorted[name] = sorted(cvs)
+        return found
+
+    def view(self, name: str, installed: Version) -> ComponentView:
+        key = (name, installed)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
+        versions = self.versions(name)
+        listed = self.index is not None and self.index.get(name, installed) is not None
+        newer = tuple(v for v in versions if v > installed)
+        same = [v for v in newer if v.release[:2] == installed.release[:2]]
+        patch = self._available(name, same[-1]) if same else None
+        latest = self._available(name, newer[-1]) if newer else None
+        found = self._memo[key] = ComponentView(name, installed, listed, patch, latest, newer)
+        return found
+
+    def _available(self, name: str, version: Version) -> Available:
+        assert self.index is not None
+        cv = self.index.components[name][version]
+        return Available(version, cv.hot, cv.recipe)
+
+
+def _release_view(
+    path: str, recipe: Recipe, versions: Mapping[str, Version]
+) -> ReleaseView | None:
+    pins = pinned_versions(recipe)
+    shared = [n for n in sorted(pins) if n in versions]
+    if not shared:
+        return None
+    older = tuple(n for n in shared if versions[n] < pins[n])
+    newer = [n for n in shared if versions[n] > pins[n]]
+    if newer:
+        return None
+    if not older:
+        if len(shared) != len(pins):
+            return None  # runs part of it only
+        return ReleaseView(path, recipe.name, "matches")
+    return ReleaseView(path, recipe.name, "trails", older)
+
+
+def _snapshot_versions(recipe: Recipe) -> dict[str, Version]:
+    # A stored snapshot pins one version each (the server checked it).
+    return pinned_versions(recipe)
+
+
+def _system(
+    uploads: SystemUploads,
+    index: _IndexView,
+    releases: Sequence[tuple[str, Recipe]],
+    now: dt.datetime,
+    stale_after: dt.timedelta,
+    history: bool,
+) -> SystemView:
+    latest = uploads.uploads[-1]
+    versions = _snapshot_versions(latest.snapshot)
+    components = tuple(index.view(n, v) for n, v in sorted(versions.items()))
+    nodes = tuple(
+        NodeView(
+            node.name,
+            node.versions,
+            tuple(c.name for c in diff_versions(versions, node.versions)),
+        )
+        for node in latest.snapshot.nodes
+    )
+    matched = []
+    for path, recipe in releases:
+        view = _release_view(path, recipe, versions)
+        if view is not None:
+            matched.append(view)
+    if now - latest.time > stale_after:
+        state = FleetState.STALE
+    elif any(c.behind for c in components):
+        state = FleetState.BEHIND
+    else:
+        state = FleetState.UP_TO_DATE
+    entries: list[HistoryEntry] = []
+    if history:
+        before: dict[str, Version] | None = None
+        for upload in uploads.uploads:
+            now_versions = _snapshot_versions(upload.snapshot)
+            changes = None if before is None else diff_versions(before, now_versions)
+            entries.append(HistoryEntry(upload.time, len(now_versions), changes))
+            before = now_versions
+    return SystemView(
+        name=uploads.name,
+        state=state,
+        last_upload=latest.time,
+        uploads=uploads.kept or len(uploads.uploads),
+        versions=versions,
+        components=components,
+        nodes=nodes,
+        releases=tuple(matched),
+        history=tuple(reversed(entries)),
+    )
+
+
+def compute_fleet(
+    systems: Iterable[SystemUploads],
+    index: RepositoryIndex | None,
+    releases: Mapping[str, Recipe],
+    now: dt.datetime,
+    *,
+    stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
+    index_version: int | None = None,
+    history: bool = False,
+) -> Fleet:
+    """The fleet of ``systems`` (each with one upload or more) against ``index`` and its
+    release recipes (path -> recipe; other kinds are ignored), at ``now`` (aware).
+
+    ``history``: also list each system's uploads, newest first, with what changed (the page of
+    one system; the overview does not need it). Systems without uploads are left out.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    view = _IndexView(index)
+    release_list = sorted(
+        (path, r) for path, r in releases.items() if r.kind is RecipeKind.RELEASE
+    )
+    result = [
+        _system(s, view, release_list, now, stale_after, history)
+        for s in sorted(systems, key=lambda s: s.name)
+        if s.uploads
+    ]
+    return Fleet(now, stale_after, index_version, tuple(result))
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _available_json(a: Available | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {"version": str(a.version), "hot": a.hot, "recipe": a.recipe, "apply": a.apply}
+
+
+def system_to_json(system: SystemView, now: dt.datetime) -> dict[str, Any]:
+    """One system as ``steppatch-fleet/1`` lists it."""
+    doc: dict[str, Any] = {
+        "name": system.name,
+        "state": system.state.value,
+        "last_upload": _stamp(system.last_upload),
+        "silent_s": max(int((now - system.last_upload).total_seconds()), 0),
+        "uploads": system.uploads,
+        "behind": system.behind,
+        "versions": {n: str(v) for n, v in system.versions.items()},
+        "components": [
+            {
+                "name": c.name,
+                "installed": str(c.installed),
+                "listed": c.listed,
+                "patch": _available_json(c.patch),
+                "latest": _available_json(c.latest),
+            }
+            for c in system.components
+        ],
+        "nodes": [
+            {
+                "name": n.name,
+                "versions": {k: str(v) for k, v in sorted(n.versions.items())},
+                "differs": list(n.differs),
+            }
+            for n in system.nodes
+        ],
+        "releases": [
+            {"path": r.path, "name": r.name, "status": r.status, "behind": list(r.behind),
+             "apply": r.apply}
+            for r in system.releases
+        ],
+        "commands": list(system.commands),
+    }
+    if system.history:
+        doc["history"] = [
+            {
+                "time": _stamp(h.time),
+                "components": h.components,
+                "changes": None if h.changes is None else [
+                    {"name": c.name, "from": None if c.old is None else str(c.old),
+                     "to": None if c.new is None else str(c.new)}
+                    for c in h.changes
+                ],
+            }
+            for h in system.history
+        ]
+    return doc
+
+
+def fleet_to_json(fleet: Fleet, unreadable: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The whole fleet as a ``steppatch-fleet/1`` document (a JSON-ready dict); ``unreadable``:
+    the systems whose latest upload could not be read, with why."""
+    return {
+        "format": FLEET_FORMAT,
+        "generated": _stamp(fleet.now),
+        "stale_after_s": int(fleet.stale_after.total_seconds()),
+        "index_version": fleet.index_version,
+        "counts": fleet.counts(),
+        "systems": [system_to_json(s, fleet.now) for s in fleet.systems],
+        "unreadable": [
+            {"name": name, "problem": problem}
+            for name, problem in sorted((unreadable or {}).items())
+        ],
+    }
+
+
+def release_notes(
+    index: RepositoryIndex | None, component: ComponentView
+) -> list[tuple[Version, bool, str, str]]:
+    """The newer versions of ``component`` with (version, hot, summary, notes), newest first."""
+    if index is None:
+        return []
+    out = []
+    for version in reversed(component.newer):
+        cv = index.get(component.name, version)
+        if cv is not None:
+            out.append((version, cv.hot, cv.summary, cv.notes))
+    return out

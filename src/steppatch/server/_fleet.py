@@ -1,0 +1,289 @@
+"""The fleet from the store on disk: the uploaded snapshots, the verified index, its releases.
+
+Reads ``snapshots/`` (each folder holding a ``latest.spr`` is a system; its uploads are named
+``TIME-SHA8.spr``, TIME the UTC time the server stored it), the index the store verified (a
+mirror's ``metadata/``, checked again against its root as the server does; an origin's published
+repository) and the release recipes of that index it holds, then calls the pure
+:func:`steppatch.fleet.compute_fleet`. :class:`FleetSource` keeps what it parsed, keyed by each
+file's identity (inode, size, mtime), so a server answers the next page from memory plus one
+``scandir`` per system. Blocking: the server calls it from its worker pool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from steppatch.errors import SteppatchError
+from steppatch.fleet import Fleet, SystemUploads, Upload, compute_fleet
+from steppatch.formats import index_from_json
+from steppatch.limits import DEFAULT_LIMITS, Limits
+from steppatch.model import FileRef, Recipe, RecipeKind, RepositoryIndex
+from steppatch.pki import validate_system_name
+from steppatch.recipe import parse_recipe
+from steppatch.remote import MetadataStore, utcnow
+from steppatch.server.config import MirrorConfig
+from steppatch.server.errors import MirrorConfigError
+from steppatch.trust import TrustedMetadataSet, verify_length_and_hash
+
+__all__ = ["FleetSource", "IndexSource", "fleet_report", "store_index"]
+
+_LATEST = "latest.spr"
+_UPLOAD = re.compile(r"(\d{8}T\d{6})\.(\d{6})Z-[0-9a-f]{8}\.spr")
+
+#: what gives the index now: (verified index or None, its version or None)
+IndexSource = Callable[[], tuple[RepositoryIndex | None, int | None]]
+
+
+def upload_time(name: str) -> dt.datetime | None:
+    """When an upload named ``TIME.MICROSZ-SHA8.spr`` was stored (``None`` for other names)."""
+    m = _UPLOAD.fullmatch(name)
+    if m is None:
+        return None
+    try:
+        when = dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return when.replace(microsecond=int(m.group(2)))
+
+
+@attrs.frozen
+class _Folder:
+    name: str
+    path: Path
+    uploads: tuple[tuple[dt.datetime, str], ...]
+
+
+class FleetSource:
+    """The fleet of one store: ``snapshots`` (the uploads), ``index`` (gives the verified index),
+    ``recipe_bytes`` (the bytes of a recipe the index lists, when held; ``None`` otherwise).
+    Thread-safe; parsed snapshots and releases are kept while their files stay the same."""
+
+    def __init__(
+        self,
+        snapshots: Path,
+        index: IndexSource,
+        recipe_bytes: Callable[[FileRef], bytes | None],
+        stale_after: dt.timedelta,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.snapshots = snapshots
+        self.index = index
+        self.recipe_bytes = recipe_bytes
+        self.stale_after = stale_after
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._parsed: dict[str, tuple[tuple[int, int, int], Recipe | str]] = {}
+        self._releases: dict[str, Recipe | None] = {}
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _folders(self) -> list[_Folder]:
+        found: list[_Folder] = []
+        self._walk(self.snapshots, [], found)
+        return found
+
+    def _walk(self, folder: Path, names: list[str], found: list[_Folder]) -> None:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        uploads: list[tuple[dt.datetime, str]] = []
+        latest = False
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # the outbox, temporaries
+            if entry.name == _LATEST:
+                latest = True
+            elif entry.is_dir(follow_symlinks=False):
+                try:
+                    validate_system_name(entry.name)
+                except SteppatchError:
+                    continue
+                self._walk(Path(entry.path), [*names, entry.name], found)
+            else:
+                when = upload_time(entry.name)
+                if when is not None:
+                    uploads.append((when, entry.name))
+        if latest and names:
+            found.append(_Folder("/".join(names), folder, tuple(sorted(uploads))))
+
+    def _parse(self, file: Path, what: str) -> Recipe | str:
+        """A stored snapshot, parsed (kept while the file is unchanged), or why it cannot be."""
+        key = str(file)
+        try:
+            st = os.stat(file)
+        except OSError as e:
+            return f"cannot read {what}: {e.strerror or e}"
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            held = self._parsed.get(key)
+        if held is not None and held[0] == stamp:
+            return held[1]
+        result: Recipe | str
+        try:
+            if st.st_size > self.limits.max_snapshot_bytes:
+                raise OSError(f"larger than {self.limits.max_snapshot_bytes} bytes")
+            data = file.read_bytes()
+            recipe = parse_recipe(data, what, self.limits)
+            if recipe.kind is not RecipeKind.SNAPSHOT:
+                raise OSError(f"a {recipe.kind.value} recipe, not a snapshot")
+            if any(len(spec) != 1 or next(iter(spec)).operator != "=="
+                   for spec in recipe.components.values()):
+                raise OSError("not one pinned version per component")
+            result = recipe
+        except (SteppatchError, OSError) as e:
+            result = f"{what}: {getattr(e, 'strerror', None) or e}"
+        with self._lock:
+            self._parsed[key] = (stamp, result)
+        return result
+
+    def _system(self, folder: _Folder, history: bool) -> SystemUploads | str:
+        latest = self._parse(folder.path / _LATEST, f"snapshots/{folder.name}/{_LATEST}")
+        if isinstance(latest, str):
+            return latest
+        if folder.uploads:
+            when = folder.uploads[-1][0]
+        else:  # written by hand: the file's own time
+            try:
+                when = dt.datetime.fromtimestamp(
+                    (folder.path / _LATEST).stat().st_mtime, dt.UTC
+                )
+            except OSError as e:
+                return f"snapshots/{folder.name}/{_LATEST}: {e.strerror or e}"
+        uploads = []
+        if history:
+            for stamp, name in folder.uploads[:-1]:
+                recipe = self._parse(folder.path / name, f"snapshots/{folder.name}/{name}")
+                if not isinstance(recipe, str):  # an unreadable old upload is left out
+                    uploads.append(Upload(stamp, recipe))
+        uploads.append(Upload(when, latest))
+        return SystemUploads(folder.name, tuple(uploads), kept=max(len(folder.uploads), 1))
+
+    def releases(self, index: RepositoryIndex | None) -> dict[str, Recipe]:
+        """The release recipes of ``index`` this store holds, verified against the index."""
+        if index is None:
+            return {}
+        components = {cv.recipe for cvs in index.components.values() for cv in cvs.values()}
+        found: dict[str, Recipe] = {}
+        for path, ref in sorted(index.recipes.items()):
+            if path in components:
+                continue
+            with self._lock:
+                known = ref.sha256 in self._releases
+                recipe = self._releases.get(ref.sha256)
+            if not known:
+                recipe = None
+                data = self.recipe_bytes(ref)
+                if data is not None:
+                    try:
+                        verify_length_and_hash(data, ref.length, ref.sha256, path)
+                        recipe = parse_recipe(data, path, self.limits)
+                    except SteppatchError:
+                        recipe = None
+                    with self._lock:
+                        self._releases[ref.sha256] = recipe
+            if recipe is not None and recipe.kind is RecipeKind.RELEASE:
+                found[path] = recipe
+        return found
+
+    def fleet(
+        self, now: dt.datetime | None = None, *, only: str | None = None
+    ) -> tuple[Fleet, dict[str, str]]:
+        """The fleet at ``now`` and the systems that could not be read (name -> why). With
+        ``only``, that one system (with its upload history) or none."""
+        folders = self._folders()
+        if only is not None:
+            folders = [f for f in folders if f.name == only]
+        systems: list[SystemUploads] = []
+        unreadable: dict[str, str] = {}
+        for folder in folders:
+            result = self._system(folder, history=only is not None)
+            if isinstance(result, str):
+                unreadable[folder.name] = result
+            else:
+                systems.append(result)
+        index, version = self.index()
+        fleet = compute_fleet(
+            systems, index, self.releases(index), now or utcnow(),
+            stale_after=self.stale_after, index_version=version, history=only is not None,
+        )
+        return fleet, unreadable
+
+
+def store_index(config: MirrorConfig, limits: Limits = DEFAULT_LIMITS) -> IndexSource:
+    """The verified index of a store on disk, read when asked: a mirror's stored metadata
+    verified again against its stored root (as the server does at start), an origin's published
+    repository. Metadata that does not verify gives no index (nothing is called behind)."""
+
+    def mirror() -> tuple[RepositoryIndex | None, int | None]:
+        store = MetadataStore(config.store / "metadata")
+        root = store.read("root")
+        if root is None:
+            return None, None
+        try:
+            trusted = TrustedMetadataSet.reload(
+                root, store.read("timestamp"), store.read("index"), now=utcnow(),
+                limits=limits.trust(),
+            )
+        except SteppatchError:
+            return None, None
+        if trusted.index is None:
+            return None, None
+        return index_from_json(trusted.index.payload, "stored index"), trusted.index.version
+
+    def origin() -> tuple[RepositoryIndex | None, int | None]:
+        from steppatch.repo import published_index
+
+        assert config.origin is not None
+        try:
+            return published_index(config.origin.repository, limits), None
+        except (SteppatchError, OSError):
+            return None, None
+
+    return mirror if config.is_mirror else origin
+
+
+def store_recipes(config: MirrorConfig) -> Callable[[FileRef], bytes | None]:
+    """The bytes of a recipe as the store holds it: a mirror's object under its sha256, an
+    origin's file in the repository (checked against the index by the caller)."""
+
+    def read(ref: FileRef) -> bytes | None:
+        if config.origin is not None:
+            file = config.origin.repository / ref.path
+        else:
+            file = config.store / "objects" / ref.sha256[:2] / ref.sha256
+        try:
+            with open(file, "rb") as f:
+                return f.read(ref.length + 1)
+        except OSError:
+            return None
+
+    return read
+
+
+def fleet_source(config: MirrorConfig, limits: Limits = DEFAULT_LIMITS) -> FleetSource:
+    """The :class:`FleetSource` of the store ``config`` names."""
+    return FleetSource(
+        config.store / "snapshots",
+        store_index(config, limits),
+        store_recipes(config),
+        dt.timedelta(days=config.stale_after_days),
+        limits,
+    )
+
+
+def fleet_report(
+    config: MirrorConfig, now: dt.datetime | None = None
+) -> tuple[Fleet, dict[str, str]]:
+    """``steppatch mirror fleet``: the fleet of the store on disk (no server needed). Raises
+    :class:`MirrorConfigError` when the store does not exist."""
+    if not config.store.is_dir():
+        raise MirrorConfigError(config.source, "store", f"{config.store} does not exist")
+    return fleet_source(config).fleet(now)
