@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 from packaging.version import Version
 
-from steppatch.model import Recipe, RecipeKind, RepositoryIndex
+from steppatch.model import NodeSnapshot, Recipe, RecipeKind, RepositoryIndex
 from steppatch.recipe import pinned_versions
 
 __all__ = [
@@ -62,10 +62,18 @@ class FleetState(StrEnum):
 
 @attrs.frozen
 class Upload:
-    """One stored upload: when the mirror received it and the snapshot it held."""
+    """One stored upload: when the mirror received it, the version of each component, and the
+    nodes of a cluster snapshot."""
 
     time: dt.datetime
-    snapshot: Recipe
+    versions: Mapping[str, Version]
+    nodes: tuple[NodeSnapshot, ...] = ()
+
+    @classmethod
+    def of(cls, time: dt.datetime, snapshot: Recipe) -> Upload:
+        """The upload of a snapshot (one pinned version per component). Raises
+        :class:`~steppatch.errors.RecipeError` for a range."""
+        return cls(time, pinned_versions(snapshot), snapshot.nodes)
 
 
 @attrs.frozen
@@ -288,11 +296,6 @@ def _release_view(
     return ReleaseView(path, recipe.name, "trails", older)
 
 
-def _snapshot_versions(recipe: Recipe) -> dict[str, Version]:
-    # A stored snapshot pins one version each (the server checked it).
-    return pinned_versions(recipe)
-
-
 def _system(
     uploads: SystemUploads,
     index: _IndexView,
@@ -302,7 +305,7 @@ def _system(
     history: bool,
 ) -> SystemView:
     latest = uploads.uploads[-1]
-    versions = _snapshot_versions(latest.snapshot)
+    versions = latest.versions
     components = tuple(index.view(n, v) for n, v in sorted(versions.items()))
     nodes = tuple(
         NodeView(
@@ -310,7 +313,7 @@ def _system(
             node.versions,
             tuple(c.name for c in diff_versions(versions, node.versions)),
         )
-        for node in latest.snapshot.nodes
+        for node in latest.nodes
     )
     matched = []
     for path, recipe in releases:
@@ -325,12 +328,11 @@ def _system(
         state = FleetState.UP_TO_DATE
     entries: list[HistoryEntry] = []
     if history:
-        before: dict[str, Version] | None = None
+        before: Mapping[str, Version] | None = None
         for upload in uploads.uploads:
-            now_versions = _snapshot_versions(upload.snapshot)
-            changes = None if before is None else diff_versions(before, now_versions)
-            entries.append(HistoryEntry(upload.time, len(now_versions), changes))
-            before = now_versions
+            changes = None if before is None else diff_versions(before, upload.versions)
+            entries.append(HistoryEntry(upload.time, len(upload.versions), changes))
+            before = upload.versions
     return SystemView(
         name=uploads.name,
         state=state,

@@ -38,7 +38,7 @@ def systems(draw: st.DrawFn) -> list[SystemUploads]:
         ages = sorted(draw(st.lists(st.integers(0, 20 * 86400), min_size=1, max_size=4)),
                       reverse=True)
         uploads = tuple(
-            Upload(NOW - dt.timedelta(seconds=age),
+            Upload.of(NOW - dt.timedelta(seconds=age),
                    pinned_recipe(RecipeKind.SNAPSHOT, draw(pins), system=f"s{i}"))
             for age in ages
         )
@@ -78,14 +78,13 @@ def test_states_and_availability_agree_with_the_index(
         for before, after, entry in zip(
             given_system.uploads, given_system.uploads[1:], entries[1:], strict=False
         ):
-            state = {n: next(iter(s)).version for n, s in before.snapshot.components.items()}
+            state = {n: str(v) for n, v in before.versions.items()}
             for change in entry.changes or ():
                 if change.new is None:
                     del state[change.name]
                 else:
                     state[change.name] = str(change.new)
-            assert state == {n: next(iter(s)).version
-                             for n, s in after.snapshot.components.items()}
+            assert state == {n: str(v) for n, v in after.versions.items()}
 
 
 @given(pins, pins)

@@ -60,7 +60,7 @@ def snap(versions: dict[str, str], **fields: object):  # type: ignore[no-untyped
 
 
 def system(name: str, *uploads: tuple[dt.datetime, dict[str, str]]) -> SystemUploads:
-    return SystemUploads(name, tuple(Upload(t, snap(v)) for t, v in uploads))
+    return SystemUploads(name, tuple(Upload.of(t, snap(v)) for t, v in uploads))
 
 
 def test_behind_up_to_date_and_stale() -> None:
@@ -133,7 +133,7 @@ def test_releases_matched_and_trailed() -> None:
 def test_cluster_nodes_and_where_they_differ() -> None:
     nodes = (NodeSnapshot("n1", {"restapi": Version("7.0.39")}),
              NodeSnapshot("n2", {"restapi": Version("7.0.40")}))
-    s = SystemUploads("cl", (Upload(NOW, snap({"restapi": "7.0.39"}, nodes=nodes)),))
+    s = SystemUploads("cl", (Upload.of(NOW, snap({"restapi": "7.0.39"}, nodes=nodes)),))
     view = compute_fleet([s], INDEX, {}, NOW).systems[0]
     assert [(n.name, n.differs) for n in view.nodes] == [("n1", ()), ("n2", ("restapi",))]
     doc = fleet_to_json(compute_fleet([s], INDEX, {}, NOW))

@@ -79,7 +79,7 @@ class FleetSource:
         self.stale_after = stale_after
         self.limits = limits
         self._lock = threading.Lock()
-        self._parsed: dict[str, tuple[tuple[int, int, int], Recipe | str]] = {}
+        self._parsed: dict[str, tuple[tuple[int, int, int], Upload | str]] = {}
         self._releases: dict[str, Recipe | None] = {}
 
     # --- reading -------------------------------------------------------------------------------
@@ -114,8 +114,9 @@ class FleetSource:
         if latest and names:
             found.append(_Folder("/".join(names), folder, tuple(sorted(uploads))))
 
-    def _parse(self, file: Path, what: str) -> Recipe | str:
-        """A stored snapshot, parsed (kept while the file is unchanged), or why it cannot be."""
+    def _parse(self, file: Path, what: str, when: dt.datetime | None) -> Upload | str:
+        """A stored snapshot, parsed (kept while the file is unchanged), or why it cannot be.
+        ``when``: the upload's time (``None``: the file's own)."""
         key = str(file)
         try:
             st = os.stat(file)
@@ -126,7 +127,7 @@ class FleetSource:
             held = self._parsed.get(key)
         if held is not None and held[0] == stamp:
             return held[1]
-        result: Recipe | str
+        result: Upload | str
         try:
             if st.st_size > self.limits.max_snapshot_bytes:
                 raise OSError(f"larger than {self.limits.max_snapshot_bytes} bytes")
@@ -134,10 +135,9 @@ class FleetSource:
             recipe = parse_recipe(data, what, self.limits)
             if recipe.kind is not RecipeKind.SNAPSHOT:
                 raise OSError(f"a {recipe.kind.value} recipe, not a snapshot")
-            if any(len(spec) != 1 or next(iter(spec)).operator != "=="
-                   for spec in recipe.components.values()):
-                raise OSError("not one pinned version per component")
-            result = recipe
+            if when is None:
+                when = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)
+            result = Upload.of(when, recipe)
         except (SteppatchError, OSError) as e:
             result = f"{what}: {getattr(e, 'strerror', None) or e}"
         with self._lock:
@@ -145,25 +145,18 @@ class FleetSource:
         return result
 
     def _system(self, folder: _Folder, history: bool) -> SystemUploads | str:
-        latest = self._parse(folder.path / _LATEST, f"snapshots/{folder.name}/{_LATEST}")
+        # latest.spr is a copy of the newest upload: its time is the newest name's.
+        when = folder.uploads[-1][0] if folder.uploads else None
+        latest = self._parse(folder.path / _LATEST, f"snapshots/{folder.name}/{_LATEST}", when)
         if isinstance(latest, str):
             return latest
-        if folder.uploads:
-            when = folder.uploads[-1][0]
-        else:  # written by hand: the file's own time
-            try:
-                when = dt.datetime.fromtimestamp(
-                    (folder.path / _LATEST).stat().st_mtime, dt.UTC
-                )
-            except OSError as e:
-                return f"snapshots/{folder.name}/{_LATEST}: {e.strerror or e}"
         uploads = []
         if history:
             for stamp, name in folder.uploads[:-1]:
-                recipe = self._parse(folder.path / name, f"snapshots/{folder.name}/{name}")
-                if not isinstance(recipe, str):  # an unreadable old upload is left out
-                    uploads.append(Upload(stamp, recipe))
-        uploads.append(Upload(when, latest))
+                old = self._parse(folder.path / name, f"snapshots/{folder.name}/{name}", stamp)
+                if not isinstance(old, str):  # an unreadable old upload is left out
+                    uploads.append(old)
+        uploads.append(latest)
         return SystemUploads(folder.name, tuple(uploads), kept=max(len(folder.uploads), 1))
 
     def releases(self, index: RepositoryIndex | None) -> dict[str, Recipe]:
