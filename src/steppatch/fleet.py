@@ -209,6 +209,8 @@ class Fleet:
     stale_after: dt.timedelta
     index_version: int | None
     systems: tuple[SystemView, ...]
+    #: whether a verified index was there to compare with (else nothing is behind)
+    indexed: bool = True
 
     def counts(self) -> dict[str, int]:
         """Systems per state (every state present, zero included)."""
@@ -373,7 +375,7 @@ def compute_fleet(
         for s in sorted(systems, key=lambda s: s.name)
         if s.uploads
     ]
-    return Fleet(now, stale_after, index_version, tuple(result))
+    return Fleet(now, stale_after, index_version, tuple(result), index is not None)
 
 
 def _stamp(when: dt.datetime) -> str:
@@ -444,6 +446,7 @@ def fleet_to_json(fleet: Fleet, unreadable: Mapping[str, str] | None = None) -> 
         "format": FLEET_FORMAT,
         "generated": _stamp(fleet.now),
         "stale_after_s": int(fleet.stale_after.total_seconds()),
+        "indexed": fleet.indexed,
         "index_version": fleet.index_version,
         "counts": fleet.counts(),
         "systems": [system_to_json(s, fleet.now) for s in fleet.systems],

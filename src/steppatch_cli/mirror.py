@@ -120,7 +120,7 @@ def fleet(
         f"{result.stale_after.total_seconds() / 86400:g} days)",
         markup=False,
     )
-    if result.index_version is None and result.systems:
+    if not result.indexed and result.systems:
         render.out.print("no verified index in the store: nothing counts as behind", markup=False)
     for system in result.systems:
         nodes = f", {len(system.nodes)} nodes" if system.nodes else ""

@@ -112,6 +112,7 @@ def test_without_an_index_nothing_is_behind() -> None:
     fleet = compute_fleet([system("a", (NOW, {"restapi": "7.0.39"}))], None, {}, NOW)
     assert fleet.systems[0].state is FleetState.UP_TO_DATE
     assert fleet_to_json(fleet)["index_version"] is None
+    assert fleet_to_json(fleet)["indexed"] is False
 
 
 def test_releases_matched_and_trailed() -> None:
@@ -167,7 +168,7 @@ def test_the_json_is_versioned_and_complete() -> None:
     assert json.loads(json.dumps(doc)) == doc
     assert doc["format"] == FLEET_FORMAT == "steppatch-fleet/1"
     assert doc["generated"] == "2026-12-06T12:00:00Z" and doc["stale_after_s"] == 604800
-    assert doc["index_version"] == 4
+    assert doc["index_version"] == 4 and doc["indexed"] is True
     assert doc["counts"] == {"up-to-date": 0, "behind": 1, "stale": 0}
     prod = doc["systems"][0]
     assert prod["last_upload"] == "2026-12-06T11:58:30Z" and prod["silent_s"] == 90

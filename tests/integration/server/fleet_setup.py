@@ -22,7 +22,8 @@ HOSTILE = "<script>alert('fleet')</script> & <b>not bold</b>"
 
 
 def make_certs(d: Path) -> Pki:
-    """A private CA, the server's certificate and clients prod-eu, test-eu, cluster-eu."""
+    """A private CA, the server's certificate and clients prod-eu, test-eu, cluster-eu and
+    your-mirror."""
     ca = pki.make_ca()
     (d / "ca.crt").write_bytes(ca.cert_pem)
 
@@ -34,7 +35,7 @@ def make_certs(d: Path) -> Pki:
         return cert, key
 
     server_cert, server_key = write("server", pki.issue_server_cert(ca, ["127.0.0.1"]))
-    for name in ("prod-eu", "test-eu", "cluster-eu"):
+    for name in ("prod-eu", "test-eu", "cluster-eu", "your-mirror"):
         write(name, pki.issue_client_cert(ca, name))
     return Pki(d, d / "ca.crt", server_cert, server_key)
 

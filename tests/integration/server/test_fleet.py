@@ -156,3 +156,33 @@ def test_pages_need_the_admin_token(fleet: FleetServer) -> None:
         assert get(fleet.server, path, auth="basic")[0] == 200
         assert get(fleet.server, path, auth="bearer")[0] == 200
     assert get(fleet.server, "/health", auth=None)[0] == 200
+
+
+def test_a_mirror_compares_with_the_index_it_verified(
+    tmp_path: Path, servers: Servers, certs: Pki
+) -> None:
+    from steppatch.server import fleet_report, load_config
+    from tests.integration.server.conftest import https_home, wait_for
+    from tests.integration.server.fleet_setup import fleet_repo
+
+    repo = fleet_repo(tmp_path / "r")
+    origin = servers.origin(repo.root)
+    mirror = servers.mirror([origin], repo.root / "root.json")
+    home = https_home(tmp_path / "prod", mirror, repo, certs, "prod-eu")
+    assert home.apply(["to:app/1.0/app-1.0.spr"]).upload == "sent"
+    config = load_config(mirror.config)
+    wait_for(lambda: (config.store / "snapshots/prod-eu/latest.spr").is_file())
+    fleet, unreadable = fleet_report(config)
+    assert fleet.indexed and isinstance(fleet.index_version, int) and unreadable == {}
+    (prod,) = fleet.systems
+    assert prod.state.value == "behind" and prod.behind == 2
+    # The mirror holds the release recipe only once fetched: then it is compared too.
+    assert prod.releases == ()
+    status, _, body = get(mirror, "/", auth=None)
+    assert status == 200 and f"index version {fleet.index_version}" in body
+    # A stored snapshot damaged on disk: that system is listed as unreadable, nothing else lost.
+    (config.store / "snapshots/prod-eu/latest.spr").write_bytes(b"{not json")
+    fleet, unreadable = fleet_report(config)
+    assert fleet.systems == () and list(unreadable) == ["prod-eu"]
+    status, _, body = get(mirror, "/", auth=None)
+    assert status == 200 and "Unreadable" in body and "prod-eu" in body
