@@ -15,15 +15,20 @@ components) with one index look-up per distinct (component, version), however ma
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 from packaging.version import Version
 
+from steppatch._json import Fields, load_json_object
+from steppatch.errors import RecipeError
+from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import NodeSnapshot, Recipe, RecipeKind, RepositoryIndex
-from steppatch.recipe import pinned_versions
+from steppatch.recipe import RECIPE_FORMAT, pinned_versions
+from steppatch.versions import is_valid_name
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
@@ -43,6 +48,7 @@ __all__ = [
     "compute_fleet",
     "diff_versions",
     "fleet_to_json",
+    "parse_stored_snapshot",
     "release_notes",
     "system_to_json",
 ]
@@ -73,7 +79,14 @@ class Upload:
     def of(cls, time: dt.datetime, snapshot: Recipe) -> Upload:
         """The upload of a snapshot (one pinned version per component). Raises
         :class:`~steppatch.errors.RecipeError` for a range."""
-        return cls(time, pinned_versions(snapshot), snapshot.nodes)
+        versions = {}
+        for name, spec in snapshot.components.items():
+            pins = list(spec)
+            if len(pins) != 1 or pins[0].operator not in ("==", "===") or "*" in pins[0].version:
+                what = snapshot.name or "snapshot"
+                raise RecipeError(what, f"{name} is not pinned to one version")
+            versions[name] = _version(pins[0].version)
+        return cls(time, versions, snapshot.nodes)
 
 
 @attrs.frozen
@@ -227,6 +240,74 @@ class Fleet:
         return None
 
 
+@functools.lru_cache(maxsize=65536)
+def _version(text: str) -> Version:
+    # A fleet runs few distinct versions: each is parsed once (Version objects are immutable).
+    return Version(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _text(version: Version) -> str:
+    return str(version)
+
+
+def _pin(text: str) -> Version:
+    # "==1.2.3" (or "===1.2.3"): one exact version, as a stored thin snapshot pins it
+    if not text.startswith("==") or "*" in text or "," in text:
+        raise ValueError(f"{text!r} is not one pinned version (==VERSION)")
+    return _version(text.lstrip("=").strip())
+
+
+def parse_stored_snapshot(
+    data: bytes, source: str, time: dt.datetime, limits: Limits = DEFAULT_LIMITS
+) -> Upload:
+    """A stored thin snapshot (``steppatch-recipe/1`` of kind ``snapshot``, each component
+    pinned ``==VERSION``, optional ``nodes``) as the upload received at ``time``. The fleet's
+    fast path: no specifier sets built, each distinct version parsed once.
+
+    Raises :class:`~steppatch.errors.RecipeError` naming the field at fault.
+    """
+
+    def fail(problem: str) -> NoReturn:
+        raise RecipeError(source, problem)
+
+    if len(data) > limits.max_snapshot_bytes:
+        fail(f"larger than {limits.max_snapshot_bytes} bytes")
+    f = Fields(load_json_object(data, fail, limits.json()), "", fail)
+    found = f.get("format", str)
+    if found != RECIPE_FORMAT:
+        f.fail("format", f"expected {RECIPE_FORMAT!r}, got {found!r}")
+    if f.get("kind", str) != RecipeKind.SNAPSHOT.value:
+        f.fail("kind", "expected 'snapshot'")
+    comps = f.sub("components")
+    if len(comps.obj) > limits.max_snapshot_components:
+        f.fail("components", f"more than {limits.max_snapshot_components} entries")
+    versions: dict[str, Version] = {}
+    for name in sorted(comps.obj):
+        if not is_valid_name(name):
+            comps.fail(name, "not a component name")
+        versions[name] = comps.parse(name, _pin)
+    nodes: list[NodeSnapshot] = []
+    if "nodes" in f.obj:
+        listed = f.get("nodes", list)
+        if len(listed) > limits.max_snapshot_nodes:
+            f.fail("nodes", f"more than {limits.max_snapshot_nodes} entries")
+        for i, item in enumerate(listed):
+            if not isinstance(item, dict):
+                f.fail(f"nodes[{i}]", "expected an object")
+            node = Fields(item, f"nodes[{i}].", fail)
+            pins = node.sub("components")
+            if len(pins.obj) > limits.max_snapshot_components:
+                node.fail("components", f"more than {limits.max_snapshot_components} entries")
+            nodes.append(NodeSnapshot(
+                name=node.get("name", str),
+                versions={n: pins.parse(n, _version) for n in sorted(pins.obj)},
+                environment=node.get("environment", str, ""),
+                fingerprint=node.get("fingerprint", str, ""),
+            ))
+    return Upload(time, versions, tuple(nodes))
+
+
 def apply_line(refs: Iterable[str], hot: bool) -> str:
     """The command that applies the recipes at ``refs`` (paths in the repository)."""
     flag = " --hot" if hot else ""
@@ -281,9 +362,8 @@ class _IndexView:
 
 
 def _release_view(
-    path: str, recipe: Recipe, versions: Mapping[str, Version]
+    path: str, recipe: Recipe, pins: Mapping[str, Version], versions: Mapping[str, Version]
 ) -> ReleaseView | None:
-    pins = pinned_versions(recipe)
     shared = [n for n in sorted(pins) if n in versions]
     if not shared:
         return None
@@ -301,7 +381,7 @@ def _release_view(
 def _system(
     uploads: SystemUploads,
     index: _IndexView,
-    releases: Sequence[tuple[str, Recipe]],
+    releases: Sequence[tuple[str, Recipe, dict[str, Version]]],
     now: dt.datetime,
     stale_after: dt.timedelta,
     history: bool,
@@ -318,8 +398,8 @@ def _system(
         for node in latest.nodes
     )
     matched = []
-    for path, recipe in releases:
-        view = _release_view(path, recipe, versions)
+    for path, recipe, pins in releases:
+        view = _release_view(path, recipe, pins, versions)
         if view is not None:
             matched.append(view)
     if now - latest.time > stale_after:
@@ -367,9 +447,11 @@ def compute_fleet(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     view = _IndexView(index)
-    release_list = sorted(
-        (path, r) for path, r in releases.items() if r.kind is RecipeKind.RELEASE
-    )
+    release_list = [
+        (path, r, pinned_versions(r))
+        for path, r in sorted(releases.items())
+        if r.kind is RecipeKind.RELEASE
+    ]
     result = [
         _system(s, view, release_list, now, stale_after, history)
         for s in sorted(systems, key=lambda s: s.name)
@@ -382,14 +464,9 @@ def _stamp(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _available_json(a: Available | None) -> dict[str, Any] | None:
-    if a is None:
-        return None
-    return {"version": str(a.version), "hot": a.hot, "recipe": a.recipe, "apply": a.apply}
-
-
 def system_to_json(system: SystemView, now: dt.datetime) -> dict[str, Any]:
-    """One system as ``steppatch-fleet/1`` lists it."""
+    """One system as ``steppatch-fleet/1`` lists it (what each newer version is: the document's
+    ``available``)."""
     doc: dict[str, Any] = {
         "name": system.name,
         "state": system.state.value,
@@ -397,17 +474,15 @@ def system_to_json(system: SystemView, now: dt.datetime) -> dict[str, Any]:
         "silent_s": max(int((now - system.last_upload).total_seconds()), 0),
         "uploads": system.uploads,
         "behind": system.behind,
-        "versions": {n: str(v) for n, v in system.versions.items()},
-        "components": [
-            {
-                "name": c.name,
-                "installed": str(c.installed),
+        "components": {
+            c.name: {
+                "installed": _text(c.installed),
                 "listed": c.listed,
-                "patch": _available_json(c.patch),
-                "latest": _available_json(c.latest),
+                "patch": None if c.patch is None else _text(c.patch.version),
+                "latest": None if c.latest is None else _text(c.latest.version),
             }
             for c in system.components
-        ],
+        },
         "nodes": [
             {
                 "name": n.name,
@@ -439,6 +514,21 @@ def system_to_json(system: SystemView, now: dt.datetime) -> dict[str, Any]:
     return doc
 
 
+def _available(fleet: Fleet) -> dict[str, dict[str, Any]]:
+    found: dict[tuple[str, Version], Available] = {}
+    for system in fleet.systems:
+        for c in system.components:
+            for a in (c.patch, c.latest):
+                if a is not None:
+                    found[(c.name, a.version)] = a
+    out: dict[str, dict[str, Any]] = {}
+    for (name, version), a in sorted(found.items()):
+        out.setdefault(name, {})[str(version)] = {
+            "hot": a.hot, "recipe": a.recipe, "apply": a.apply,
+        }
+    return out
+
+
 def fleet_to_json(fleet: Fleet, unreadable: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The whole fleet as a ``steppatch-fleet/1`` document (a JSON-ready dict); ``unreadable``:
     the systems whose latest upload could not be read, with why."""
@@ -450,6 +540,7 @@ def fleet_to_json(fleet: Fleet, unreadable: Mapping[str, str] | None = None) -> 
         "index_version": fleet.index_version,
         "counts": fleet.counts(),
         "systems": [system_to_json(s, fleet.now) for s in fleet.systems],
+        "available": _available(fleet),
         "unreadable": [
             {"name": name, "problem": problem}
             for name, problem in sorted((unreadable or {}).items())

@@ -9,6 +9,7 @@ import attrs
 import pytest
 from packaging.version import Version
 
+from steppatch.errors import RecipeError
 from steppatch.fleet import (
     FLEET_FORMAT,
     Change,
@@ -18,6 +19,7 @@ from steppatch.fleet import (
     compute_fleet,
     diff_versions,
     fleet_to_json,
+    parse_stored_snapshot,
     release_notes,
 )
 from steppatch.model import (
@@ -27,7 +29,7 @@ from steppatch.model import (
     RecipeKind,
     RepositoryIndex,
 )
-from steppatch.recipe import pinned_recipe
+from steppatch.recipe import dump_recipe, pinned_recipe
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 
@@ -172,13 +174,16 @@ def test_the_json_is_versioned_and_complete() -> None:
     assert doc["counts"] == {"up-to-date": 0, "behind": 1, "stale": 0}
     prod = doc["systems"][0]
     assert prod["last_upload"] == "2026-12-06T11:58:30Z" and prod["silent_s"] == 90
-    assert prod["components"][0] == {
-        "name": "restapi", "installed": "7.0.39", "listed": True,
-        "patch": {"version": "7.0.40", "hot": True, "recipe": "restapi/7.0/restapi-7.0.40.spr",
-                  "apply": "steppatch apply --hot to:restapi/7.0/restapi-7.0.40.spr"},
-        "latest": {"version": "7.1.2", "hot": False, "recipe": "restapi/7.1/restapi-7.1.2.spr",
-                   "apply": "steppatch apply to:restapi/7.1/restapi-7.1.2.spr"},
-    }
+    assert prod["components"] == {
+        "restapi": {"installed": "7.0.39", "listed": True, "patch": "7.0.40", "latest": "7.1.2"}}
+    assert doc["available"] == {"restapi": {
+        "7.0.40": {"hot": True, "recipe": "restapi/7.0/restapi-7.0.40.spr",
+                   "apply": "steppatch apply --hot to:restapi/7.0/restapi-7.0.40.spr"},
+        "7.1.2": {"hot": False, "recipe": "restapi/7.1/restapi-7.1.2.spr",
+                  "apply": "steppatch apply to:restapi/7.1/restapi-7.1.2.spr"},
+    }}
+    assert prod["commands"] == ["steppatch apply --hot to:restapi/7.0/restapi-7.0.40.spr",
+                                "steppatch apply to:restapi/7.1/restapi-7.1.2.spr"]
     assert doc["unreadable"] == [{"name": "broken",
                                   "problem": "snapshots/broken/latest.spr: not JSON"}]
 
@@ -191,3 +196,46 @@ def test_a_naive_clock_is_refused() -> None:
 def test_diff_versions() -> None:
     assert diff_versions({"a": Version("1")}, {"a": Version("1")}) == ()
     assert diff_versions({}, {"a": Version("1")}) == (Change("a", None, Version("1")),)
+
+
+def test_a_stored_snapshot_parses_to_its_versions_and_nodes() -> None:
+    nodes = (NodeSnapshot("n1", {"restapi": Version("7.0.39")}),)
+    data = dump_recipe(snap({"restapi": "7.0.39", "step-core": "9.0.5"}, nodes=nodes))
+    upload = parse_stored_snapshot(data, "s.spr", NOW)
+    assert upload == Upload(NOW, {"restapi": Version("7.0.39"), "step-core": Version("9.0.5")},
+                            nodes)
+    assert upload == Upload.of(NOW, snap({"restapi": "7.0.39", "step-core": "9.0.5"},
+                                         nodes=nodes))
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({"format": "steppatch-recipe/2"}, "format"),
+        ({"kind": "release"}, "kind"),
+        ({"components": {"restapi": ">=7"}}, "components.restapi"),
+        ({"components": {"restapi": "==7.*"}}, "components.restapi"),
+        ({"components": {"Bad Name": "==1"}}, "components.Bad Name"),
+        ({"components": {"restapi": "==not a version"}}, "components.restapi"),
+        ({"components": []}, "components"),
+        ({"nodes": {}}, "nodes"),
+        ({"nodes": [1]}, "nodes[0]"),
+        ({"nodes": [{"name": "n", "components": {"a": "x y"}}]}, "nodes[0].components.a"),
+        ({"nodes": [{"name": "n"} for _ in range(65)]}, "nodes"),
+    ],
+)
+def test_a_stored_snapshot_that_is_not_one_is_refused(doc: dict[str, object],
+                                                     problem: str) -> None:
+    base: dict[str, object] = {"format": "steppatch-recipe/1", "kind": "snapshot",
+                               "components": {"restapi": "==7.0.39"}}
+    data = json.dumps({**base, **doc}).encode()
+    with pytest.raises(RecipeError) as info:
+        parse_stored_snapshot(data, "s.spr", NOW)
+    assert problem in str(info.value)
+
+
+def test_a_stored_snapshot_too_large_or_not_json_is_refused() -> None:
+    with pytest.raises(RecipeError, match="larger than"):
+        parse_stored_snapshot(b" " * (2 * 1024 * 1024), "s.spr", NOW)
+    with pytest.raises(RecipeError, match="JSON"):
+        parse_stored_snapshot(b"{not json", "s.spr", NOW)

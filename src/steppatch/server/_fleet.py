@@ -20,21 +20,22 @@ from pathlib import Path
 
 import attrs
 
+from steppatch.clock import utcnow
 from steppatch.errors import SteppatchError
-from steppatch.fleet import Fleet, SystemUploads, Upload, compute_fleet
+from steppatch.fleet import Fleet, SystemUploads, Upload, compute_fleet, parse_stored_snapshot
 from steppatch.formats import index_from_json
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import FileRef, Recipe, RecipeKind, RepositoryIndex
-from steppatch.pki import validate_system_name
 from steppatch.recipe import parse_recipe
-from steppatch.remote import MetadataStore, utcnow
 from steppatch.server.config import MirrorConfig
 from steppatch.server.errors import MirrorConfigError
-from steppatch.trust import TrustedMetadataSet, verify_length_and_hash
 
 __all__ = ["FleetSource", "IndexSource", "fleet_report", "store_index"]
 
 _LATEST = "latest.spr"
+#: a system name, as ``steppatch.pki.validate_system_name`` takes it (not imported: that module
+#: loads cryptography, and ``mirror fleet`` does not need it)
+_SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _UPLOAD = re.compile(r"(\d{8}T\d{6})\.(\d{6})Z-[0-9a-f]{8}\.spr")
 
 #: what gives the index now: (verified index or None, its version or None)
@@ -46,18 +47,22 @@ def upload_time(name: str) -> dt.datetime | None:
     m = _UPLOAD.fullmatch(name)
     if m is None:
         return None
+    t = m.group(1)
     try:
-        when = dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+        return dt.datetime(
+            int(t[0:4]), int(t[4:6]), int(t[6:8]), int(t[9:11]), int(t[11:13]), int(t[13:15]),
+            int(m.group(2)), tzinfo=dt.UTC,
+        )
     except ValueError:
         return None
-    return when.replace(microsecond=int(m.group(2)))
 
 
 @attrs.frozen
 class _Folder:
     name: str
     path: Path
-    uploads: tuple[tuple[dt.datetime, str], ...]
+    #: the uploads' file names, oldest first (the names sort by time)
+    uploads: tuple[str, ...]
 
 
 class FleetSource:
@@ -94,7 +99,7 @@ class FleetSource:
             entries = list(os.scandir(folder))
         except OSError:
             return
-        uploads: list[tuple[dt.datetime, str]] = []
+        uploads: list[str] = []
         latest = False
         for entry in entries:
             if entry.name.startswith("."):
@@ -102,15 +107,11 @@ class FleetSource:
             if entry.name == _LATEST:
                 latest = True
             elif entry.is_dir(follow_symlinks=False):
-                try:
-                    validate_system_name(entry.name)
-                except SteppatchError:
+                if not _SYSTEM_NAME.fullmatch(entry.name):
                     continue
                 self._walk(Path(entry.path), [*names, entry.name], found)
-            else:
-                when = upload_time(entry.name)
-                if when is not None:
-                    uploads.append((when, entry.name))
+            elif _UPLOAD.fullmatch(entry.name):
+                uploads.append(entry.name)
         if latest and names:
             found.append(_Folder("/".join(names), folder, tuple(sorted(uploads))))
 
@@ -128,32 +129,32 @@ class FleetSource:
         if held is not None and held[0] == stamp:
             return held[1]
         result: Upload | str
+        if when is None:
+            when = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)
         try:
             if st.st_size > self.limits.max_snapshot_bytes:
                 raise OSError(f"larger than {self.limits.max_snapshot_bytes} bytes")
-            data = file.read_bytes()
-            recipe = parse_recipe(data, what, self.limits)
-            if recipe.kind is not RecipeKind.SNAPSHOT:
-                raise OSError(f"a {recipe.kind.value} recipe, not a snapshot")
-            if when is None:
-                when = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)
-            result = Upload.of(when, recipe)
-        except (SteppatchError, OSError) as e:
-            result = f"{what}: {getattr(e, 'strerror', None) or e}"
+            result = parse_stored_snapshot(file.read_bytes(), what, when, self.limits)
+        except OSError as e:
+            result = f"{what}: {e.strerror or e}"
+        except SteppatchError as e:
+            result = str(e)
         with self._lock:
             self._parsed[key] = (stamp, result)
         return result
 
     def _system(self, folder: _Folder, history: bool) -> SystemUploads | str:
         # latest.spr is a copy of the newest upload: its time is the newest name's.
-        when = folder.uploads[-1][0] if folder.uploads else None
+        when = upload_time(folder.uploads[-1]) if folder.uploads else None
         latest = self._parse(folder.path / _LATEST, f"snapshots/{folder.name}/{_LATEST}", when)
         if isinstance(latest, str):
             return latest
         uploads = []
         if history:
-            for stamp, name in folder.uploads[:-1]:
-                old = self._parse(folder.path / name, f"snapshots/{folder.name}/{name}", stamp)
+            for name in folder.uploads[:-1]:
+                old = self._parse(
+                    folder.path / name, f"snapshots/{folder.name}/{name}", upload_time(name)
+                )
                 if not isinstance(old, str):  # an unreadable old upload is left out
                     uploads.append(old)
         uploads.append(latest)
@@ -175,6 +176,8 @@ class FleetSource:
                 recipe = None
                 data = self.recipe_bytes(ref)
                 if data is not None:
+                    from steppatch.trust import verify_length_and_hash
+
                     try:
                         verify_length_and_hash(data, ref.length, ref.sha256, path)
                         recipe = parse_recipe(data, path, self.limits)
@@ -211,36 +214,81 @@ class FleetSource:
 
 
 def store_index(config: MirrorConfig, limits: Limits = DEFAULT_LIMITS) -> IndexSource:
-    """The verified index of a store on disk, read when asked: a mirror's stored metadata
-    verified again against its stored root (as the server does at start), an origin's published
-    repository. Metadata that does not verify gives no index (nothing is called behind)."""
+    """The verified index of a store on disk, read again only when its files change: a mirror's
+    stored metadata verified against its stored root (as the server does at start), an origin's
+    published repository (:class:`PublishedRepository`). Metadata that does not verify gives no
+    index (nothing is called behind)."""
+    if config.origin is not None:
+        return _origin_index(config.origin.repository, limits)
+    folder = config.store / "metadata"
+    return _cached(
+        [folder / "root.json", folder / "timestamp.json", folder / "index.json"],
+        lambda: _mirror_index(folder, limits),
+    )
 
-    def mirror() -> tuple[RepositoryIndex | None, int | None]:
-        store = MetadataStore(config.store / "metadata")
-        root = store.read("root")
-        if root is None:
-            return None, None
-        try:
-            trusted = TrustedMetadataSet.reload(
-                root, store.read("timestamp"), store.read("index"), now=utcnow(),
-                limits=limits.trust(),
-            )
-        except SteppatchError:
-            return None, None
-        if trusted.index is None:
-            return None, None
-        return index_from_json(trusted.index.payload, "stored index"), trusted.index.version
 
-    def origin() -> tuple[RepositoryIndex | None, int | None]:
+def _cached(files: list[Path], read: IndexSource) -> IndexSource:
+    """``read``, called again only when one of ``files`` changed (inode, size, mtime)."""
+    held: list[tuple[tuple[int, ...], RepositoryIndex | None, int | None]] = []
+
+    def stamp() -> tuple[int, ...]:
+        found: list[int] = []
+        for file in files:
+            try:
+                st = os.stat(file)
+                found += [st.st_ino, st.st_size, st.st_mtime_ns]
+            except OSError:
+                found += [0, 0, 0]
+        return tuple(found)
+
+    def current() -> tuple[RepositoryIndex | None, int | None]:
+        now = stamp()
+        if held and held[0][0] == now:
+            return held[0][1], held[0][2]
+        index, version = read()
+        held[:] = [(now, index, version)]
+        return index, version
+
+    return current
+
+
+def _read(file: Path) -> bytes | None:
+    try:
+        return file.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _mirror_index(folder: Path, limits: Limits) -> tuple[RepositoryIndex | None, int | None]:
+    # What MirrorStore does at start: the stored documents verified again against the root.
+    from steppatch.trust import TrustedMetadataSet
+
+    root = _read(folder / "root.json")
+    if root is None:
+        return None, None
+    try:
+        trusted = TrustedMetadataSet.reload(
+            root, _read(folder / "timestamp.json"), _read(folder / "index.json"), now=utcnow(),
+            limits=limits.trust(),
+        )
+    except (SteppatchError, OSError):
+        return None, None
+    if trusted.index is None:
+        return None, None
+    return index_from_json(trusted.index.payload, "stored index"), trusted.index.version
+
+
+def _origin_index(repository: Path, limits: Limits) -> IndexSource:
+    # A publish replaces timestamp.json last: read again when it changes.
+    def read() -> tuple[RepositoryIndex | None, int | None]:
         from steppatch.repo import published_index
 
-        assert config.origin is not None
         try:
-            return published_index(config.origin.repository, limits), None
+            return published_index(repository, limits), None
         except (SteppatchError, OSError):
             return None, None
 
-    return mirror if config.is_mirror else origin
+    return _cached([repository / "timestamp.json"], read)
 
 
 def store_recipes(config: MirrorConfig) -> Callable[[FileRef], bytes | None]:

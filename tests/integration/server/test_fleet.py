@@ -63,11 +63,14 @@ def test_mirror_fleet_json_lists_every_system(fleet: FleetServer) -> None:
     systems = {s["name"]: s for s in doc["systems"]}
     assert sorted(systems) == ["cluster-eu", "old-eu", "prod-eu", "test-eu"]
     prod = systems["prod-eu"]
-    assert prod["state"] == "behind" and prod["versions"] == {"app": "1.0", "lib": "1.0"}
-    app = next(c for c in prod["components"] if c["name"] == "app")
-    assert app["patch"] == {"version": "1.0.1", "hot": True, "recipe": "app/1.0/app-1.0.1.spr",
-                            "apply": "steppatch apply --hot to:app/1.0/app-1.0.1.spr"}
-    assert app["latest"]["version"] == "2.0"
+    assert prod["state"] == "behind"
+    assert {n: c["installed"] for n, c in prod["components"].items()} == {"app": "1.0",
+                                                                          "lib": "1.0"}
+    assert prod["components"]["app"] == {"installed": "1.0", "listed": True, "patch": "1.0.1",
+                                         "latest": "2.0"}
+    assert doc["available"]["app"]["1.0.1"] == {
+        "hot": True, "recipe": "app/1.0/app-1.0.1.spr",
+        "apply": "steppatch apply --hot to:app/1.0/app-1.0.1.spr"}
     assert prod["releases"] == [{
         "path": "releases/2026.12.spr", "name": "2026.12", "status": "trails",
         "behind": ["app", "lib"], "apply": "steppatch apply to:releases/2026.12.spr"}]
