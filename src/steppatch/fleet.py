@@ -37,6 +37,7 @@ __all__ = [
     "Change",
     "ComponentView",
     "Fleet",
+    "FleetMemo",
     "FleetState",
     "HistoryEntry",
     "NodeView",
@@ -382,10 +383,9 @@ def _system(
     uploads: SystemUploads,
     index: _IndexView,
     releases: Sequence[tuple[str, Recipe, dict[str, Version]]],
-    now: dt.datetime,
-    stale_after: dt.timedelta,
     history: bool,
 ) -> SystemView:
+    """One system's view, its state as if it were not stale (the caller decides that)."""
     latest = uploads.uploads[-1]
     versions = latest.versions
     components = tuple(index.view(n, v) for n, v in sorted(versions.items()))
@@ -402,12 +402,7 @@ def _system(
         view = _release_view(path, recipe, pins, versions)
         if view is not None:
             matched.append(view)
-    if now - latest.time > stale_after:
-        state = FleetState.STALE
-    elif any(c.behind for c in components):
-        state = FleetState.BEHIND
-    else:
-        state = FleetState.UP_TO_DATE
+    state = FleetState.BEHIND if any(c.behind for c in components) else FleetState.UP_TO_DATE
     entries: list[HistoryEntry] = []
     if history:
         before: Mapping[str, Version] | None = None
@@ -428,6 +423,41 @@ def _system(
     )
 
 
+class FleetMemo:
+    """What :func:`compute_fleet` may keep between calls (a server's pages): the views of each
+    system's latest upload against one index and set of releases, reused while that upload
+    object, the index object and the releases are the same ones. In memory only."""
+
+    def __init__(self) -> None:
+        self._releases: tuple[tuple[str, Recipe], ...] = ()
+        self._index: _IndexView | None = None
+        self._systems: dict[str, tuple[Upload, int, SystemView]] = {}
+
+    def index_view(
+        self, index: RepositoryIndex | None, releases: tuple[tuple[str, Recipe], ...]
+    ) -> _IndexView:
+        same = (
+            self._index is not None
+            and self._index.index is index
+            and len(releases) == len(self._releases)
+            and all(a[0] == b[0] and a[1] is b[1] for a, b in zip(releases, self._releases,
+                                                                    strict=True))
+        )
+        if not same:
+            self._releases, self._index, self._systems = releases, _IndexView(index), {}
+        assert self._index is not None
+        return self._index
+
+    def get(self, uploads: SystemUploads) -> SystemView | None:
+        held = self._systems.get(uploads.name)
+        if held is None or held[0] is not uploads.uploads[-1] or held[1] != uploads.kept:
+            return None
+        return held[2]
+
+    def put(self, uploads: SystemUploads, view: SystemView) -> None:
+        self._systems[uploads.name] = (uploads.uploads[-1], uploads.kept, view)
+
+
 def compute_fleet(
     systems: Iterable[SystemUploads],
     index: RepositoryIndex | None,
@@ -437,26 +467,38 @@ def compute_fleet(
     stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
     index_version: int | None = None,
     history: bool = False,
+    memo: FleetMemo | None = None,
 ) -> Fleet:
     """The fleet of ``systems`` (each with one upload or more) against ``index`` and its
     release recipes (path -> recipe; other kinds are ignored), at ``now`` (aware).
 
     ``history``: also list each system's uploads, newest first, with what changed (the page of
     one system; the overview does not need it). Systems without uploads are left out.
+    ``memo``: reuse what an earlier call computed for the same uploads (without history).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    view = _IndexView(index)
     release_list = [
         (path, r, pinned_versions(r))
         for path, r in sorted(releases.items())
         if r.kind is RecipeKind.RELEASE
     ]
-    result = [
-        _system(s, view, release_list, now, stale_after, history)
-        for s in sorted(systems, key=lambda s: s.name)
-        if s.uploads
-    ]
+    if memo is not None and not history:
+        view = memo.index_view(index, tuple((path, r) for path, r, _p in release_list))
+    else:
+        view = _IndexView(index)
+    result = []
+    for s in sorted(systems, key=lambda s: s.name):
+        if not s.uploads:
+            continue
+        found = memo.get(s) if memo is not None and not history else None
+        if found is None:
+            found = _system(s, view, release_list, history)
+            if memo is not None and not history:
+                memo.put(s, found)
+        if now - found.last_upload > stale_after:
+            found = attrs.evolve(found, state=FleetState.STALE)
+        result.append(found)
     return Fleet(now, stale_after, index_version, tuple(result), index is not None)
 
 

@@ -13,6 +13,7 @@ from steppatch.errors import RecipeError
 from steppatch.fleet import (
     FLEET_FORMAT,
     Change,
+    FleetMemo,
     FleetState,
     SystemUploads,
     Upload,
@@ -239,3 +240,23 @@ def test_a_stored_snapshot_too_large_or_not_json_is_refused() -> None:
         parse_stored_snapshot(b" " * (2 * 1024 * 1024), "s.spr", NOW)
     with pytest.raises(RecipeError, match="JSON"):
         parse_stored_snapshot(b"{not json", "s.spr", NOW)
+
+
+def test_the_memo_reuses_a_system_s_view_only_while_nothing_changed() -> None:
+    memo = FleetMemo()
+    s = system("a", (NOW - dt.timedelta(days=6), {"restapi": "7.0.39"}))
+    first = compute_fleet([s], INDEX, {}, NOW, memo=memo).systems[0]
+    again = compute_fleet([s], INDEX, {}, NOW, memo=memo).systems[0]
+    assert again is first and first.state is FleetState.BEHIND
+    # Time passes: the same view, now stale.
+    later = compute_fleet([s], INDEX, {}, NOW + dt.timedelta(days=2), memo=memo).systems[0]
+    assert later.state is FleetState.STALE and later.components is first.components
+    # A new upload, a new index, a new release: computed again, as without the memo.
+    newer = system("a", (NOW, {"restapi": "7.1.2"}))
+    assert compute_fleet([newer], INDEX, {}, NOW, memo=memo).systems[0].behind == 0
+    other = index(cv("restapi", "7.0.39"))
+    assert compute_fleet([s], other, {}, NOW, memo=memo).systems[0].behind == 0
+    r = pinned_recipe(RecipeKind.RELEASE, {"restapi": Version("7.0.39")}, name="r")
+    with_release = compute_fleet([s], other, {"r.spr": r}, NOW, memo=memo).systems[0]
+    assert [x.status for x in with_release.releases] == ["matches"]
+    assert compute_fleet([s], other, {"r.spr": r}, NOW, memo=memo).systems[0] is with_release

@@ -22,7 +22,14 @@ import attrs
 
 from steppatch.clock import utcnow
 from steppatch.errors import SteppatchError
-from steppatch.fleet import Fleet, SystemUploads, Upload, compute_fleet, parse_stored_snapshot
+from steppatch.fleet import (
+    Fleet,
+    FleetMemo,
+    SystemUploads,
+    Upload,
+    compute_fleet,
+    parse_stored_snapshot,
+)
 from steppatch.formats import index_from_json
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import FileRef, Recipe, RecipeKind, RepositoryIndex
@@ -86,6 +93,10 @@ class FleetSource:
         self._lock = threading.Lock()
         self._parsed: dict[str, tuple[tuple[int, int, int], Upload | str]] = {}
         self._releases: dict[str, Recipe | None] = {}
+        self._memo = FleetMemo()
+        self._computing = threading.Lock()
+        #: each folder's listing while the folder is unchanged (inode, mtime)
+        self._listings: dict[str, tuple[tuple[int, int], list[str], list[str], bool]] = {}
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -95,10 +106,34 @@ class FleetSource:
         return found
 
     def _walk(self, folder: Path, names: list[str], found: list[_Folder]) -> None:
+        listing = self._list(folder)
+        if listing is None:
+            return
+        subfolders, uploads, latest = listing
+        for sub in subfolders:
+            self._walk(folder / sub, [*names, sub], found)
+        if latest and names:
+            found.append(_Folder("/".join(names), folder, tuple(uploads)))
+
+    def _list(self, folder: Path) -> tuple[list[str], list[str], bool] | None:
+        """A folder's system subfolders, its uploads (oldest first) and whether it holds a
+        ``latest.spr``: listed again only when the folder changed (the server adds and replaces
+        files by rename, which changes the folder's mtime)."""
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns)
+        key = str(folder)
+        with self._lock:
+            held = self._listings.get(key)
+        if held is not None and held[0] == stamp:
+            return held[1], held[2], held[3]
         try:
             entries = list(os.scandir(folder))
         except OSError:
-            return
+            return None
+        subfolders: list[str] = []
         uploads: list[str] = []
         latest = False
         for entry in entries:
@@ -107,13 +142,15 @@ class FleetSource:
             if entry.name == _LATEST:
                 latest = True
             elif entry.is_dir(follow_symlinks=False):
-                if not _SYSTEM_NAME.fullmatch(entry.name):
-                    continue
-                self._walk(Path(entry.path), [*names, entry.name], found)
+                if _SYSTEM_NAME.fullmatch(entry.name):
+                    subfolders.append(entry.name)
             elif _UPLOAD.fullmatch(entry.name):
                 uploads.append(entry.name)
-        if latest and names:
-            found.append(_Folder("/".join(names), folder, tuple(sorted(uploads))))
+        subfolders.sort()
+        uploads.sort()
+        with self._lock:
+            self._listings[key] = (stamp, subfolders, uploads, latest)
+        return subfolders, uploads, latest
 
     def _parse(self, file: Path, what: str, when: dt.datetime | None) -> Upload | str:
         """A stored snapshot, parsed (kept while the file is unchanged), or why it cannot be.
@@ -206,10 +243,13 @@ class FleetSource:
             else:
                 systems.append(result)
         index, version = self.index()
-        fleet = compute_fleet(
-            systems, index, self.releases(index), now or utcnow(),
-            stale_after=self.stale_after, index_version=version, history=only is not None,
-        )
+        releases = self.releases(index)
+        with self._computing:  # the memo is one thread's at a time
+            fleet = compute_fleet(
+                systems, index, releases, now or utcnow(),
+                stale_after=self.stale_after, index_version=version, history=only is not None,
+                memo=self._memo,
+            )
         return fleet, unreadable
 
 
