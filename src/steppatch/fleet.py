@@ -109,9 +109,11 @@ class Available:
     version: Version
     hot: bool
     recipe: str
+    #: the command that takes it (made once: a fleet shows it on every system that lacks it)
+    apply: str = attrs.field(init=False)
 
-    @property
-    def apply(self) -> str:
+    @apply.default
+    def _apply(self) -> str:
         return apply_line([self.recipe], self.hot)
 
 
