@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from steppatch.server.errors import MirrorConfigError
 __all__ = ["FleetSource", "IndexSource", "fleet_report", "store_index"]
 
 _LATEST = "latest.spr"
+#: how recent a folder's change may be for its listing to be kept (file times are coarse)
+_RACY_NS = 2_000_000_000
 #: a system name, as ``steppatch.pki.validate_system_name`` takes it (not imported: that module
 #: loads cryptography, and ``mirror fleet`` does not need it)
 _SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -148,8 +151,11 @@ class FleetSource:
                 uploads.append(entry.name)
         subfolders.sort()
         uploads.sort()
-        with self._lock:
-            self._listings[key] = (stamp, subfolders, uploads, latest)
+        # A folder changed within the last moments may change again within the same tick of
+        # the file system's clock (a few ms) without a new mtime: such a listing is not kept.
+        if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+            with self._lock:
+                self._listings[key] = (stamp, subfolders, uploads, latest)
         return subfolders, uploads, latest
 
     def _parse(self, file: Path, what: str, when: dt.datetime | None) -> Upload | str:
@@ -176,8 +182,9 @@ class FleetSource:
             result = f"{what}: {e.strerror or e}"
         except SteppatchError as e:
             result = str(e)
-        with self._lock:
-            self._parsed[key] = (stamp, result)
+        if time.time_ns() - st.st_mtime_ns > _RACY_NS:  # see _list
+            with self._lock:
+                self._parsed[key] = (stamp, result)
         return result
 
     def _system(self, folder: _Folder, history: bool) -> SystemUploads | str:
