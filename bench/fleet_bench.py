@@ -125,6 +125,9 @@ def main() -> None:
         config_path = build(d, args.systems, args.components)
         print(f"setup: {args.systems} systems x {args.components} components, "
               f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
+        # The server keeps nothing it read of a file changed in the last 2 s (file times are
+        # coarse): uploads in a real store are older than that.
+        time.sleep(2.1)
         config = load_config(config_path)
         env = page_environment()
         overview = env.get_template("overview.html")

@@ -1,5 +1,6 @@
-"""A fleet on a real origin over HTTPS: three homes at different versions upload their snapshots
-(one of them then a cluster snapshot), and one system that went silent in November."""
+"""A fleet on a real origin over HTTPS: three systems at different versions upload their
+snapshots (one of them a cluster of two homes, applied as one), and one system that went silent
+in November."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from pathlib import Path
 import attrs
 from packaging.version import Version
 
-from steppatch import Repository, pki
-from steppatch.model import NodeSnapshot, RecipeKind
+from steppatch import Home, Repository, pki
+from steppatch.cluster import Cluster
+from steppatch.config import NodeEntry
+from steppatch.model import RecipeKind
 from steppatch.recipe import dump_recipe, pinned_recipe
 from tests.builders import component, repository
-from tests.integration.server.conftest import Pki, Server, Servers, client, https_home, wait_for
+from tests.integration.server.conftest import Pki, Server, Servers, https_home, wait_for
 
 TOKEN = "fleet-token-0123456789abcdef"
 HOSTILE = "<script>alert('fleet')</script> & <b>not bold</b>"
@@ -71,18 +74,20 @@ def build_fleet(tmp: Path, servers: Servers, certs: Pki) -> FleetServer:
     test = https_home(tmp / "test", origin, repo, certs, "test-eu")
     assert test.apply(["to:app/1.0/app-1.0.spr"]).upload == "sent"
     assert test.apply(["to:app/2.0/app-2.0.spr"]).upload == "sent"
-    cluster = https_home(tmp / "cluster", origin, repo, certs, "cluster-eu")
-    assert cluster.apply(["to:app/1.0/app-1.0.spr"]).upload == "sent"
-    # Its cluster snapshot, as `steppatch snapshot --cluster` writes it, names and versions.
-    versions = cluster.status().versions()
-    snap = attrs.evolve(
-        pinned_recipe(RecipeKind.SNAPSHOT, versions, system="cluster-eu"),
-        nodes=(NodeSnapshot("node-a", versions),
-               NodeSnapshot("node-b", {**versions, "app": Version("1.0.1")})),
-    )
-    r = client(certs, "cluster-eu").put(f"{origin.url}/snapshots/cluster-eu.spr",
-                                        data=dump_recipe(snap))
-    assert r.status_code == 201, r.text
+    # A cluster of two homes (node-a lists node-b): one cluster apply stages both, switches
+    # both, and sends the cluster snapshot with its nodes.
+    cert, key = certs.client("cluster-eu")
+    pem = (cert.read_bytes(), key.read_bytes())
+    root = (repo.root / "root.json").read_bytes()
+    node_a = Home.init(tmp / "node-a", updates=origin.url, root=root, system="cluster-eu",
+                       ca=certs.ca.read_bytes(), client_cert=pem)
+    Home.init(tmp / "node-b", updates=origin.url, root=root, ca=certs.ca.read_bytes(),
+              client_cert=pem)
+    node_a.name_node("node-a")
+    node_a.add_node(NodeEntry("node-b", str(tmp / "node-b")))
+    report = Cluster(Home.open(tmp / "node-a")).apply(["to:app/1.0/app-1.0.spr"])
+    assert [o.switched for o in report.nodes] == [True, True]
+    assert report.upload == "sent"
     wait_for(lambda: len(list((store / "snapshots/cluster-eu").glob("2*.spr"))) == 2)
     # A system silent since November: its upload as the server stored it then.
     old = store / "snapshots/old-eu"

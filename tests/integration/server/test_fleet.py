@@ -78,8 +78,8 @@ def test_mirror_fleet_json_lists_every_system(fleet: FleetServer) -> None:
     assert test["state"] == "up-to-date" and test["uploads"] == 2
     assert [r["status"] for r in test["releases"]] == ["matches"]
     cluster = systems["cluster-eu"]
-    assert [(n["name"], n["differs"]) for n in cluster["nodes"]] == [
-        ("node-a", []), ("node-b", ["app"])]
+    assert [(n["name"], n["versions"], n["differs"]) for n in cluster["nodes"]] == [
+        ("node-a", {"app": "1.0", "lib": "1.0"}, []), ("node-b", {"app": "1.0", "lib": "1.0"}, [])]
     assert systems["old-eu"]["state"] == "stale"
     assert systems["old-eu"]["last_upload"] == "2026-11-01T08:00:00Z"
     assert doc["unreadable"] == []
@@ -124,7 +124,8 @@ def test_each_page_shows_the_rows_a_person_reads(fleet: FleetServer) -> None:
 
     status, _, body = get(fleet.server, "/systems/cluster-eu")
     page = parse_page(body)
-    assert [(r[0], r[2]) for r in page.tables["nodes"]] == [("node-a", "-"), ("node-b", "app")]
+    assert page.tables["nodes"] == [["node-a", "app 1.0, lib 1.0", "-"],
+                                    ["node-b", "app 1.0, lib 1.0", "-"]]
     assert [r[2] for r in page.tables["history"]] == ["nothing", "(the oldest kept)"]
 
     status, _, body = get(fleet.server, "/store")

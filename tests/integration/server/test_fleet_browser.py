@@ -74,7 +74,7 @@ def test_each_page_in_chromium(tmp_path: Path, servers: Servers, certs: Pki) -> 
                           ("test-eu", "up-to-date")]),
         "/systems/prod-eu": ("components", [("app", "1.0"), ("lib", "1.0")]),
         "/systems/cluster-eu": ("nodes", [("node-a", "app 1.0, lib 1.0"),
-                                          ("node-b", "app 1.0.1, lib 1.0")]),
+                                          ("node-b", "app 1.0, lib 1.0")]),
         "/store": (None, []),
     }
     for path, (table, rows) in expected.items():
