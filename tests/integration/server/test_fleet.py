@@ -80,6 +80,10 @@ def test_mirror_fleet_json_lists_every_system(fleet: FleetServer) -> None:
     cluster = systems["cluster-eu"]
     assert [(n["name"], n["versions"], n["differs"]) for n in cluster["nodes"]] == [
         ("node-a", {"app": "1.0", "lib": "1.0"}, []), ("node-b", {"app": "1.0", "lib": "1.0"}, [])]
+    # What the cluster sent: names and versions, nothing else of the installation.
+    sent = json.loads((fleet.store / "snapshots/cluster-eu/latest.spr").read_bytes())
+    assert set(sent) == {"format", "kind", "components", "system", "nodes"}
+    assert [set(n) for n in sent["nodes"]] == [{"name", "components"}] * 2
     assert systems["old-eu"]["state"] == "stale"
     assert systems["old-eu"]["last_upload"] == "2026-11-01T08:00:00Z"
     assert doc["unreadable"] == []
