@@ -186,6 +186,7 @@ def cluster_report_json(report: ClusterReport) -> dict[str, Any]:
     value["nodes"] = [
         {"name": o.name, "switched": o.switched, "restarted": o.restarted} for o in report.nodes
     ]
+    value["snapshot_upload"] = report.upload
     return value
 
 
@@ -197,6 +198,8 @@ def show_cluster_report(report: ClusterReport) -> None:
     unchanged = [o.name for o in report.nodes if not o.switched]
     if unchanged and switched:
         render.out.print(f"Already there: {', '.join(unchanged)}")
+    if report.upload.startswith("failed"):
+        render.err.print(f"warning: cluster snapshot upload {report.upload}", markup=False)
 
 
 def mixed_warning(status: ClusterStatus) -> str:

@@ -169,9 +169,10 @@ def new_table(title: str) -> PlainTable:
     return PlainTable(title)
 
 
-def print_json(value: Any) -> None:
-    """JSON on stdout, for scripts."""
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+def print_json(value: Any, *, compact: bool = False) -> None:
+    """JSON on stdout, for scripts (``compact``: on one line, for large documents)."""
+    indent = None if compact else 2
+    sys.stdout.write(json.dumps(value, indent=indent, sort_keys=True) + "\n")
 
 
 def patch_json(info: PatchInfo, size: int) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from steppatch.foothold import (
     info_to_json,
     parse_foothold_info,
 )
+from steppatch.fleet import parse_stored_snapshot
 from steppatch.formats import (
     dump_home_state,
     dump_manifest,
@@ -404,6 +405,15 @@ def test_recipe(data: bytes) -> None:
 @given(mutated_json(json.loads(dump_recipe(THIN))))
 def test_snapshot_upload(data: bytes) -> None:
     _call("snapshot upload (check_snapshot)", lambda: check_snapshot("bob.spr", "bob", data))
+
+
+@FUZZ
+@given(st.one_of(mutated_json(json.loads(dump_recipe(THIN))), mutated_json(NODES_SNAPSHOT)))
+def test_stored_snapshot(data: bytes) -> None:
+    _call(
+        "stored snapshot (parse_stored_snapshot)",
+        lambda: parse_stored_snapshot(data, "s.spr", datetime(2026, 12, 6, tzinfo=UTC)),
+    )
 
 
 @FUZZ
