@@ -35,6 +35,7 @@ from steppatch.cluster._core import NODE_FORMAT
 from steppatch.cluster._nodes import SshNode
 from steppatch.config import Location, parse_home_config, parse_location
 from steppatch.errors import SteppatchError
+from steppatch.fleet import parse_stored_snapshot
 from steppatch.foothold import (
     FootholdInfo,
     FootholdSummary,
@@ -42,7 +43,6 @@ from steppatch.foothold import (
     info_to_json,
     parse_foothold_info,
 )
-from steppatch.fleet import parse_stored_snapshot
 from steppatch.formats import (
     dump_home_state,
     dump_manifest,
