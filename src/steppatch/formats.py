@@ -695,6 +695,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "download_objects": plan.download_objects,
         "download_bytes": plan.download_bytes,
         "repairs": plan.repairs,
+        "routes": {r: {"objects": n, "bytes": b} for r, (n, b) in sorted(plan.routes.items())},
+        "fallbacks": plan.fallbacks,
     }
 
 
@@ -724,7 +726,21 @@ def plan_from_json(value: object, fail: Callable[[str], NoReturn]) -> Plan:
         download_objects=f.get("download_objects", int),
         download_bytes=f.get("download_bytes", int),
         repairs=f.get("repairs", int),
+        routes=_routes_from(f),
+        fallbacks=f.get("fallbacks", int, 0),
     )
+
+
+def _routes_from(f: Fields) -> dict[str, tuple[int, int]]:
+    # Optional: a node of a version before routes sends none.
+    if "routes" not in f.obj:
+        return {}
+    rf = f.sub("routes")
+    routes = {}
+    for name in sorted(rf.obj):
+        r = rf.sub(name)
+        routes[name] = (r.get("objects", int), r.get("bytes", int))
+    return routes
 
 
 def _maybe_version(f: Fields, field: str) -> Version | None:

@@ -69,7 +69,7 @@ def prepare_offline(
             {n: manifests[n] if n in manifests else installed[n] for n in solution}
         )
         check_symlinks(tree, solution, pipeline.limits.max_symlink_hops)
-        pipeline.download(sorted(needed.items()))
+        pipeline.download_whole(sorted(needed.items()))
         for sha256 in sorted(needed):
             members[f"objects/{sha256[:2]}/{sha256}"] = files.cache.path(sha256)
         patch_refs = []

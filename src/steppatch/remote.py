@@ -8,18 +8,32 @@ checked against the lengths and hashes of the verified index, objects against th
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from steppatch._fs import atomic_write
+import attrs
+
+from steppatch._fs import atomic_write, checkpoint
 from steppatch.clock import Clock, utcnow
-from steppatch.errors import HomeError, IntegrityError, MissingFile, TooLarge, UnknownReference
-from steppatch.formats import index_from_json, parse_manifest
+from steppatch.delta import decode
+from steppatch.errors import (
+    HomeError,
+    IntegrityError,
+    MissingFile,
+    NetworkError,
+    RepositoryError,
+    TooLarge,
+    UnknownReference,
+)
+from steppatch.formats import index_from_json, parse_manifest, parse_transfers
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import ComponentVersion, Manifest, Recipe, RepositoryIndex
+from steppatch.model import ComponentVersion, Manifest, Recipe, RepositoryIndex, Transfers
 from steppatch.recipe import parse_recipe
-from steppatch.store import ObjectStore
+from steppatch.routes import Fetch, Route
+from steppatch.store import ObjectStore, hash_file
 from steppatch.transport import (
     DownloadProgress,
     Fetcher,
@@ -37,9 +51,28 @@ from steppatch.trust import (
     verify_length_and_hash,
 )
 
-__all__ = ["Clock", "MetadataStore", "RepositoryClient", "fetch_root_for_tofu", "utcnow"]
+__all__ = [
+    "Clock",
+    "MetadataStore",
+    "RepositoryClient",
+    "RoutedResult",
+    "fetch_root_for_tofu",
+    "utcnow",
+]
 
 T = TypeVar("T")
+
+#: fallbacks from a delta or compressed form to the whole object (``-v`` shows them)
+log = logging.getLogger("steppatch.routes")
+
+
+@attrs.frozen
+class RoutedResult:
+    """What :meth:`RepositoryClient.fetch_routed` did: the route each object came by (a
+    fallback counted as ``whole``) and, for each fallback, why."""
+
+    done: tuple[Fetch, ...]
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 class MetadataStore:
     """The verified metadata a home trusts: ``root.json``, ``timestamp.json``, ``index.json``.
@@ -100,6 +133,7 @@ class RepositoryClient:
         self.limits = limits
         self.clock = clock
         self._index: RepositoryIndex | None = None
+        self._optional: MirrorPool | None = None
 
     @property
     def url(self) -> str:
@@ -230,6 +264,133 @@ class RepositoryClient:
             if entry.size > limit:
                 raise TooLarge(f"file {entry.path} of {cv.name} {cv.version}", limit)
         return manifest
+
+    def _optional_pool(self) -> MirrorPool:
+        # Deltas and transfers documents are optional: a mirror without them (older, or not
+        # filled) must stay usable for the objects, so their failures are kept apart.
+        if self._optional is None:
+            self._optional = self.pool.fork()
+        return self._optional
+
+    def transfers(self, cv: ComponentVersion) -> Transfers | None:
+        """The verified transfers document of ``cv``, or ``None`` when the index names none or
+        no mirror serves a good one (logged: the objects come whole)."""
+        ref = cv.transfers
+        if ref is None:
+            return None
+        what = f"transfers of {cv.name} {cv.version}"
+        cap = min(ref.length, self.limits.max_transfers_bytes)
+
+        def read(fetcher: Fetcher) -> bytes:
+            data = fetch_bytes(fetcher, ref.path, cap, what)
+            verify_length_and_hash(data, ref.length, ref.sha256, what)
+            return data
+
+        try:
+            found = parse_transfers(
+                self._optional_pool().call(read, what), what, self.limits
+            )
+        except (NetworkError, RepositoryError) as e:
+            log.info("%s: not used (%s); whole objects instead", what, e)
+            return None
+        if (found.component, found.version) != (cv.name, cv.version):
+            log.info("%s: names %s %s; not used", what, found.component, found.version)
+            return None
+        return found
+
+    def fetch_routed(
+        self,
+        fetches: Sequence[Fetch],
+        store: ObjectStore,
+        scratch: ObjectStore,
+        base_of: Callable[[str], Path | None],
+        progress: DownloadProgress | None = None,
+    ) -> RoutedResult:
+        """Get each object of ``fetches`` into ``store`` by its route; any that fails (the
+        delta or compressed form missing upstream or damaged, its base gone or drifted, a
+        decoding that does not give the object's sha256) comes whole instead, and says so in
+        the log. ``scratch`` holds downloaded deltas until decoded; ``base_of(sha256)`` is a
+        file said to hold that object (hashed here before use). Raises what
+        :meth:`fetch_objects` raises for the whole objects.
+        """
+        # Outputs a killed run left (the caller holds the home's lock): never objects.
+        partial_dir = store.partial_path("x").parent
+        if partial_dir.is_dir():
+            for stale in partial_dir.glob("*.decode-*"):
+                stale.unlink(missing_ok=True)
+        encoded = [f for f in fetches if f.encoded is not None and not store.has(f.sha256)]
+        done: list[Fetch] = [f for f in fetches if f not in encoded]
+        fallbacks: list[tuple[str, str]] = []
+
+        def fall_back(f: Fetch, why: str) -> None:
+            log.info("object %s: %s %s; downloading it whole", f.sha256[:16], f.route, why)
+            fallbacks.append((f.sha256, f"{f.route} {why}"))
+            done.append(Fetch(f.sha256, f.size))
+
+        if encoded:
+            requests = {}
+            for f in encoded:
+                assert f.encoded is not None
+                requests[f.encoded.sha256] = ObjectRequest(
+                    f.encoded.path, f.encoded.sha256, f.encoded.length
+                )
+            failed = ""
+            try:
+                download_objects(
+                    self._optional_pool(), list(requests.values()), scratch, progress=progress
+                )
+            except (NetworkError, RepositoryError) as e:
+                failed = str(e)  # each one not held falls back below, with this reason
+            for f in encoded:
+                assert f.encoded is not None
+                if not scratch.has(f.encoded.sha256) and not store.has(f.sha256):
+                    fall_back(f, f"not downloaded: {failed or 'no mirror has it'}")
+                    continue
+                try:
+                    self._decode_one(f, store, scratch, base_of)
+                    done.append(f)
+                except (RepositoryError, OSError) as e:
+                    fall_back(f, f"failed: {e}")
+            for f in encoded:
+                assert f.encoded is not None
+                scratch.remove(f.encoded.sha256)
+        whole = [(f.sha256, f.size) for f in done if f.route is Route.WHOLE]
+        self.fetch_objects(whole, store, progress=progress)
+        return RoutedResult(tuple(done), tuple(fallbacks))
+
+    def _decode_one(
+        self,
+        f: Fetch,
+        store: ObjectStore,
+        scratch: ObjectStore,
+        base_of: Callable[[str], Path | None],
+    ) -> None:
+        enc = f.encoded
+        assert enc is not None
+        if store.has(f.sha256):
+            return
+        if not scratch.has(enc.sha256):
+            raise MissingFile(enc.path)
+        base = None
+        if enc.base is not None:
+            base = base_of(enc.base)
+            if base is None:
+                raise MissingFile(f"base {enc.base}")
+            digest, _size = hash_file(base)  # the base may have drifted since it was listed
+            if digest != enc.base:
+                raise IntegrityError(f"base {base}", enc.base, digest)
+        partial = store.partial_path(f.sha256)
+        out = partial.with_name(f"{partial.name}.decode-{os.getpid()}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            decode(scratch.path(enc.sha256), out, base=base, length=f.size)
+            checkpoint("reconstructed")  # the crash tests: a whole output, not yet adopted
+            # adopt hashes it: only the object's own bytes enter the store
+            if not store.adopt(out, f.sha256, f.size) and not store.has(f.sha256):
+                digest, _size = hash_file(out)
+                raise IntegrityError(f"object {f.sha256} from {f.route}", f.sha256, digest)
+        finally:
+            out.unlink(missing_ok=True)
 
     def fetch_objects(
         self,
