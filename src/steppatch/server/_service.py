@@ -42,11 +42,12 @@ __all__ = ["MirrorService", "OriginService", "Service", "describe_metrics"]
 T = TypeVar("T")
 
 _CONTENT_ADDRESSED = re.compile(
-    r"(objects/[0-9a-f]{2}/([0-9a-f]{64})|manifests/[0-9a-f]{2}/([0-9a-f]{64})\.json)"
+    r"((?:objects|deltas)/[0-9a-f]{2}/([0-9a-f]{64})"
+    r"|(?:manifests|transfers)/[0-9a-f]{2}/([0-9a-f]{64})\.json)"
 )
 _VERSIONED = re.compile(r"(roots/\d+\.root|indexes/\d+\.index)\.json")
 _ROOT_PATH = re.compile(r"roots/([1-9][0-9]{0,8})\.root\.json")
-_OBJECT_PATH = re.compile(r"objects/[0-9a-f]{2}/[0-9a-f]{64}")
+_OBJECT_PATH = re.compile(r"(objects|deltas)/[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 def describe_metrics(m: Metrics) -> None:
