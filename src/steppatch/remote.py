@@ -328,17 +328,9 @@ class RepositoryClient:
             done.append(Fetch(f.sha256, f.size))
 
         if encoded:
-            requests = {}
-            for f in encoded:
-                assert f.encoded is not None
-                requests[f.encoded.sha256] = ObjectRequest(
-                    f.encoded.path, f.encoded.sha256, f.encoded.length
-                )
             failed = ""
             try:
-                download_objects(
-                    self._optional_pool(), list(requests.values()), scratch, progress=progress
-                )
+                self.fetch_encoded(encoded, scratch, progress, strict=True)
             except (NetworkError, RepositoryError) as e:
                 failed = str(e)  # each one not held falls back below, with this reason
             for f in encoded:
@@ -357,6 +349,33 @@ class RepositoryClient:
         whole = [(f.sha256, f.size) for f in done if f.route is Route.WHOLE]
         self.fetch_objects(whole, store, progress=progress)
         return RoutedResult(tuple(done), tuple(fallbacks))
+
+    def fetch_encoded(
+        self,
+        fetches: Sequence[Fetch],
+        scratch: ObjectStore,
+        progress: DownloadProgress | None = None,
+        *,
+        strict: bool = False,
+    ) -> list[Fetch]:
+        """Download the deltas and compressed forms of ``fetches`` into ``scratch``, each
+        verified (length, sha256); those held afterwards. A failure (an upstream without them)
+        is logged, or raised when ``strict``."""
+        requests = {}
+        for f in fetches:
+            assert f.encoded is not None
+            requests[f.encoded.sha256] = ObjectRequest(
+                f.encoded.path, f.encoded.sha256, f.encoded.length
+            )
+        try:
+            download_objects(
+                self._optional_pool(), list(requests.values()), scratch, progress=progress
+            )
+        except (NetworkError, RepositoryError) as e:
+            if strict:
+                raise
+            log.info("deltas not downloaded (%s); whole objects instead", e)
+        return [f for f in fetches if f.encoded is not None and scratch.has(f.encoded.sha256)]
 
     def _decode_one(
         self,

@@ -93,6 +93,8 @@ def patch_json(info: PatchInfo, size: int) -> dict[str, Any]:
         ],
         "objects": info.objects,
         "object_bytes": info.object_bytes,
+        "delta_objects": info.delta_objects,
+        "delta_bytes": info.delta_bytes,
         "size": size,
     }
 
