@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from steppatch.delta import decode, encode
+from steppatch.limits import Limits
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -75,7 +76,8 @@ def drop(path: Path) -> None:
 def ours(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
     size = new.stat().st_size
     out = work / "delta"
-    enc = timed(lambda: encode(new, out, base=old, max_length=size + 1))
+    level = Limits().delta_level  # what repo add uses
+    enc = timed(lambda: encode(new, out, base=old, max_length=size + 1, level=level))
     length = out.stat().st_size
     dec = timed(lambda: decode(out, work / "rebuilt", base=old, length=size))
     assert (work / "rebuilt").read_bytes() == new.read_bytes()

@@ -82,7 +82,7 @@ def _check(lib: Any, ffi: Any, code: int, what: str) -> int:
 
 
 def encode(
-    target: Path, out: Path, *, base: Path | None, max_length: int, level: int = 3
+    target: Path, out: Path, *, base: Path | None, max_length: int, level: int = 9
 ) -> int | None:
     """Write ``target`` compressed (with ``base`` as its prefix, if given) to ``out``; return
     its length, or ``None`` (``out`` removed) when it would not be shorter than ``max_length``
