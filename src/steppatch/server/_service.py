@@ -59,6 +59,7 @@ def describe_metrics(m: Metrics) -> None:
         ("cache_misses_total", "counter", "content requests that needed a fill"),
         ("fills_joined_total", "counter", "requests that waited on a fill already running"),
         ("upstream_fetches_total", "counter", "downloads started from an upstream"),
+        ("objects_from_deltas_total", "counter", "objects bulk sync rebuilt from a delta"),
         ("upstream_bytes_total", "counter", "bytes received from upstreams"),
         ("upstream_errors_total", "counter", "upstream failures (network or bad content)"),
         ("metadata_refreshes_total", "counter", "metadata update sessions, by result"),

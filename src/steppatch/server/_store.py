@@ -37,6 +37,7 @@ import attrs
 
 from steppatch._fs import atomic_write, temp_path
 from steppatch._json import JsonProblem, parse_json
+from steppatch.delta import decode
 from steppatch.errors import IntegrityError, RepositoryError, TooLarge
 from steppatch.formats import index_from_json, parse_manifest, parse_transfers
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -45,7 +46,13 @@ from steppatch.remote import MetadataStore, RepositoryClient, utcnow
 from steppatch.server._metrics import Metrics
 from steppatch.server._ratelimit import TokenBucket
 from steppatch.server._upstream import Upstreams
-from steppatch.server.errors import NotServed, StoreError, StoreFull, UpstreamUnavailable
+from steppatch.server.errors import (
+    NotServed,
+    OptionalMissing,
+    StoreError,
+    StoreFull,
+    UpstreamUnavailable,
+)
 from steppatch.store import ObjectStore, hash_file
 from steppatch.transport import Fetcher, fetch_bytes
 from steppatch.trust import (
@@ -261,6 +268,10 @@ class MirrorStore:
         self.catalogue: dict[str, int] = {}
         #: deltas and compressed forms (sha256 -> length) of the transfers documents held
         self.delta_catalogue: dict[str, int] = {}
+        #: for an object (sha256): the deltas to it (sha256, length, base) those documents offer
+        self.delta_routes: dict[str, list[tuple[str, int, str]]] = {}
+        #: optional files no upstream had, in this process (bulk does not ask again)
+        self.optional_missing: set[str] = set()
         self._catalogued: set[str] = set()
         self.last_refresh: float | None = None
         self.state: dict[str, Any] = {"format": STATE_FORMAT, "baseline": None, "bulk": {}}
@@ -336,9 +347,15 @@ class MirrorStore:
                         self._catalogue_transfers(t.sha256, self.objects.path(t.sha256))
 
     def _catalogue_transfers(self, sha256: str, file: Path) -> None:
-        found = transfers_encoded(file.read_bytes(), f"transfers {sha256}", self.limits)
+        transfers = parse_transfers(file.read_bytes(), f"transfers {sha256}", self.limits)
         with self._lock:
-            self.delta_catalogue.update(found)
+            for target, ot in transfers.objects.items():
+                for e in (*ot.deltas, *((ot.compressed,) if ot.compressed is not None else ())):
+                    self.delta_catalogue[e.sha256] = e.length
+                    if e.base is not None:
+                        routes = self.delta_routes.setdefault(target, [])
+                        if (e.sha256, e.length, e.base) not in routes:
+                            routes.append((e.sha256, e.length, e.base))
             self._catalogued.add(sha256)
 
     def _catalogue(self, sha256: str, file: Path) -> None:
@@ -433,6 +450,10 @@ class MirrorStore:
         if item.length > limit:
             # A signed index may still name something no mirror should hold: refused unread.
             raise TooLarge(f"{item.kind} {item.path}", limit)
+        if item.kind == "object" and control.process != "client":
+            held = self._fill_by_delta(item, upstreams, control)
+            if held is not None:
+                return held
 
         def attempt(fetcher: Fetcher) -> None:
             upstream = upstreams.id_of(fetcher)
@@ -454,6 +475,12 @@ class MirrorStore:
 
         try:
             upstreams.call(attempt, item.path, optional=item.kind in OPTIONAL_KINDS)
+        except UpstreamUnavailable as e:
+            if item.kind not in OPTIONAL_KINDS:
+                raise
+            with self._lock:
+                self.optional_missing.add(item.sha256)
+            raise OptionalMissing(item.path, str(e)) from e
         except OSError as e:
             # A full disk: drop the partial file so the space comes back; nothing was stored.
             self.objects.partial_path(item.sha256).unlink(missing_ok=True)
@@ -462,6 +489,43 @@ class MirrorStore:
             self._verified.add(item.sha256)
         self._after_fill(item)
         return self._held_object(item.sha256, item.length)
+
+    def _fill_by_delta(
+        self, item: Item, upstreams: Upstreams, control: FillControl
+    ) -> Held | None:
+        """Bulk only: the object rebuilt from the shortest delta from an object the store
+        holds, when one is offered and shorter; ``None`` (fill it whole) on any failure."""
+        with self._lock:
+            offers = sorted(
+                (length, dsha, base)
+                for dsha, length, base in self.delta_routes.get(item.sha256, ())
+                if length < item.length and dsha not in self.optional_missing
+            )
+        for length, dsha, base in offers:
+            if not self.objects.has(base):
+                continue
+            try:
+                if not self.objects.has(dsha):
+                    self.fill(Item("delta", f"deltas/{dsha[:2]}/{dsha}", dsha, length),
+                              upstreams, control)  # fmt: skip
+                out = self.objects.partial_path(item.sha256).with_suffix(".decode")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    decode(self.objects.path(dsha), out, base=self.objects.path(base),
+                           length=item.length)  # fmt: skip
+                    # adopt hashes it: only the object's own bytes are stored
+                    if not self.objects.adopt(out, item.sha256, item.length):
+                        continue
+                finally:
+                    out.unlink(missing_ok=True)
+            except (RepositoryError, UpstreamUnavailable, OSError):
+                continue
+            self.metrics.inc("objects_from_deltas_total")
+            with self._lock:
+                self._verified.add(item.sha256)
+            self._after_fill(item)
+            return self._held_object(item.sha256, item.length)
+        return None
 
     def _content_limit(self, kind: str) -> int:
         limits = self.limits
@@ -696,6 +760,8 @@ class MirrorStore:
             except (RepositoryError, OSError):
                 continue
             for dsha, length in sorted(encoded.items()):
+                if dsha in self.optional_missing:
+                    continue
                 if dsha not in seen and not self.objects.has(dsha):
                     seen.add(dsha)
                     items.append(Item("delta", f"deltas/{dsha[:2]}/{dsha}", dsha, length))

@@ -95,3 +95,10 @@ def test_historic_bulk_fetches_deltas_and_transfers(
     )  # fmt: skip
     transfers, deltas = _delta_shas(repo)
     wait_for(lambda: {transfers, *deltas} <= set(store_objects(store_of(mirror))), timeout=30)
+    wait_for(lambda: mirror.health()["bulk"]["historic"]["state"] == "idle", timeout=30)
+    held = store_objects(store_of(mirror))
+    assert all(sha(data) == name for name, data in held.items())
+    assert sha(_new) in held
+    # The new version's object was rebuilt from the delta, not downloaded whole.
+    assert mirror.metric("objects_from_deltas_total") == 1
+    assert mirror.metric("upstream_bytes_total") < 2 * SIZE
