@@ -8,6 +8,7 @@ checked against the lengths and hashes of the verified index, objects against th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from steppatch.formats import index_from_json, parse_manifest, parse_transfers
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import ComponentVersion, Manifest, Recipe, RepositoryIndex, Transfers
 from steppatch.recipe import parse_recipe
-from steppatch.routes import Fetch, Route
+from steppatch.routes import Fetch, Route, route_of
 from steppatch.store import ObjectStore, hash_file
 from steppatch.transport import (
     DownloadProgress,
@@ -321,31 +322,39 @@ class RepositoryClient:
         encoded = [f for f in fetches if f.encoded is not None and not store.has(f.sha256)]
         done: list[Fetch] = [f for f in fetches if f not in encoded]
         fallbacks: list[tuple[str, str]] = []
-
-        def fall_back(f: Fetch, why: str) -> None:
-            log.info("object %s: %s %s; downloading it whole", f.sha256[:16], f.route, why)
-            fallbacks.append((f.sha256, f"{f.route} {why}"))
-            done.append(Fetch(f.sha256, f.size))
-
         if encoded:
-            failed = ""
-            try:
-                self.fetch_encoded(encoded, scratch, progress, strict=True)
-            except (NetworkError, RepositoryError) as e:
-                failed = str(e)  # each one not held falls back below, with this reason
+            self.fetch_encoded(encoded, scratch, progress)
             for f in encoded:
-                assert f.encoded is not None
-                if not scratch.has(f.encoded.sha256) and not store.has(f.sha256):
-                    fall_back(f, f"not downloaded: {failed or 'no mirror has it'}")
-                    continue
-                try:
-                    self._decode_one(f, store, scratch, base_of)
-                    done.append(f)
-                except (RepositoryError, OSError) as e:
-                    fall_back(f, f"failed: {e}")
-            for f in encoded:
-                assert f.encoded is not None
-                scratch.remove(f.encoded.sha256)
+                # The chosen route, then the others on offer (another base, the compressed
+                # form), then the whole object.
+                tries = [f, *(Fetch(f.sha256, f.size, route_of(e), e) for e in f.others)]
+                reasons = []
+                for attempt in tries:
+                    assert attempt.encoded is not None
+                    try:
+                        if attempt is not f:
+                            # A pool of its own: the failure before must not fail it too.
+                            self.fetch_encoded(
+                                [attempt], scratch, strict=True, pool=self.pool.fork()
+                            )
+                        if not scratch.has(attempt.encoded.sha256) and not store.has(f.sha256):
+                            raise MissingFile(attempt.encoded.path)
+                        self._decode_one(attempt, store, scratch, base_of)
+                        done.append(attempt)
+                        break
+                    except (NetworkError, RepositoryError, OSError) as e:
+                        reasons.append(f"{attempt.route} failed: {e}")
+                    finally:
+                        scratch.remove(attempt.encoded.sha256)
+                else:
+                    done.append(Fetch(f.sha256, f.size))
+                if reasons:
+                    why = "; ".join(reasons)
+                    then = "downloading it whole" if done[-1].route is Route.WHOLE else (
+                        f"took {done[-1].route} instead"
+                    )
+                    log.info("object %s: %s; %s", f.sha256[:16], why, then)
+                    fallbacks.append((f.sha256, why))
         whole = [(f.sha256, f.size) for f in done if f.route is Route.WHOLE]
         self.fetch_objects(whole, store, progress=progress)
         return RoutedResult(tuple(done), tuple(fallbacks))
@@ -357,6 +366,7 @@ class RepositoryClient:
         progress: DownloadProgress | None = None,
         *,
         strict: bool = False,
+        pool: MirrorPool | None = None,
     ) -> list[Fetch]:
         """Download the deltas and compressed forms of ``fetches`` into ``scratch``, each
         verified (length, sha256); those held afterwards. A failure (an upstream without them)
@@ -369,12 +379,18 @@ class RepositoryClient:
             )
         try:
             download_objects(
-                self._optional_pool(), list(requests.values()), scratch, progress=progress
+                pool or self._optional_pool(), list(requests.values()), scratch, progress=progress
             )
         except (NetworkError, RepositoryError) as e:
             if strict:
                 raise
-            log.info("deltas not downloaded (%s); whole objects instead", e)
+            log.info("deltas: %s; trying the others one by one", e)
+            # One missing file stops the batch and fails its mirror in the shared pool: the
+            # rest, each through a pool of its own, so that one missing does not cost them all.
+            for req in requests.values():
+                if not scratch.has(req.sha256):
+                    with contextlib.suppress(NetworkError, RepositoryError):
+                        download_objects(self.pool.fork(), [req], scratch)
         return [f for f in fetches if f.encoded is not None and scratch.has(f.encoded.sha256)]
 
     def _decode_one(

@@ -14,7 +14,7 @@ import attrs
 
 from steppatch.model import Encoded, ObjectTransfers
 
-__all__ = ["Fetch", "Route", "RouteTotals", "choose_routes", "route_totals"]
+__all__ = ["Fetch", "Route", "RouteTotals", "choose_routes", "route_of", "route_totals"]
 
 
 class Route(StrEnum):
@@ -34,6 +34,8 @@ class Fetch:
     size: int
     route: Route = Route.WHOLE
     encoded: Encoded | None = None
+    #: the other routes on offer, best first, tried when this one fails (then the whole object)
+    others: tuple[Encoded, ...] = ()
 
     @property
     def bytes(self) -> int:
@@ -49,6 +51,11 @@ class RouteTotals:
     bytes: int = 0
 
 
+def route_of(encoded: Encoded) -> Route:
+    """The route an encoded form is."""
+    return Route.DELTA if encoded.base is not None else Route.COMPRESSED
+
+
 def choose_routes(
     missing: Iterable[tuple[str, int]],
     offers: Mapping[str, ObjectTransfers],
@@ -60,14 +67,17 @@ def choose_routes(
     found = []
     for sha, size in missing:
         offer = offers.get(sha)
-        best: Fetch = Fetch(sha, size)
+        usable: list[Encoded] = []
         if offer is not None and offer.size == size:
-            if offer.compressed is not None and offer.compressed.length < best.bytes:
-                best = Fetch(sha, size, Route.COMPRESSED, offer.compressed)
-            for delta in offer.deltas:
-                if delta.base in held and delta.length < best.bytes:
-                    best = Fetch(sha, size, Route.DELTA, delta)
-        found.append(best)
+            usable = [d for d in offer.deltas if d.base in held and d.length < size]
+            if offer.compressed is not None and offer.compressed.length < size:
+                usable.append(offer.compressed)
+        if not usable:
+            found.append(Fetch(sha, size))
+            continue
+        # Shortest first; on a tie a delta before the compressed form (stable sort).
+        best, *rest = sorted(usable, key=lambda e: e.length)
+        found.append(Fetch(sha, size, route_of(best), best, tuple(rest)))
     return tuple(found)
 
 

@@ -128,6 +128,31 @@ def test_every_failure_falls_back_to_whole_objects(
     assert (home.files.root / "current/share/new.txt").read_bytes() == text
 
 
+def test_a_failed_delta_falls_back_to_the_compressed_form(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A text file changed between versions: a delta and a compressed form are both offered.
+    text = b"".join(b"line %d of the settings\n" % i for i in range(40_000))
+    src = tmp_path / "src"
+    repo = repository(
+        tmp_path,
+        component(src, "app", "1.0", {"t.txt": text}),
+        component(src, "app", "1.1", {"t.txt": text.replace(b"line 7 ", b"LINE 7 ")}),
+    )
+    home = home_for(repo, tmp_path / "home")
+    home.apply([V1])
+    cv = repo.index.components["app"][Version("1.1")]
+    assert cv.transfers is not None
+    (item,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    assert item.compressed is not None and item.deltas
+    _damage(repo.root / item.deltas[0].path)
+    with caplog.at_level(logging.INFO, logger="steppatch.routes"):
+        plan = home.prepare([V2])
+    assert plan.routes["compressed"] == (1, item.compressed.length)
+    assert plan.routes["whole"] == (0, 0) and plan.fallbacks == 1
+    assert "took compressed instead" in caplog.text
+
+
 def test_a_base_held_only_in_the_cache_serves(tmp_path: Path) -> None:
     _repo, home, old, new, _text = _setup(tmp_path)
     home.files.cache_live_file("lib/app.bin", hashlib.sha256(old).hexdigest(), SIZE)
