@@ -102,3 +102,26 @@ def test_historic_bulk_fetches_deltas_and_transfers(
     # The new version's object was rebuilt from the delta, not downloaded whole.
     assert mirror.metric("objects_from_deltas_total") == 1
     assert mirror.metric("upstream_bytes_total") < 2 * SIZE
+
+
+def test_historic_bulk_without_deltas_upstream_fetches_objects_whole(
+    tmp_path: Path, servers: Servers, certs: Pki
+) -> None:
+    repo, new = _repo(tmp_path)
+    shutil.rmtree(repo.root / "deltas")
+    origin = servers.origin(repo.root)
+    mirror = servers.mirror(
+        [origin], repo.root / "root.json", download="HISTORIC",
+        bulk_download_mbit_per_s=10_000, bulk_backoff_factor=0, poll_interval_s=60,
+    )  # fmt: skip
+    transfers, deltas = _delta_shas(repo)
+    wait_for(lambda: sha(new) in store_objects(store_of(mirror)), timeout=30)
+    wait_for(lambda: mirror.health()["bulk"]["historic"]["state"] == "idle", timeout=30)
+    held = set(store_objects(store_of(mirror)))
+    assert transfers in held and not deltas & held
+    assert mirror.metric("objects_from_deltas_total") == 0
+    # The missing deltas are not an upstream's failure: the mirror stays healthy and serves.
+    assert mirror.health()["status"] == "ok"
+    home = https_home(tmp_path / "home", mirror, repo, certs)
+    home.apply([V2])
+    assert (tmp_path / "home/current/app.bin").read_bytes() == new
