@@ -32,6 +32,7 @@ from pathlib import Path
 
 from steppatch.delta import decode, encode
 from steppatch.limits import Limits
+from steppatch.zipdelta import expand, is_zip, rebuild
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -130,7 +131,41 @@ def rsync(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
     return sent + received, seconds, 0.0
 
 
-METHODS = {"steppatch delta": ours, "zstd --patch-from": zstd_patch, "rsync": rsync}
+def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
+    """The zip delta ``repo add`` also publishes for archives: make (expand both, delta) and
+    apply (expand the base, decode, deflate the changed and unchanged members again)."""
+    if not (is_zip(old) and is_zip(new)):
+        return 0, 0.0, 0.0
+    size, level, member = new.stat().st_size, Limits().delta_level, Limits().max_zip_member_bytes
+
+    def make() -> None:
+        expand(old, work / "eb", max_member_bytes=member)
+        expand(new, work / "et", max_member_bytes=member)
+        encode(work / "et", work / "zd", base=work / "eb", max_length=size, level=level)
+
+    enc = timed(make)
+    length, expanded = (work / "zd").stat().st_size, (work / "et").stat().st_size
+    for p in ("eb", "et"):
+        drop(work / p)
+
+    def apply() -> None:
+        expand(old, work / "eb", max_member_bytes=member)
+        decode(work / "zd", work / "et", base=work / "eb", length=expanded)
+        rebuild(work / "et", work / "rebuilt", size)
+
+    dec = timed(apply)
+    assert (work / "rebuilt").read_bytes() == new.read_bytes()
+    for p in ("eb", "et", "zd", "rebuilt"):
+        drop(work / p)
+    return length, enc, dec
+
+
+METHODS = {
+    "steppatch delta": ours,
+    "steppatch zip delta": ours_zip,
+    "zstd --patch-from": zstd_patch,
+    "rsync": rsync,
+}
 
 
 def run_case(name: str, old: Path, new: Path, work: Path, runs: int) -> list[str]:
@@ -149,6 +184,8 @@ def run_case(name: str, old: Path, new: Path, work: Path, runs: int) -> list[str
                  f"{'apply MB/s':>12}")  # fmt: skip
     lines.append(f"  {'whole file':22}{size:>12}{size / base:>9.2f}{'':>9}{'':>9}{'':>12}")
     for method, (length, enc, dec) in results.items():
+        if not length:
+            continue  # not an archive
         rate = f"{size / dec / 1e6:>12.0f}" if dec else f"{'':>12}"
         apply = f"{dec:>9.3f}" if dec else f"{'(in make)':>9}"
         lines.append(f"  {method:22}{int(length):>12}{length / base:>9.2f}{enc:>9.3f}{apply}{rate}")

@@ -399,7 +399,8 @@ def index_from_json(obj: dict[str, Any], source: str) -> RepositoryIndex:
 
 
 def _encoded_json(e: Encoded) -> dict[str, Any]:
-    return {"sha256": e.sha256, "length": e.length, **({"base": e.base} if e.base else {})}
+    extra = {"expanded": e.expanded} if e.expanded is not None else {}
+    return {"sha256": e.sha256, "length": e.length, **({"base": e.base} if e.base else {}), **extra}
 
 
 def dump_transfers(transfers: Transfers) -> bytes:
@@ -409,8 +410,13 @@ def dump_transfers(transfers: Transfers) -> bytes:
         item: dict[str, Any] = {"size": ot.size}
         if ot.compressed is not None:
             item["compressed"] = _encoded_json(ot.compressed)
-        if ot.deltas:
-            item["deltas"] = [_encoded_json(d) for d in ot.deltas]
+        plain = [d for d in ot.deltas if d.expanded is None]
+        zipped = [d for d in ot.deltas if d.expanded is not None]
+        if plain:
+            item["deltas"] = [_encoded_json(d) for d in plain]
+        if zipped:
+            # Its own key: a reader that knows only "deltas" ignores it.
+            item["zip_deltas"] = [_encoded_json(d) for d in zipped]
         objects[sha] = item
     return dump_json(
         {
@@ -422,7 +428,7 @@ def dump_transfers(transfers: Transfers) -> bytes:
     )
 
 
-def _encoded(f: Fields, size: int, with_base: bool) -> Encoded:
+def _encoded(f: Fields, size: int, with_base: bool, zipped: bool = False) -> Encoded:
     length = f.get("length", int)
     if length <= 0:
         f.fail("length", "not positive")
@@ -431,7 +437,10 @@ def _encoded(f: Fields, size: int, with_base: bool) -> Encoded:
     base = _sha256(f, "base") if with_base else None
     if not with_base and "base" in f.obj:
         f.fail("base", "a compressed form has no base")
-    return Encoded(_sha256(f, "sha256"), length, base)
+    expanded = f.get("expanded", int) if zipped else None
+    if expanded is not None and expanded <= 0:
+        f.fail("expanded", "not positive")
+    return Encoded(_sha256(f, "sha256"), length, base, expanded)
 
 
 def parse_transfers(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Transfers:
@@ -457,13 +466,15 @@ def parse_transfers(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -
         if "compressed" in item.obj:
             compressed = _encoded(item.sub("compressed"), size, False)
         deltas = []
-        for i, raw in enumerate(item.get("deltas", list, [])):
-            if not isinstance(raw, dict):
-                item.fail(f"deltas[{i}]", "expected an object")
-            delta = _encoded(Fields(raw, f"{item.where}deltas[{i}].", fail), size, True)
-            if delta.base == sha:
-                item.fail(f"deltas[{i}].base", "the object itself")
-            deltas.append(delta)
+        for key in ("deltas", "zip_deltas"):
+            for i, raw in enumerate(item.get(key, list, [])):
+                if not isinstance(raw, dict):
+                    item.fail(f"{key}[{i}]", "expected an object")
+                where = f"{item.where}{key}[{i}]."
+                delta = _encoded(Fields(raw, where, fail), size, True, key == "zip_deltas")
+                if delta.base == sha:
+                    item.fail(f"{key}[{i}].base", "the object itself")
+                deltas.append(delta)
         objects[sha] = ObjectTransfers(size, compressed, tuple(deltas))
     return Transfers(component, version, objects)
 

@@ -110,6 +110,10 @@ class Limits:
     delta_keep_fraction: float = 0.5
     #: a compressed form is kept when smaller than this fraction of the object
     compressed_keep_fraction: float = 0.9
+    #: zip deltas: members inflating to more than this stay deflated (one member in memory)
+    max_zip_member_bytes: int = 64 * MiB
+    #: zip deltas: the expanded form a home decodes, at most
+    max_zip_expanded_bytes: int = 2048 * MiB
     #: a transfers document (``steppatch-transfers/1``)
     max_transfers_bytes: int = 64 * MiB
 

@@ -131,6 +131,8 @@ class Encoded:
     sha256: str
     length: int
     base: str | None = None
+    #: a zip delta (``steppatch.zipdelta``): the length of the target's expanded form
+    expanded: int | None = None
 
     @property
     def path(self) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
+
 from steppatch.errors import InputError, StalePatch, WrongEnvironment
 from steppatch.model import Manifest, ObjectTransfers, Recipe, RecipeKind
 from steppatch.offline import PatchFile, PatchInfo, write_patch
@@ -78,7 +80,11 @@ def prepare_offline(
             cv = index.components[name][version]
             found = client.transfers(cv)
             if found is not None and cv.transfers is not None:
-                offers.update(found.objects)
+                # Not zip deltas: an installation whose zlib deflates differently could not
+                # rebuild the archive, and a patch has no whole object to fall back to.
+                for sha, ot in found.objects.items():
+                    plain = tuple(d for d in ot.deltas if d.expanded is None)
+                    offers[sha] = attrs.evolve(ot, deltas=plain)
                 members[cv.transfers.path] = _raw(client, cv.transfers.path, cv.transfers.length)
         fetches = choose_routes(sorted(needed.items()), offers, held)
         encoded = [f for f in fetches if f.encoded is not None]

@@ -21,6 +21,7 @@ from steppatch._fs import atomic_write, checkpoint
 from steppatch.clock import Clock, utcnow
 from steppatch.delta import decode
 from steppatch.errors import (
+    DeltaError,
     HomeError,
     IntegrityError,
     MissingFile,
@@ -51,6 +52,7 @@ from steppatch.trust import (
     sha256_hex,
     verify_length_and_hash,
 )
+from steppatch.zipdelta import expand, rebuild
 
 __all__ = [
     "Clock",
@@ -417,15 +419,29 @@ class RepositoryClient:
         partial = store.partial_path(f.sha256)
         out = partial.with_name(f"{partial.name}.decode-{os.getpid()}")
         out.parent.mkdir(parents=True, exist_ok=True)
+        extra = [out.with_name(out.name + s) for s in (".base", ".target")]
         try:
-            decode(scratch.path(enc.sha256), out, base=base, length=f.size)
+            if enc.expanded is not None and base is not None:
+                # A zip delta: between the archives' expanded forms; the archive rebuilt.
+                cap = self.limits.max_zip_expanded_bytes
+                if enc.expanded > cap:
+                    raise TooLarge(f"expanded form of {f.sha256}", cap)
+                member = self.limits.max_zip_member_bytes
+                if expand(base, extra[0], max_member_bytes=member) is None:
+                    raise DeltaError(f"base {base}", "not an archive this can expand")
+                decode(scratch.path(enc.sha256), extra[1], base=extra[0], length=enc.expanded)
+                extra[0].unlink()
+                rebuild(extra[1], out, f.size)
+            else:
+                decode(scratch.path(enc.sha256), out, base=base, length=f.size)
             checkpoint("reconstructed")  # the crash tests: a whole output, not yet adopted
             # adopt hashes it: only the object's own bytes enter the store
             if not store.adopt(out, f.sha256, f.size) and not store.has(f.sha256):
                 digest, _size = hash_file(out)
                 raise IntegrityError(f"object {f.sha256} from {f.route}", f.sha256, digest)
         finally:
-            out.unlink(missing_ok=True)
+            for p in (out, *extra):
+                p.unlink(missing_ok=True)
 
     def fetch_objects(
         self,

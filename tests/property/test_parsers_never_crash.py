@@ -404,7 +404,9 @@ def test_manifest(data: bytes) -> None:
 
 
 TRANSFERS = Transfers("restapi", Version("7.0.41"), {
-    HEX: ObjectTransfers(5000, Encoded("ab" * 32, 900), (Encoded("cd" * 32, 40, "ef" * 32),)),
+    HEX: ObjectTransfers(5000, Encoded("ab" * 32, 900), (
+        Encoded("cd" * 32, 40, "ef" * 32), Encoded("12" * 32, 30, "ef" * 32, 9000),
+    )),
 })  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from steppatch.delta import decode, encode
 from steppatch.limits import Limits
 from steppatch.model import Encoded, Manifest, ObjectTransfers
 from steppatch.store import ObjectStore, hash_file
+from steppatch.zipdelta import expand, is_zip, rebuild
 
 __all__ = ["compute_transfers"]
 
@@ -72,6 +73,44 @@ def _encoded(
             tmp.unlink()
 
 
+def _zip_delta(
+    deltas: ObjectStore,
+    objects: ObjectStore,
+    target: str,
+    size: int,
+    base: str,
+    max_length: int,
+    limits: Limits,
+) -> Encoded | None:
+    """A delta between the expanded forms of two zip archives (``steppatch.zipdelta``),
+    checked by rebuilding the target from it as a home would."""
+    if not (is_zip(objects.path(target)) and is_zip(objects.path(base))):
+        return None
+    work = deltas.root / f".zip-{os.getpid()}-{target[:16]}"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        member = limits.max_zip_member_bytes
+        eb = expand(objects.path(base), work / "base", max_member_bytes=member)
+        et = expand(objects.path(target), work / "target", max_member_bytes=member)
+        if eb is None or et is None or et > limits.max_zip_expanded_bytes:
+            return None
+        if eb + et > limits.max_delta_span_bytes:
+            return None
+        length = encode(work / "target", work / "delta", base=work / "base",
+                        max_length=max_length, level=limits.delta_level)  # fmt: skip
+        if length is None:
+            return None
+        decode(work / "delta", work / "check", base=work / "base", length=et)
+        rebuild(work / "check", work / "rebuilt", size)
+        if hash_file(work / "rebuilt") != (target, size):
+            return None
+        return Encoded(_store(deltas, work / "delta", length), length, base, et)
+    finally:
+        for p in work.iterdir():
+            p.unlink(missing_ok=True)
+        work.rmdir()
+
+
 def compute_transfers(
     manifest: Manifest,
     previous: Sequence[Manifest],
@@ -115,6 +154,15 @@ def compute_transfers(
             )
             if delta is not None:
                 found.append(delta)
+            # An archive: its inflated content too, kept when shorter than the plain delta (the
+            # plain one stays, for homes whose zlib deflates differently).
+            best = min([d.length for d in found if d.base == base] or [reference])
+            zipped = _zip_delta(
+                deltas, objects, sha, size, base,
+                min(best, int(reference * limits.delta_keep_fraction)), limits,
+            )  # fmt: skip
+            if zipped is not None:
+                found.append(zipped)
         if compressed is not None or found:
             result[sha] = ObjectTransfers(size, compressed, tuple(found))
     return result

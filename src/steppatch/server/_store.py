@@ -352,7 +352,7 @@ class MirrorStore:
             for target, ot in transfers.objects.items():
                 for e in (*ot.deltas, *((ot.compressed,) if ot.compressed is not None else ())):
                     self.delta_catalogue[e.sha256] = e.length
-                    if e.base is not None:
+                    if e.base is not None and e.expanded is None:
                         routes = self.delta_routes.setdefault(target, [])
                         if (e.sha256, e.length, e.base) not in routes:
                             routes.append((e.sha256, e.length, e.base))
