@@ -139,7 +139,7 @@ def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
     size, level, member = new.stat().st_size, Limits().delta_level, Limits().max_zip_member_bytes
 
     def make() -> None:
-        expand(old, work / "eb", max_member_bytes=member)
+        expand(old, work / "eb", max_member_bytes=member, levels=False)
         expand(new, work / "et", max_member_bytes=member)
         encode(work / "et", work / "zd", base=work / "eb", max_length=size, level=level)
 
@@ -149,9 +149,9 @@ def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
         drop(work / p)
 
     def apply() -> None:
-        expand(old, work / "eb", max_member_bytes=member)
+        expand(old, work / "eb", max_member_bytes=member, levels=False)
         decode(work / "zd", work / "et", base=work / "eb", length=expanded)
-        rebuild(work / "et", work / "rebuilt", size)
+        rebuild(work / "et", work / "rebuilt", size, old)
 
     dec = timed(apply)
     assert (work / "rebuilt").read_bytes() == new.read_bytes()

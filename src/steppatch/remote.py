@@ -427,11 +427,11 @@ class RepositoryClient:
                 if enc.expanded > cap:
                     raise TooLarge(f"expanded form of {f.sha256}", cap)
                 member = self.limits.max_zip_member_bytes
-                if expand(base, extra[0], max_member_bytes=member) is None:
+                if expand(base, extra[0], max_member_bytes=member, levels=False) is None:
                     raise DeltaError(f"base {base}", "not an archive this can expand")
                 decode(scratch.path(enc.sha256), extra[1], base=extra[0], length=enc.expanded)
                 extra[0].unlink()
-                rebuild(extra[1], out, f.size)
+                rebuild(extra[1], out, f.size, base)
             else:
                 decode(scratch.path(enc.sha256), out, base=base, length=f.size)
             checkpoint("reconstructed")  # the crash tests: a whole output, not yet adopted

@@ -15,7 +15,9 @@ Expanded form (``steppatch-zipx/1``)::
 The header is ``{"size": N, "segments": [["r", LENGTH] | ["z", LENGTH, LEVEL, DEFLATED], ...]}``:
 ``r`` copies LENGTH bytes of the body; ``z`` deflates LENGTH bytes of the body at LEVEL (raw
 deflate, ``wbits=-15``) into exactly DEFLATED bytes. ``size`` is the archive's length. Rebuilding
-checks every length as it writes and never writes more than the declared size.
+checks every length as it writes and never writes more than the declared size. The form of a
+delta's base is only its prefix, never rebuilt: every member that inflates is inflated, LEVEL 0,
+so a home makes it by inflating alone.
 """
 
 from __future__ import annotations
@@ -64,19 +66,28 @@ def _inflated(data: bytes, limit: int) -> bytes | None:
     return out
 
 
-def expand(archive: Path, out: Path, *, max_member_bytes: int) -> int | None:
+def expand(
+    archive: Path, out: Path, *, max_member_bytes: int, levels: bool = True
+) -> int | None:
     """Write the expanded form of ``archive`` to ``out``; its length, or ``None`` when the file
     is not a zip this can read (then nothing is written). Members inflating to more than
-    ``max_member_bytes`` stay deflated (memory: one member at a time)."""
+    ``max_member_bytes`` stay deflated (memory: one member at a time).
+
+    ``levels``: find the zlib level that deflates each member back to its bytes (members for
+    which none does stay deflated): the form of a delta's *target*, which :func:`rebuild`
+    needs. Without, every member that inflates is inflated and its level recorded as 0: the
+    form of a delta's *base* (a prefix only), made by inflating alone, much faster."""
     with open(archive, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             return None
         # Mapped, not read: an archive of a GiB costs page cache, not this process's memory.
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _expand(f, data, out, max_member_bytes)
+            return _expand(f, data, out, max_member_bytes, levels)
 
 
-def _expand(f: BinaryIO, data: mmap.mmap, out: Path, max_member_bytes: int) -> int | None:
+def _expand(
+    f: BinaryIO, data: mmap.mmap, out: Path, max_member_bytes: int, levels: bool
+) -> int | None:
     try:
         infos = sorted(zipfile.ZipFile(f).infolist(), key=lambda i: i.header_offset)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
@@ -100,11 +111,11 @@ def _expand(f: BinaryIO, data: mmap.mmap, out: Path, max_member_bytes: int) -> i
                 deflated = info.compress_type == zipfile.ZIP_DEFLATED
                 if deflated and info.file_size <= max_member_bytes:
                     plain = _inflated(data[start:end], info.file_size)
-                    if plain is not None:
+                    if plain is not None and levels:
                         level = next(
                             (lv for lv in _LEVELS if _deflated(plain, lv) == data[start:end]), 0
                         )
-                if plain is None or not level:
+                if plain is None or (levels and not level):
                     continue  # kept raw with what follows
                 if start > pos:
                     segments.append(["r", start - pos])
@@ -164,13 +175,41 @@ def _segments(f: BinaryIO, what: str, length: int, body: int) -> list[list[Any]]
     return segments
 
 
-def rebuild(expanded: Path, out: Path, length: int) -> None:
+def _members(archive: Path) -> dict[tuple[int, int, int], tuple[int, int]]:
+    """The deflated members of ``archive``: (crc32, size, deflated length) -> where their
+    deflated bytes lie. Empty when it is not a readable zip."""
+    found: dict[tuple[int, int, int], tuple[int, int]] = {}
+    try:
+        with open(archive, "rb") as f:
+            for info in zipfile.ZipFile(f).infolist():
+                if info.compress_type != zipfile.ZIP_DEFLATED:
+                    continue
+                f.seek(info.header_offset + 26)
+                n, m = struct.unpack("<HH", f.read(4))
+                start = info.header_offset + 30 + n + m
+                found[(info.CRC, info.file_size, info.compress_size)] = (
+                    start, start + info.compress_size
+                )
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error):
+        return {}
+    return found
+
+
+def rebuild(expanded: Path, out: Path, length: int, base: Path | None = None) -> None:
     """Write the archive of ``length`` bytes that ``expanded`` describes to ``out``. Raises
     :class:`DeltaError` when the expanded form is malformed or does not give exactly
-    ``length`` bytes (checked while writing), ``OSError``. The caller checks the sha256."""
+    ``length`` bytes (checked while writing), ``OSError``. The caller checks the sha256.
+
+    A member whose content (crc32, size) and deflated length match a member of the archive
+    ``base`` is copied from it rather than deflated again: only changed members cost deflate
+    time. (A wrong copy is caught by the caller's sha256 check.)"""
     what = f"expanded archive {expanded.name}"
     size = expanded.stat().st_size
-    with open(expanded, "rb") as f, open(out, "wb") as o:
+    members = _members(base) if base is not None else {}
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(open(expanded, "rb"))
+        o = stack.enter_context(open(out, "wb"))
+        b = stack.enter_context(open(base, "rb")) if members and base is not None else None
         for s in _segments(f, what, length, size):
             if s[0] == "r":
                 left = s[1]
@@ -184,6 +223,11 @@ def rebuild(expanded: Path, out: Path, length: int) -> None:
                 plain = f.read(s[1])
                 if len(plain) != s[1]:
                     raise DeltaError(what, "truncated body")
+                where = members.get((zlib.crc32(plain), len(plain), s[3]))
+                if where is not None and b is not None:
+                    b.seek(where[0])
+                    o.write(b.read(where[1] - where[0]))
+                    continue
                 deflated = _deflated(plain, s[2])
                 if len(deflated) != s[3]:
                     raise DeltaError(what, "a member deflates to another length here")

@@ -90,7 +90,7 @@ def _zip_delta(
     work.mkdir(parents=True, exist_ok=True)
     try:
         member = limits.max_zip_member_bytes
-        eb = expand(objects.path(base), work / "base", max_member_bytes=member)
+        eb = expand(objects.path(base), work / "base", max_member_bytes=member, levels=False)
         et = expand(objects.path(target), work / "target", max_member_bytes=member)
         if eb is None or et is None or et > limits.max_zip_expanded_bytes:
             return None
@@ -101,7 +101,7 @@ def _zip_delta(
         if length is None:
             return None
         decode(work / "delta", work / "check", base=work / "base", length=et)
-        rebuild(work / "check", work / "rebuilt", size)
+        rebuild(work / "check", work / "rebuilt", size, objects.path(base))
         if hash_file(work / "rebuilt") != (target, size):
             return None
         return Encoded(_store(deltas, work / "delta", length), length, base, et)
