@@ -7,7 +7,6 @@ test many times within one ``tmp_path``)."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -117,7 +116,6 @@ def test_a_damaged_delta_always_falls_back(
         client = RepositoryClient(FileFetcher(repo), MetadataStore(d / "meta"))
         store = ObjectStore(d / "store")
         fetch = Fetch(tsha, len(target), Route.DELTA, Encoded(dsha, len(named), bsha))
-        logging.getLogger("steppatch.routes").disabled = True
         result = client.fetch_routed(
             [fetch], store, ObjectStore(d / "scratch"), lambda sha: d / "base"
         )
