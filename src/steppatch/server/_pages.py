@@ -64,8 +64,14 @@ def page_environment() -> jinja2.Environment:
     """The templates shipped in ``steppatch/server/templates``, autoescaped (all of them,
     whatever their name), undefined names an error."""
     folder = importlib.resources.files("steppatch.server") / "templates"
+
+    def load(name: str) -> str | None:
+        # through importlib.resources, not a file path: the foothold runs from a zip archive
+        resource = folder / name
+        return resource.read_text("utf-8") if resource.is_file() else None
+
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(folder)),
+        loader=jinja2.FunctionLoader(load),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
