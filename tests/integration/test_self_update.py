@@ -156,15 +156,20 @@ def test_a_tampered_or_unrunnable_update_leaves_the_working_version(
     pyz = next(e for e in manifest.files() if e.path == "steppatch.pyz")
     assert pyz.sha256 is not None
     home.files.cache.remove(pyz.sha256)  # so that it is downloaded again
-    published = world.repo.root / "objects" / pyz.sha256[:2] / pyz.sha256
-    original = published.read_bytes()
-    os.chmod(published, 0o644)
-    published.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    # Every route to the new build tampered with: the object, and the deltas and compressed
+    # forms published beside it (a home takes those first, and falls back to the object).
+    published = [world.repo.root / "objects" / pyz.sha256[:2] / pyz.sha256]
+    published += [p for p in (world.repo.root / "deltas").rglob("*") if p.is_file()]
+    originals = {path: path.read_bytes() for path in published}
+    for path, original in originals.items():
+        os.chmod(path, 0o644)
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     try:
         refused = world.run("self-update", expect=3)
         assert pyz.sha256 in refused.stderr or "sha256" in refused.stderr
     finally:
-        published.write_bytes(original)
+        for path, original in originals.items():
+            path.write_bytes(original)
     assert world.version() == "1.0" and world.installed() == A
 
     # A version that verifies but does not run on this host.
