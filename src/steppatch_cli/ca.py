@@ -17,8 +17,11 @@ import typer
 from steppatch.errors import InputError
 from steppatch.pki_defaults import CA_DAYS, CRL_DAYS, LEAF_DAYS
 from steppatch_cli import render
+from steppatch_cli.context import home_path as run_home_path
 
 if TYPE_CHECKING:
+    from typer._click import Context
+
     from steppatch import pki
     from steppatch.home import HomeTls as EnrollPaths
     from steppatch.home._layout import TLS_DIR
@@ -257,10 +260,12 @@ def enroll_command(
     )
 
 
-def enroll_cli(home_path: Callable[[], Path]) -> Callable[..., None]:
-    """The ``enroll`` command for Typer, reading the home from ``home_path()`` when it runs."""
+def enroll_cli(home_path: Callable[[Context], Path] = run_home_path) -> Callable[..., None]:
+    """The ``enroll`` command for Typer, reading the home from ``home_path(ctx)`` when it runs
+    (default: the run's ``--home``, else ``$STEPPATCH_HOME``, else the current directory)."""
 
     def enroll(
+        ctx: typer.Context,
         system_name: Annotated[
             str | None,
             typer.Argument(help="This environment's system name (or mirror:NAME:HOST)."),
@@ -281,6 +286,8 @@ def enroll_cli(home_path: Callable[[], Path]) -> Callable[..., None]:
         ] = False,
     ) -> None:
         """Make this home's key and certificate request, or install the signed certificate."""
-        enroll_command(home_path(), system_name, install=install, alias=alias, ca=ca, force=force)
+        enroll_command(
+            home_path(ctx), system_name, install=install, alias=alias, ca=ca, force=force
+        )
 
     return enroll
