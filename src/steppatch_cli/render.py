@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from steppatch.cluster import ClusterReport, ClusterStatus
     from steppatch.commands import MadePatch, NodeRow
     from steppatch.config import MirrorEntry
+    from steppatch.foothold import Foothold
     from steppatch.model import HomeState
     from steppatch.offline import PatchInfo
     from steppatch.plan import Drift, Plan
+    from steppatch.selfupdate import MirrorUpgrade, SelfUpdate
     from steppatch.transport import PingCheck
     from steppatch.updater import ApplyReport, Update
 
@@ -494,6 +496,48 @@ def mixed_warning(status: ClusterStatus) -> str:
         f"warning: the cluster is now mixed ({groups}); patch the other nodes with "
         "'apply --local' too, so that every node is at the same release"
     )
+
+
+# --- the tool itself ------------------------------------------------------------------------------
+
+
+def foothold_json(built: Foothold) -> dict[str, Any]:
+    return {
+        "path": str(built.path), "layout": built.layout.value, "version": built.version,
+        "build": built.build, "steppatch": built.steppatch,
+        "python_requires": built.python_requires, "size": built.size,
+        "parts": [
+            {"name": p.name, "version": p.version, "kind": p.kind, "detail": p.detail,
+             "size": p.size}
+            for p in built.parts
+        ],
+        "skipped": list(built.skipped),
+    }
+
+
+def self_update_json(result: SelfUpdate) -> dict[str, Any]:
+    check = result.check
+    return {
+        "tool_home": str(result.tool_home),
+        "from": None if result.old is None else str(result.old),
+        "to": str(result.new),
+        "changed": result.changed,
+        "launcher": str(result.launcher),
+        "check": None if check is None else {
+            "version": check.version, "build": check.build, "python": check.python,
+            "platform": check.platform,
+        },
+    }
+
+
+def mirror_upgrade_json(result: MirrorUpgrade) -> dict[str, Any]:
+    """``mirror upgrade --json``: the self-update's JSON and the server's restart."""
+    restart = result.restart
+    value = self_update_json(result.update)
+    value["restart"] = None if restart is None else {
+        "pid": restart.pid, "generation": restart.generation, "command": list(restart.command),
+    }
+    return value
 
 
 @contextmanager
