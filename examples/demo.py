@@ -219,6 +219,9 @@ def main() -> int:
                  "apply", str(air_patch))
         air_step("The air-gapped installation now", "status")
         step("The mirror's view: what it holds", "mirror", "status", "--config", str(mirror))
+        step("... and its fleet: every installation that sent its thin snapshot, what it runs "
+             "and what it lacks (the same as web pages on the admin port, /)",
+             "mirror", "fleet", "--config", str(mirror))
     finally:
         for proc in servers:
             proc.send_signal(signal.SIGTERM)

@@ -91,6 +91,8 @@ class Limits:
     max_snapshot_bytes: int = 1 * MiB
     max_snapshot_components: int = 1_000
     max_snapshot_string_chars: int = 256
+    #: the nodes a thin cluster snapshot may list (each: a name, versions, ids)
+    max_snapshot_nodes: int = 64
     #: how much of each file ``mirror serve`` reads looking for a PEM private key in the tree it
     #: serves: a key file starts with its BEGIN line, after at most a few certificates
     key_scan_head_bytes: int = 16 * 1024

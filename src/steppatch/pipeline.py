@@ -42,7 +42,14 @@ from steppatch.errors import (
 )
 from steppatch.home import HomeDir, Service, StagedApplies, StagedRecord, scan_tree
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import FileEntry, HomeState, InstalledComponent, Recipe, RecipeKind
+from steppatch.model import (
+    FileEntry,
+    HomeState,
+    InstalledComponent,
+    NodeSnapshot,
+    Recipe,
+    RecipeKind,
+)
 from steppatch.plan import (
     Drift,
     Plan,
@@ -450,6 +457,14 @@ class ApplyPipeline:
 
     def _upload_snapshot(self, state: HomeState) -> str:
         """Send the thin snapshot to the selected mirror; a failure is reported, never raised."""
+        return self.upload_thin(state.versions())
+
+    def upload_thin(
+        self, versions: Mapping[str, Version], nodes: Sequence[NodeSnapshot] = ()
+    ) -> str:
+        """Send a thin snapshot of ``versions`` (with a cluster's ``nodes``: each its name and
+        versions) to the selected mirror under the home's system name. Returns what became of
+        it (``sent``, ``skipped: ...``, ``failed: ...``); never raises."""
         system = self.files.config.system
         if not system:
             return "skipped: the home has no system name"
@@ -458,8 +473,13 @@ class ApplyPipeline:
 
         if not isinstance(fetcher, HttpsFetcher):
             return f"skipped: {mirror.url} is not a server"
-        # Names, versions and the system name: nothing else leaves the installation.
-        payload = pinned_recipe(RecipeKind.SNAPSHOT, state.versions(), system=system)
+        # Names, versions and the system name: nothing else leaves the installation (a node's
+        # environment id and fingerprint stay home too).
+        payload = pinned_recipe(RecipeKind.SNAPSHOT, versions, system=system)
+        if nodes:
+            payload = attrs.evolve(
+                payload, nodes=tuple(NodeSnapshot(n.name, n.versions) for n in nodes)
+            )
         try:
             status = fetcher.put(f"snapshots/{system}.spr", dump_recipe(payload))
         except SteppatchError as e:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,7 +44,7 @@ from steppatch.errors import (
 )
 from steppatch.home import HomeDir, HomeTls
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import ComponentVersion, HomeState, Recipe
+from steppatch.model import ComponentVersion, HomeState, NodeSnapshot, Recipe
 from steppatch.recipe import dump_recipe
 
 if TYPE_CHECKING:
@@ -493,6 +493,15 @@ class Home:
         """
         with self._locked():
             return self.pipeline.load_refs(refs)
+
+    def upload_snapshot(
+        self, versions: Mapping[str, Version], nodes: Sequence[NodeSnapshot] = ()
+    ) -> str:
+        """Send a thin snapshot of ``versions`` (a cluster's: with its ``nodes``, each a name
+        and versions) to the selected mirror, as every apply does with its own. Returns
+        ``sent``, ``skipped: ...`` or ``failed: ...``; never raises."""
+        with self._locked():
+            return self.pipeline.upload_thin(versions, nodes)
 
     # --- staged applies (clusters) ------------------------------------------------------------
 

@@ -98,6 +98,44 @@ def status(
         )
 
 
+@mirror_app.command("fleet")
+def fleet(
+    config: ConfigOption = Path("mirror.toml"),
+    json_out: Annotated[bool, typer.Option("--json", help="steppatch-fleet/1 (docs/formats.md).")]
+    = False,
+) -> None:
+    """Every system that uploaded its snapshot: what it runs, what it lacks, what to run."""
+    from steppatch import server
+    from steppatch.fleet import fleet_to_json
+
+    result, unreadable = server.fleet_report(server.load_config(config))
+    if json_out:
+        # One line: for 1,000 systems the indented form takes seconds (Python's encoder).
+        render.print_json(fleet_to_json(result, unreadable), compact=True)
+        return
+    counts = result.counts()
+    render.out.print(
+        ", ".join(f"{n} {state}" for state, n in counts.items())
+        + f" ({len(result.systems)} system(s); stale after "
+        f"{result.stale_after.total_seconds() / 86400:g} days)",
+        markup=False,
+    )
+    if not result.indexed and result.systems:
+        render.out.print("no verified index in the store: nothing counts as behind", markup=False)
+    for system in result.systems:
+        nodes = f", {len(system.nodes)} nodes" if system.nodes else ""
+        render.out.print(
+            f"{system.name}: {system.state.value}, {len(system.components)} component(s)"
+            f"{nodes}, {system.behind} behind, last upload "
+            f"{system.last_upload.isoformat(timespec='seconds')}",
+            markup=False,
+        )
+        for line in system.commands:
+            render.out.print(f"  {line}", markup=False)
+    for name, problem in sorted(unreadable.items()):
+        render.err.print(f"warning: {name}: unreadable: {problem}", markup=False)
+
+
 @mirror_app.command("sync")
 def sync(
     config: ConfigOption = Path("mirror.toml"),

@@ -174,9 +174,10 @@ def new_table(title: str) -> PlainTable:
     return PlainTable(title)
 
 
-def print_json(value: Any) -> None:
-    """JSON on stdout, for scripts."""
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+def print_json(value: Any, *, compact: bool = False) -> None:
+    """JSON on stdout, for scripts (``compact``: on one line, for large documents)."""
+    indent = None if compact else 2
+    sys.stdout.write(json.dumps(value, indent=indent, sort_keys=True) + "\n")
 
 
 def patch_json(info: PatchInfo, size: int) -> dict[str, Any]:
@@ -474,6 +475,7 @@ def cluster_report_json(report: ClusterReport) -> dict[str, Any]:
     value["nodes"] = [
         {"name": o.name, "switched": o.switched, "restarted": o.restarted} for o in report.nodes
     ]
+    value["snapshot_upload"] = report.upload
     return value
 
 
@@ -485,6 +487,8 @@ def show_cluster_report(report: ClusterReport) -> None:
     unchanged = [o.name for o in report.nodes if not o.switched]
     if unchanged and switched:
         out.print(f"Already there: {', '.join(unchanged)}")
+    if report.upload.startswith("failed"):
+        err.print(f"warning: cluster snapshot upload {report.upload}", markup=False)
 
 
 def mixed_warning(status: ClusterStatus) -> str:

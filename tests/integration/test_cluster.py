@@ -87,6 +87,9 @@ def test_apply_brings_every_node_to_the_same_versions(homes: list[Path]) -> None
     report = Cluster(Home.open(homes[0])).apply(["to:app/latest.spr"])
     assert [(o.name, o.switched) for o in report.nodes] == [("a", True), ("b", True), ("c", True)]
     assert [versions(p) for p in homes] == [V2, V2, V2]
+    # No system name (and a file:// repository): no cluster snapshot is sent (see
+    # tests/integration/server/test_fleet.py for one that is).
+    assert report.upload == "skipped: the home has no system name"
     trees = [tree(p / "current") for p in homes]
     assert trees[0] == trees[1] == trees[2]
     assert (homes[2] / "current" / "app" / "a.txt").read_bytes() == b"app two"

@@ -35,6 +35,7 @@ from steppatch.cluster._core import NODE_FORMAT
 from steppatch.cluster._nodes import SshNode
 from steppatch.config import Location, parse_home_config, parse_location
 from steppatch.errors import SteppatchError
+from steppatch.fleet import parse_stored_snapshot
 from steppatch.foothold import (
     FootholdInfo,
     FootholdSummary,
@@ -404,6 +405,15 @@ def test_recipe(data: bytes) -> None:
 @given(mutated_json(json.loads(dump_recipe(THIN))))
 def test_snapshot_upload(data: bytes) -> None:
     _call("snapshot upload (check_snapshot)", lambda: check_snapshot("bob.spr", "bob", data))
+
+
+@FUZZ
+@given(st.one_of(mutated_json(json.loads(dump_recipe(THIN))), mutated_json(NODES_SNAPSHOT)))
+def test_stored_snapshot(data: bytes) -> None:
+    _call(
+        "stored snapshot (parse_stored_snapshot)",
+        lambda: parse_stored_snapshot(data, "s.spr", datetime(2026, 12, 6, tzinfo=UTC)),
+    )
 
 
 @FUZZ

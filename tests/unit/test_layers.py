@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("requests", "aiohttp", "typer", "rich", "urllib3", "cryptography")
+HEAVY = ("requests", "aiohttp", "typer", "rich", "urllib3", "cryptography", "jinja2")
 
 
 def test_import_contracts_are_kept() -> None:
@@ -31,7 +31,8 @@ def test_import_contracts_are_kept() -> None:
 @pytest.mark.parametrize(
     "module",
     ["steppatch", "steppatch.model", "steppatch.recipe", "steppatch.solver", "steppatch.trust",
-     "steppatch.limits", "steppatch.formats", "steppatch.plan", "steppatch.config"],
+     "steppatch.limits", "steppatch.formats", "steppatch.plan", "steppatch.config",
+     "steppatch.fleet"],
 )
 def test_importing_the_library_loads_no_heavy_dependency(module: str) -> None:
     code = (
@@ -61,3 +62,15 @@ def test_lazy_exports_resolve_to_their_modules() -> None:
         assert set(package.__all__) <= set(dir(package))
     with pytest.raises(AttributeError):
         steppatch.NoSuchThing  # noqa: B018
+
+
+def test_mirror_fleet_loads_no_network_or_template_library() -> None:
+    # `mirror fleet` on a mirror's store: the store read, nothing sent, no page rendered.
+    code = (
+        "import sys, steppatch.server._fleet, steppatch.fleet; "
+        f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == ""

@@ -49,6 +49,9 @@ class ClusterReport:
 
     plan: Plan
     nodes: tuple[NodeOutcome, ...]
+    #: what became of the cluster snapshot sent to the mirror (``sent``, ``skipped: ...``,
+    #: ``failed: ...``; empty when nothing changed)
+    upload: str = ""
 
 
 class Cluster:
@@ -158,7 +161,15 @@ class Cluster:
                 raise self._partial(node.name, e, staged, refs) from e
             outcomes.append(NodeOutcome(node.name, stage.plan, True, result.restarted))
             checkpoint(f"cluster-switched-{i + 1}")
-        return ClusterReport(mine.plan, tuple(outcomes))
+        upload = ""
+        if any(o.switched for o in outcomes):
+            # Every node is now at what this node resolved: the mirror's fleet shows the
+            # cluster with its nodes (each node's own upload named no other node).
+            versions = dict(mine.plan.target)
+            upload = self.home.upload_snapshot(
+                versions, [NodeSnapshot(node.name, versions) for node, _stage in staged]
+            )
+        return ClusterReport(mine.plan, tuple(outcomes), upload)
 
     def _self_node(self) -> LocalNode:
         return LocalNode(self.self_name, self.home, is_self=True)

@@ -12,6 +12,7 @@ from steppatch._lazy import attach
 
 if TYPE_CHECKING:
     from steppatch.server._app import print_ready, serve, server_ssl_context
+    from steppatch.server._fleet import fleet_report
     from steppatch.server._ops import MirrorStatus, mirror_status, sync_once
     from steppatch.server._restart import (
         GENERATION_VARIABLE,
@@ -39,6 +40,7 @@ __getattr__, __dir__ = attach(
     __name__,
     {
         "steppatch.server._app": ("print_ready", "serve", "server_ssl_context"),
+        "steppatch.server._fleet": ("fleet_report",),
         "steppatch.server._ops": ("MirrorStatus", "mirror_status", "sync_once"),
         "steppatch.server._restart": (
             "GENERATION_VARIABLE",
@@ -82,6 +84,7 @@ __all__ = [
     "StoreFull",
     "UpstreamUnavailable",
     "admin_health",
+    "fleet_report",
     "load_config",
     "lock_holder",
     "mirror_status",

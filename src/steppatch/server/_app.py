@@ -30,6 +30,7 @@ from steppatch import pki
 from steppatch.errors import LockedError, SteppatchError
 from steppatch.server._keyscan import check_no_private_keys
 from steppatch.server._metrics import Metrics
+from steppatch.server._pages import add_pages, fleet_metrics
 from steppatch.server._ranges import Unsatisfiable, etag_matches, parse_range
 from steppatch.server._service import Service, make_service
 from steppatch.server._store import Held
@@ -392,7 +393,8 @@ def _admin_auth(
 
 
 def admin_app(service: Service) -> web.Application:
-    """The admin port: ``/health`` (JSON), ``/metrics`` (Prometheus text), ``POST /sync``.
+    """The admin port: ``/health`` (JSON), ``/metrics`` (Prometheus text), ``POST /sync``, and
+    the fleet pages (``/``, ``/systems/NAME``, ``/store``: :mod:`._pages`).
 
     With ``admin_token`` set, every route but ``/health`` needs it. ``POST /sync`` takes a JSON
     object (``Content-Type: application/json``), which an HTML form cannot send, and a page of
@@ -404,6 +406,8 @@ def admin_app(service: Service) -> web.Application:
 
     async def metrics(request: web.Request) -> web.Response:
         service.health()  # updates the "healthy" gauge
+        fleet, _unreadable = await service.blocking(service.fleet.fleet)
+        fleet_metrics(service, fleet)
         return web.Response(
             text=service.metrics.render(),
             content_type="text/plain",
@@ -431,6 +435,7 @@ def admin_app(service: Service) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sync", sync)
+    add_pages(app, service)
     return app
 
 

@@ -46,6 +46,11 @@ class Metrics:
         with self._lock:
             self._values.setdefault(name, {})[key] = value
 
+    def replace(self, name: str, series: dict[Labels, float]) -> None:
+        """Set every series of gauge ``name`` at once (those not given are dropped)."""
+        with self._lock:
+            self._values[name] = dict(series)
+
     def gauge_fn(self, name: str, fn: Callable[[], float]) -> None:
         """A gauge whose value ``fn`` gives when rendered."""
         with self._lock:

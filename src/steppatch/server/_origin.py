@@ -64,6 +64,10 @@ class PublishedRepository:
             item = index_item(path, index, self._catalogue)
         return item
 
+    def current(self) -> RepositoryIndex | None:
+        """The verified index published now (read again after a publish), if any."""
+        return self._current()
+
     def _current(self) -> RepositoryIndex | None:
         # One stat per request: cheaper than anything else that would notice a publish.
         try:

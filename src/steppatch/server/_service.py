@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime
 import functools
 import hashlib
 import os
@@ -20,9 +21,11 @@ from typing import Any, TypeVar
 from steppatch import pki
 from steppatch.errors import NetworkError, SteppatchError, UnsafePath
 from steppatch.limits import DEFAULT_LIMITS
+from steppatch.model import RepositoryIndex
 from steppatch.paths import safe_relpath
 from steppatch.remote import utcnow
 from steppatch.server._coalesce import Coalescer
+from steppatch.server._fleet import FleetSource, store_recipes
 from steppatch.server._metrics import Metrics
 from steppatch.server._origin import PublishedRepository
 from steppatch.server._ratelimit import TokenBucket, backoff_seconds
@@ -69,6 +72,8 @@ def describe_metrics(m: Metrics) -> None:
         ("snapshots_stored_total", "counter", "thin snapshots stored"),
         ("snapshots_forwarded_total", "counter", "thin snapshots forwarded upstream"),
         ("healthy", "gauge", "1 when health is ok, 0 when degraded"),
+        ("fleet_systems", "gauge", "systems that uploaded a snapshot, by state"),
+        ("fleet_components_behind", "gauge", "per system: components with a newer version"),
     ):
         m.describe(name, kind, text)
 
@@ -93,6 +98,15 @@ class Service:
             rate=config.snapshot_rate, outbox_max=config.snapshot_outbox_max,
         )
         self.started = time.monotonic()
+        #: the fleet pages' source: the uploaded snapshots against the index served now
+        self.fleet = FleetSource(
+            config.store / "snapshots", self.fleet_index, store_recipes(config),
+            datetime.timedelta(days=config.stale_after_days), DEFAULT_LIMITS,
+        )
+
+    def fleet_index(self) -> tuple[RepositoryIndex | None, int | None]:
+        """The verified index served now and its version (``None`` when unknown)."""
+        return None, None
 
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the bounded worker pool."""
@@ -132,6 +146,9 @@ class OriginService(Service):
                 config.source, "origin.repository", f"{self.repository} is not a repository"
             )
         self.published = PublishedRepository(self.repository)
+
+    def fleet_index(self) -> tuple[RepositoryIndex | None, int | None]:
+        return self.published.current(), None
 
     async def locate(self, path: str) -> Held:
         # In the pool: a publish makes the next request read and verify the new index.
@@ -210,6 +227,10 @@ class MirrorService(Service):
         self._failed_refresh_at: float | None = None
         self.bulk: dict[str, dict[str, Any]] = {}
         self._name = self._own_name()
+
+    def fleet_index(self) -> tuple[RepositoryIndex | None, int | None]:
+        index = self.store.index
+        return index, (self.store.meta.index_version if index is not None else None)
 
     def _own_name(self) -> str | None:
         tls = self.config.upstream_tls

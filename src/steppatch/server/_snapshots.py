@@ -53,8 +53,10 @@ _OUTBOX = ".outbox"
 _LATEST = "latest.spr"
 #: the fields a thin snapshot may have: names and versions, the system, when, which environment
 _THIN_FIELDS = frozenset(
-    {"format", "kind", "components", "name", "system", "created", "environment", "fingerprint"}
+    {"format", "kind", "components", "name", "system", "created", "environment", "fingerprint",
+     "nodes"}
 )
+_THIN_NODE_FIELDS = frozenset({"name", "components", "environment", "fingerprint"})
 #: the quota charges each file at least one filesystem block, so that many tiny files (each an
 #: inode) cost what they take on disk
 _BLOCK = 4096
@@ -67,32 +69,57 @@ def disk_charge(size: int) -> int:
 
 def _check_thin(doc: dict[str, Any], limits: Limits) -> None:
     """Refuse what a thin snapshot never holds, before any of it is parsed further."""
-    for field in ("files", "nodes"):
-        if field in doc:
-            raise SnapshotRefused(
-                400, f"a thin snapshot lists no {field}: component names and versions only", field
-            )
+    if "files" in doc:
+        raise SnapshotRefused(
+            400, "a thin snapshot lists no files: component names and versions only", "files"
+        )
     extra = sorted(set(doc) - _THIN_FIELDS)
     if extra:
         raise SnapshotRefused(400, f"{extra[0]!r} is not a field of a thin snapshot", extra[0])
     longest = limits.max_snapshot_string_chars
-    for field in sorted(_THIN_FIELDS - {"components"}):
+    for field in sorted(_THIN_FIELDS - {"components", "nodes"}):
         value = doc.get(field)
         if isinstance(value, str) and len(value) > longest:
             raise SnapshotRefused(400, f"{field}: longer than {longest} characters", field)
-    components = doc.get("components")
+    _check_thin_components(doc.get("components"), "components", limits)
+    nodes = doc.get("nodes")
+    if nodes is None:
+        return
+    # A cluster snapshot: each node thin too (a name, its versions, its ids), a bounded number.
+    if not isinstance(nodes, list):
+        raise SnapshotRefused(400, "nodes: expected a list", "nodes")
+    if len(nodes) > limits.max_snapshot_nodes:
+        raise SnapshotRefused(413, f"more than {limits.max_snapshot_nodes} nodes", "nodes")
+    for i, node in enumerate(nodes):
+        if not isinstance(node, dict):
+            raise SnapshotRefused(400, f"nodes[{i}]: expected an object", "nodes")
+        extra = sorted(set(node) - _THIN_NODE_FIELDS)
+        if extra:
+            raise SnapshotRefused(
+                400, f"nodes[{i}]: {extra[0]!r} is not a field of a thin node", "nodes"
+            )
+        for field in sorted(_THIN_NODE_FIELDS - {"components"}):
+            value = node.get(field)
+            if isinstance(value, str) and len(value) > longest:
+                raise SnapshotRefused(
+                    400, f"nodes[{i}].{field}: longer than {longest} characters", "nodes"
+                )
+        _check_thin_components(node.get("components"), f"nodes[{i}].components", limits)
+
+
+def _check_thin_components(components: object, where: str, limits: Limits) -> None:
     if not isinstance(components, dict):
         return  # parse_recipe says what is wrong
+    field = where.split(".")[0].split("[")[0]
     if len(components) > limits.max_snapshot_components:
         raise SnapshotRefused(
-            413, f"more than {limits.max_snapshot_components} components", "components"
+            413, f"{where}: more than {limits.max_snapshot_components} components", field
         )
+    longest = limits.max_snapshot_string_chars
     for name, pin in components.items():
         if len(name) > longest or (isinstance(pin, str) and len(pin) > longest):
             shown = name if len(name) <= longest else name[:32] + "..."
-            raise SnapshotRefused(
-                400, f"components.{shown}: longer than {longest} characters", "components"
-            )
+            raise SnapshotRefused(400, f"{where}.{shown}: longer than {longest} characters", field)
 
 
 def check_snapshot(

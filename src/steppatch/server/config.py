@@ -116,6 +116,8 @@ class MirrorConfig:
     snapshot_quota_bytes: int = 256 * 1024 * 1024
     snapshot_rate: float = 6.0
     snapshot_outbox_max: int = 1000
+    #: the fleet pages: a system silent for longer than this is stale
+    stale_after_days: float = 7.0
     trusted_root: Path | None = None
     origin: OriginConfig | None = None
     upstreams: tuple[Upstream, ...] = ()
@@ -138,7 +140,7 @@ _TOP = {
     "bulk_backoff_factor", "poll_interval_s", "metadata_max_age_s", "upstream_retry_s",
     "upstream_connect_timeout_s", "upstream_read_timeout_s", "workers", "shutdown_timeout_s",
     "access_log", "accept_snapshots", "trusted_root", "tls", "origin", "upstreams",
-    "upstream_tls", "admin_token",
+    "upstream_tls", "admin_token", "stale_after_days",
 }  # fmt: skip
 _SNAPSHOT_KEYS = {"snapshot_keep", "snapshot_quota_bytes", "snapshot_rate", "snapshot_outbox_max"}
 #: the shortest admin token accepted (about 96 bits from `openssl rand -base64 12`)
@@ -359,12 +361,24 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
         snapshot_quota_bytes=r.integer("snapshot_quota_bytes", 256 * 1024 * 1024, 1),
         snapshot_rate=r.number("snapshot_rate", 6.0, minimum=0, exclusive=False),
         snapshot_outbox_max=r.integer("snapshot_outbox_max", 1000, 1),
+        stale_after_days=_stale_after(r),
         trusted_root=trusted_root,
         origin=origin,
         upstreams=upstreams,
         upstream_tls=up_tls,
         admin_token=admin_token,
     )
+
+
+#: the longest ``stale_after_days`` (a century: beyond it a date overflows)
+MAX_STALE_AFTER_DAYS = 36_500
+
+
+def _stale_after(r: _Reader) -> float:
+    days = r.number("stale_after_days", 7.0, minimum=0, exclusive=True)
+    if days > MAX_STALE_AFTER_DAYS:
+        raise r.fail("stale_after_days", f"must be <= {MAX_STALE_AFTER_DAYS}, not {days:g}")
+    return days
 
 
 def _loopback(host: str) -> bool:

@@ -83,7 +83,8 @@ def test_refusals_over_https_store_nothing(
     for body, status, field in [
         (snapshot("prod-eu", name="n" * 4096), 400, "name"),
         (snapshot("prod-eu", files=[]), 400, "files"),
-        (snapshot("prod-eu", nodes=[{"name": "n1", "components": {}}]), 400, "nodes"),
+        (snapshot("prod-eu", nodes=[{"name": "n1", "components": {}, "files": []}]), 400,
+         "nodes"),
         (snapshot("prod-eu", components={f"c{i}": "==1" for i in range(1001)}), 413,
          "components"),
     ]:

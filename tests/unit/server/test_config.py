@@ -154,3 +154,16 @@ def test_store_beside_the_repository_is_fine(tmp_path: Path) -> None:
     # "repo-store" starts with "repo" as text, but does not lie inside it.
     c = parse_config(_origin_config(tmp_path, "repo-store", "repo"), "m.toml", tmp_path)
     assert c.store == tmp_path / "repo-store"
+
+
+def test_stale_after_days() -> None:
+    assert parse('store = "st"\n' + ORIGIN).stale_after_days == 7  # type: ignore[attr-defined]
+    c = parse('store = "st"\nstale_after_days = 0.5\n' + ORIGIN)
+    assert c.stale_after_days == 0.5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", '"7d"', "1e9", "nan", "true"])
+def test_stale_after_days_errors_name_the_field(value: str) -> None:
+    with pytest.raises(MirrorConfigError) as info:
+        parse(f'store = "st"\nstale_after_days = {value}\n' + ORIGIN)
+    assert info.value.field == "stale_after_days"

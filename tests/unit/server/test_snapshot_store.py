@@ -69,7 +69,12 @@ LONG = "x" * (DEFAULT_LIMITS.max_snapshot_string_chars + 1)
         (snap(components={"a" + "b" * 300: "==1"}), 400, "components"),
         (snap(components={f"c{i}": "==1" for i in range(1001)}), 413, "components"),
         (snap(files=[]), 400, "files"),
-        (snap(nodes=[]), 400, "nodes"),
+        (snap(nodes=[{"name": "n1", "components": {}, "files": []}]), 400, "nodes"),
+        (snap(nodes=[{"name": "n" * 300, "components": {}}]), 400, "nodes"),
+        (snap(nodes=[{"name": "n1", "components": {"a" * 300: "1"}}]), 400, "nodes"),
+        (snap(nodes=[{"name": f"n{i}", "components": {}} for i in range(65)]), 413, "nodes"),
+        (snap(nodes={"n1": {}}), 400, "nodes"),
+        (snap(nodes=["n1"]), 400, "nodes"),
         (snap(config={"db.password": "hunter2"}), 400, "config"),
     ],
 )
@@ -94,7 +99,7 @@ def test_the_4_mib_name_of_the_report_is_refused_unread(tmp_path: Path) -> None:
     assert files_of(s.root) == {}
 
 
-def test_full_and_cluster_snapshots_are_not_thin(tmp_path: Path) -> None:
+def test_a_full_snapshot_is_not_thin_a_cluster_snapshot_is(tmp_path: Path) -> None:
     import attrs
 
     from steppatch.model import EntryKind
@@ -102,13 +107,15 @@ def test_full_and_cluster_snapshots_are_not_thin(tmp_path: Path) -> None:
     thin = pinned_recipe(RecipeKind.SNAPSHOT, {"restapi": Version("7.0.40")}, system="prod-eu")
     entry = FileEntry("bin/x", EntryKind.FILE, 0o755, 1, "0" * 64)
     full = attrs.evolve(thin, files={"bin/x": entry})
-    cluster = attrs.evolve(thin, nodes=(NodeSnapshot("n1", {"restapi": Version("7.0.40")}),))
     s = store(tmp_path)
-    for recipe, field in ((full, "files"), (cluster, "nodes")):
-        with pytest.raises(SnapshotRefused) as info:
-            s.put("prod-eu.spr", "prod-eu", dump_recipe(recipe))
-        assert (info.value.status, info.value.field) == (400, field)
+    with pytest.raises(SnapshotRefused) as info:
+        s.put("prod-eu.spr", "prod-eu", dump_recipe(full))
+    assert (info.value.status, info.value.field) == (400, "files")
     assert files_of(s.root) == {}
+    # A cluster snapshot's nodes are names and versions too: taken (the fleet shows them).
+    cluster = attrs.evolve(thin, nodes=(NodeSnapshot("n1", {"restapi": Version("7.0.40")}),))
+    s.put("prod-eu.spr", "prod-eu", dump_recipe(cluster))
+    assert (s.root / "prod-eu/latest.spr").read_bytes() == dump_recipe(cluster)
 
 
 def test_a_home_s_own_upload_is_thin() -> None:
