@@ -9,19 +9,20 @@ checked them, before ``open_home`` is called: a bad combination of options is re
 
 ``open_home`` is a callable that opens the home (``Home.open`` with the command's progress
 callback): the function opens it only once its inputs are known to be good.
+
+The values returned are NamedTuples, not attrs classes: this module loads on the start of the
+commands that use it, and attrs compiles each class's methods at import (bench/startup_bench.py).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import attrs
+from typing import TYPE_CHECKING, NamedTuple
 
 from steppatch.errors import InputError
+from steppatch.home._where import home_path
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -69,15 +70,6 @@ ACCESS_MODES = ("online", "offline")
 
 
 # --- inputs ---------------------------------------------------------------------------------------
-
-
-def home_path(given: Path | None, environ: Mapping[str, str] = os.environ) -> Path:
-    """The home a command works on: ``given`` (``--home``), else ``$STEPPATCH_HOME``, else the
-    current directory."""
-    if given is not None:
-        return given
-    env = environ.get("STEPPATCH_HOME")
-    return Path(env) if env else Path.cwd()
 
 
 def read_input_file(path: Path, option: str) -> bytes:
@@ -194,8 +186,7 @@ class ApplyRoute(StrEnum):
     PLAIN = "plain"
 
 
-@attrs.frozen
-class MadePatch:
+class MadePatch(NamedTuple):
     """An offline patch file made (``apply --accessmode offline``, ``prepare --target``)."""
 
     info: PatchInfo
@@ -203,8 +194,7 @@ class MadePatch:
     path: Path
 
 
-@attrs.frozen
-class ApplyOutcome:
+class ApplyOutcome(NamedTuple):
     """What ``apply`` did: ``report`` for a patch or plain apply, ``cluster`` for a cluster apply;
     ``mixed``: the cluster's status when an apply on this node alone left the nodes at different
     versions (``None`` otherwise)."""
@@ -363,8 +353,7 @@ def select_and_list_mirrors(
 # --- nodes ----------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class NodeRow:
+class NodeRow(NamedTuple):
     """One node of ``nodes``: this node first, then the others as configured."""
 
     name: str

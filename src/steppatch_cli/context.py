@@ -37,8 +37,8 @@ def options(ctx: Context) -> CliOptions:
 
 
 def home_path(ctx: Context) -> Path:
-    """The home the run works on (:func:`steppatch.commands.home_path`)."""
-    from steppatch.commands import home_path
+    """The home the run works on (:func:`steppatch.home.home_path`)."""
+    from steppatch.home import home_path
 
     return home_path(options(ctx).home)
 
