@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from steppatch.cluster import Cluster, ClusterReport, ClusterStatus
     from steppatch.config import MirrorEntry
+    from steppatch.enroll import InstalledCertificate, PendingRequest
     from steppatch.model import Recipe
     from steppatch.offline import PatchInfo
     from steppatch.pipeline import ApplyReport
@@ -39,16 +40,19 @@ __all__ = [
     "ACCESS_MODES",
     "ApplyOutcome",
     "ApplyRoute",
+    "EnrollOutcome",
     "MadePatch",
     "NodeRow",
     "add_node",
     "apply",
     "apply_route",
+    "enroll",
     "home_path",
     "init_home",
     "list_nodes",
     "make_patch",
     "node_location",
+    "parse_enroll_alias",
     "parse_pins",
     "prepare",
     "read_input_file",
@@ -389,3 +393,58 @@ def add_node(open_home: OpenHome, name: str, location: str, command: str = "") -
     stored = node_location(location)
     open_home().add_node(NodeEntry(name, stored, command))
     return stored
+
+
+# --- enrollment -----------------------------------------------------------------------------------
+
+
+class EnrollOutcome(NamedTuple):
+    """What ``enroll`` did: ``installed`` (``--install``), or ``request`` made, with ``host``,
+    the mirror the manuals' ``mirror:NAME:HOST`` form named (``None`` without it)."""
+
+    installed: InstalledCertificate | None = None
+    request: PendingRequest | None = None
+    host: str | None = None
+
+
+def parse_enroll_alias(value: str) -> tuple[str, str]:
+    """``mirror:NAME:HOST`` (the manuals' form) -> ``(NAME, HOST)``. Raises :class:`InputError`."""
+    kind, _, rest = value.partition(":")
+    name, _, host = rest.partition(":")
+    if kind != "mirror" or not name or not host:
+        raise InputError(f"--enroll={value}: expected mirror:SYSTEM_NAME:HOST")
+    return name, host
+
+
+def enroll(
+    home: Path,
+    system_name: str | None = None,
+    *,
+    install: Path | None = None,
+    alias: str | None = None,
+    ca: Path | None = None,
+    force: bool = False,
+) -> EnrollOutcome:
+    """``enroll SYSTEM_NAME`` / ``--install CERT`` / ``--enroll=mirror:NAME:HOST``: make the
+    home's key and certificate request (:func:`steppatch.enroll.request_certificate`), or install
+    the signed certificate (:func:`steppatch.enroll.install_certificate`).
+
+    Raises :class:`InputError` for both a system name and ``alias`` (unless the name is itself
+    ``mirror:...``), for neither or both of a system name and ``install``, and for a bad
+    ``mirror:NAME:HOST``, before the home is touched; what those functions raise.
+    """
+    from steppatch.enroll import install_certificate, request_certificate
+
+    host = None
+    if alias is not None:
+        if system_name is not None and not system_name.startswith("mirror:"):
+            raise InputError("give SYSTEM_NAME or --enroll=mirror:NAME:HOST, not both")
+        system_name, host = parse_enroll_alias(alias)
+    elif system_name is not None and system_name.startswith("mirror:"):
+        system_name, host = parse_enroll_alias(system_name)
+    if (system_name is None) == (install is None):
+        raise InputError("give SYSTEM_NAME (make a request) or --install CERT (install it)")
+    if install is not None:
+        return EnrollOutcome(installed=install_certificate(home, install, ca=ca))
+    assert system_name is not None
+    return EnrollOutcome(request=request_certificate(home, system_name, force=force), host=host)

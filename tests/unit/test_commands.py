@@ -448,3 +448,69 @@ def test_a_plain_apply_on_a_real_home_over_the_fake_mirror(tmp_path: Path) -> No
     assert not isinstance(plan, MadePatch)
     assert [c.name for c in plan.changes] == ["core"]
     assert world.live("bin/core") == b"core 1\n"  # prepare leaves the tree as it was
+
+
+# --- enroll ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def enroll_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The library's two enrollment steps, replaced by recorders."""
+    import steppatch.enroll
+
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def recorder(name: str) -> Any:
+        def record(*args: Any, **kwargs: Any) -> str:
+            calls.append((name, args, kwargs))
+            return f"{name} result"
+        return record
+
+    monkeypatch.setattr(steppatch.enroll, "request_certificate", recorder("request"))
+    monkeypatch.setattr(steppatch.enroll, "install_certificate", recorder("install"))
+    return calls
+
+
+def test_enroll_requests_under_a_name_or_the_manuals_mirror_form(
+    enroll_calls: list[Any], tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    assert commands.enroll(home, "shop-01", force=True) == (None, "request result", None)
+    assert commands.enroll(home, alias="mirror:shop-02:mirror.example") == (
+        None, "request result", "mirror.example"
+    )
+    # the manuals' form as the argument, and given twice the same way
+    assert commands.enroll(home, "mirror:shop-03:m", alias="mirror:shop-03:m").host == "m"
+    assert commands.enroll(home, "mirror:shop-04:m2").host == "m2"
+    assert enroll_calls == [
+        ("request", (home, "shop-01"), {"force": True}),
+        ("request", (home, "shop-02"), {"force": False}),
+        ("request", (home, "shop-03"), {"force": False}),
+        ("request", (home, "shop-04"), {"force": False}),
+    ]
+
+
+def test_enroll_installs_the_signed_certificate(enroll_calls: list[Any], tmp_path: Path) -> None:
+    cert, ca = tmp_path / "shop.crt", tmp_path / "ca.crt"
+    assert commands.enroll(tmp_path, install=cert, ca=ca) == ("install result", None, None)
+    assert enroll_calls == [("install", (tmp_path, cert), {"ca": ca})]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((), {}, "give SYSTEM_NAME \\(make a request\\) or --install CERT"),
+        (("shop-01",), {"install": Path("c.crt")}, "give SYSTEM_NAME \\(make a request\\)"),
+        (("shop-01",), {"alias": "mirror:shop-01:m"}, "give SYSTEM_NAME or --enroll"),
+        ((), {"alias": "mirror:shop-01"}, "--enroll=mirror:shop-01: expected mirror:SYSTEM_NAME"),
+        ((), {"alias": "host:shop-01:m"}, "expected mirror:SYSTEM_NAME:HOST"),
+        (("mirror::m",), {}, "--enroll=mirror::m: expected"),
+    ],
+)
+def test_conflicting_enroll_arguments_are_refused_before_the_home_is_touched(
+    args: tuple[str, ...], kwargs: dict[str, Any], message: str, enroll_calls: list[Any],
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InputError, match=message):
+        commands.enroll(tmp_path, *args, **kwargs)
+    assert enroll_calls == [] and list(tmp_path.iterdir()) == []
