@@ -16,6 +16,7 @@ __all__ = [
     "ComponentSourceError",
     "ConfigError",
     "ConfigOutdated",
+    "DeltaError",
     "HomeError",
     "InputError",
     "InsufficientSpace",
@@ -267,6 +268,16 @@ class TooLarge(RepositoryError):
         super().__init__(f"{what} is larger than its limit of {limit} bytes")
         self.what = what
         self.limit = limit
+
+
+class DeltaError(RepositoryError):
+    """A delta or compressed form does not decode to what its signed metadata declares (a
+    damaged frame, a wrong base, another length). A home falls back to the whole object."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        super().__init__(f"{what}: {problem}")
+        self.what = what
+        self.problem = problem
 
 
 class MalformedDocument(RepositoryError):

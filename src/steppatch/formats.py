@@ -24,13 +24,16 @@ from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import (
     ComponentVersion,
     ConfigChecks,
+    Encoded,
     EntryKind,
     FileEntry,
     FileRef,
     HomeState,
     InstalledComponent,
     Manifest,
+    ObjectTransfers,
     RepositoryIndex,
+    Transfers,
 )
 from steppatch.paths import link_stays_inside, safe_relpath
 from steppatch.plan import ChangeReason, ComponentChange, Plan
@@ -41,11 +44,13 @@ __all__ = [
     "INLINE_STATE_FORMAT",
     "MANIFEST_FORMAT",
     "STATE_FORMAT",
+    "TRANSFERS_FORMAT",
     "StateRecord",
     "dump_home_state",
     "dump_manifest",
     "dump_state",
     "dump_stored_manifest",
+    "dump_transfers",
     "entries_from_json",
     "entry_to_json",
     "index_from_json",
@@ -56,6 +61,7 @@ __all__ = [
     "parse_manifest",
     "parse_state",
     "parse_stored_manifest",
+    "parse_transfers",
     "plan_from_json",
     "plan_to_json",
     "state_from_records",
@@ -64,6 +70,8 @@ __all__ = [
 
 MANIFEST_FORMAT = "steppatch-manifest/1"
 INDEX_FORMAT = "steppatch-index/1"
+#: a component version's deltas and compressed forms, named by the index's optional ``transfers``
+TRANSFERS_FORMAT = "steppatch-transfers/1"
 #: a home's state file: components and the names of their stored manifests
 STATE_FORMAT = "steppatch-state/2"
 #: the self-contained state, manifests inline: homes before state/2, and staged applies
@@ -308,6 +316,8 @@ def index_to_json(index: RepositoryIndex) -> dict[str, Any]:
                 "manifest": _ref_json(cv.manifest),
                 "recipe": cv.recipe,
                 **_config_json(cv.config),
+                # Optional: readers before transfers ignore fields they do not know.
+                **({"transfers": _ref_json(cv.transfers)} if cv.transfers is not None else {}),
             }
             for v, cv in sorted(versions.items())
         }
@@ -371,6 +381,7 @@ def index_from_json(obj: dict[str, Any], source: str) -> RepositoryIndex:
                 hot=cf.get("hot", bool, False),
                 dependencies=dependencies,
                 config=_config_from(cf),
+                transfers=_file_ref(cf.sub("transfers")) if "transfers" in cf.obj else None,
             )
         components[name] = parsed
     recipes: dict[str, FileRef] = {}
@@ -382,6 +393,90 @@ def index_from_json(obj: dict[str, Any], source: str) -> RepositoryIndex:
             rf.fail(path, e.problem)
         recipes[safe] = _file_ref(rf.sub(path), safe)
     return RepositoryIndex(components, recipes)
+
+
+# --- a component version's transfers (deltas, compressed forms) ----------------------------------
+
+
+def _encoded_json(e: Encoded) -> dict[str, Any]:
+    extra = {"expanded": e.expanded} if e.expanded is not None else {}
+    return {"sha256": e.sha256, "length": e.length, **({"base": e.base} if e.base else {}), **extra}
+
+
+def dump_transfers(transfers: Transfers) -> bytes:
+    """The published bytes of a transfers document."""
+    objects: dict[str, Any] = {}
+    for sha, ot in sorted(transfers.objects.items()):
+        item: dict[str, Any] = {"size": ot.size}
+        if ot.compressed is not None:
+            item["compressed"] = _encoded_json(ot.compressed)
+        plain = [d for d in ot.deltas if d.expanded is None]
+        zipped = [d for d in ot.deltas if d.expanded is not None]
+        if plain:
+            item["deltas"] = [_encoded_json(d) for d in plain]
+        if zipped:
+            # Its own key: a reader that knows only "deltas" ignores it.
+            item["zip_deltas"] = [_encoded_json(d) for d in zipped]
+        objects[sha] = item
+    return dump_json(
+        {
+            "format": TRANSFERS_FORMAT,
+            "component": transfers.component,
+            "version": str(transfers.version),
+            "objects": objects,
+        }
+    )
+
+
+def _encoded(f: Fields, size: int, with_base: bool, zipped: bool = False) -> Encoded:
+    length = f.get("length", int)
+    if length <= 0:
+        f.fail("length", "not positive")
+    if length >= size:
+        f.fail("length", f"not shorter than the object ({size} bytes)")
+    base = _sha256(f, "base") if with_base else None
+    if not with_base and "base" in f.obj:
+        f.fail("base", "a compressed form has no base")
+    expanded = f.get("expanded", int) if zipped else None
+    if expanded is not None and expanded <= 0:
+        f.fail("expanded", "not positive")
+    return Encoded(_sha256(f, "sha256"), length, base, expanded)
+
+
+def parse_transfers(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Transfers:
+    """Parse a transfers document (``steppatch-transfers/1``). Raises
+    :class:`MalformedDocument` naming the field at fault, :class:`TooLarge`."""
+    if len(data) > limits.max_transfers_bytes:
+        raise TooLarge(source, limits.max_transfers_bytes)
+    fail = _failer(source)
+    f = Fields(load_json_object(data, fail, limits.json()), "", fail)
+    _check_format(f, TRANSFERS_FORMAT)
+    component = _name(f, "component")
+    version = f.parse("version", parse_version)
+    objects: dict[str, ObjectTransfers] = {}
+    of = f.sub("objects")
+    for sha in sorted(of.obj):
+        if not _HEX64.fullmatch(sha):
+            of.fail(sha, "not a sha256")
+        item = of.sub(sha)
+        size = item.get("size", int)
+        if size < 0:
+            item.fail("size", "negative")
+        compressed = None
+        if "compressed" in item.obj:
+            compressed = _encoded(item.sub("compressed"), size, False)
+        deltas = []
+        for key in ("deltas", "zip_deltas"):
+            for i, raw in enumerate(item.get(key, list, [])):
+                if not isinstance(raw, dict):
+                    item.fail(f"{key}[{i}]", "expected an object")
+                where = f"{item.where}{key}[{i}]."
+                delta = _encoded(Fields(raw, where, fail), size, True, key == "zip_deltas")
+                if delta.base == sha:
+                    item.fail(f"{key}[{i}].base", "the object itself")
+                deltas.append(delta)
+        objects[sha] = ObjectTransfers(size, compressed, tuple(deltas))
+    return Transfers(component, version, objects)
 
 
 # --- a home's state -------------------------------------------------------------------------------
@@ -611,6 +706,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "download_objects": plan.download_objects,
         "download_bytes": plan.download_bytes,
         "repairs": plan.repairs,
+        "routes": {r: {"objects": n, "bytes": b} for r, (n, b) in sorted(plan.routes.items())},
+        "fallbacks": plan.fallbacks,
     }
 
 
@@ -640,7 +737,21 @@ def plan_from_json(value: object, fail: Callable[[str], NoReturn]) -> Plan:
         download_objects=f.get("download_objects", int),
         download_bytes=f.get("download_bytes", int),
         repairs=f.get("repairs", int),
+        routes=_routes_from(f),
+        fallbacks=f.get("fallbacks", int, 0),
     )
+
+
+def _routes_from(f: Fields) -> dict[str, tuple[int, int]]:
+    # Optional: a node of a version before routes sends none.
+    if "routes" not in f.obj:
+        return {}
+    rf = f.sub("routes")
+    routes = {}
+    for name in sorted(rf.obj):
+        r = rf.sub(name)
+        routes[name] = (r.get("objects", int), r.get("bytes", int))
+    return routes
 
 
 def _maybe_version(f: Fields, field: str) -> Version | None:

@@ -97,6 +97,28 @@ class Limits:
     #: serves: a key file starts with its BEGIN line, after at most a few certificates
     key_scan_head_bytes: int = 16 * 1024
 
+    #: deltas (``docs/formats.md``, transfers): ``repo add`` makes one from each object a path
+    #: held in the previous ``delta_history_versions`` versions of the same component
+    delta_history_versions: int = 3
+    #: neither a delta nor a compressed form for objects smaller than this
+    delta_min_object_bytes: int = 4096
+    #: a delta's base plus its target: zstd's window must cover both, at most 2 GiB (window_log
+    #: 31); memory stays bounded because both are mapped files (page cache), not copies
+    max_delta_span_bytes: int = 2048 * MiB
+    #: zstd level of deltas and compressed forms: 9 (lazy2) makes 1%-changed 256 MiB deltas
+    #: 14% smaller than 3 (dfast) at the same speed (bench/README.md); decoding barely depends on it
+    delta_level: int = 9
+    #: a delta is kept when smaller than this fraction of the target compressed (or whole)
+    delta_keep_fraction: float = 0.5
+    #: a compressed form is kept when smaller than this fraction of the object
+    compressed_keep_fraction: float = 0.9
+    #: zip deltas: members inflating to more than this stay deflated (one member in memory)
+    max_zip_member_bytes: int = 64 * MiB
+    #: zip deltas: the expanded form a home decodes, at most
+    max_zip_expanded_bytes: int = 2048 * MiB
+    #: a transfers document (``steppatch-transfers/1``)
+    max_transfers_bytes: int = 64 * MiB
+
     #: deepest nesting of arrays and objects in a JSON document read from outside
     max_json_depth: int = 64
     #: longest integer in such a document (20 digits hold any 64-bit size)

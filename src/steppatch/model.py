@@ -20,6 +20,7 @@ from packaging.version import Version
 __all__ = [
     "ComponentVersion",
     "ConfigChecks",
+    "Encoded",
     "EntryKind",
     "FileEntry",
     "FileRef",
@@ -27,9 +28,11 @@ __all__ = [
     "InstalledComponent",
     "Manifest",
     "NodeSnapshot",
+    "ObjectTransfers",
     "Recipe",
     "RecipeKind",
     "RepositoryIndex",
+    "Transfers",
 ]
 
 def _frozen_map(items: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -116,6 +119,44 @@ class ComponentVersion:
         factory=dict, converter=_frozen_map
     )
     config: ConfigChecks = ConfigChecks()
+    #: the version's deltas and compressed forms (``steppatch-transfers/1``), if any
+    transfers: FileRef | None = None
+
+
+@attrs.frozen
+class Encoded:
+    """A delta (``base`` set: the sha256 of the object it starts from) or a compressed form
+    (``base`` is ``None``) of an object, stored under its own ``sha256`` in ``deltas/``."""
+
+    sha256: str
+    length: int
+    base: str | None = None
+    #: a zip delta (``steppatch.zipdelta``): the length of the target's expanded form
+    expanded: int | None = None
+
+    @property
+    def path(self) -> str:
+        """Where the repository and mirrors publish it."""
+        return f"deltas/{self.sha256[:2]}/{self.sha256}"
+
+
+@attrs.frozen
+class ObjectTransfers:
+    """The cheaper ways to an object of ``size`` bytes than downloading it whole."""
+
+    size: int
+    compressed: Encoded | None = None
+    deltas: tuple[Encoded, ...] = ()
+
+
+@attrs.frozen
+class Transfers:
+    """What a component version's transfers document lists: for objects (by sha256) of its
+    manifest, their compressed forms and deltas from objects of earlier versions."""
+
+    component: str
+    version: Version
+    objects: Mapping[str, ObjectTransfers] = attrs.field(factory=dict, converter=_frozen_map)
 
 
 @attrs.frozen

@@ -10,7 +10,9 @@ SHA-256 of every byte before it::
     RECIPE PATHS                     the recipes asked for (``to:`` ones as published)
     local/K.spr                      recipes given as local files
     manifests/ab/....json            manifests of the component versions that change
-    objects/ab/....                  only the objects the target does not hold
+    objects/ab/....                  only the objects the target does not hold, and no delta gives
+    transfers/ab/....json            (patch/2) the transfers documents of the versions that change
+    deltas/ab/....                   (patch/2) deltas from objects the target holds; compressed
     \\nsteppatch-patch-sha256:HEX\\n   the trailer
 
 The trailer makes any damage (a flipped bit anywhere, a truncation) visible before a byte is
@@ -41,6 +43,7 @@ from steppatch.versions import is_valid_name, parse_version
 
 __all__ = [
     "PATCH_FORMAT",
+    "PATCH_FORMAT_DELTAS",
     "PatchError",
     "PatchFile",
     "PatchInfo",
@@ -51,6 +54,8 @@ __all__ = [
 ]
 
 PATCH_FORMAT = "steppatch-patch/1"
+#: a patch that carries deltas or compressed forms (homes before them cannot use it)
+PATCH_FORMAT_DELTAS = "steppatch-patch/2"
 TRAILER = b"\nsteppatch-patch-sha256:"
 _TRAILER_LEN = len(TRAILER) + 64 + 1
 _CHUNK = 1024 * 1024
@@ -82,13 +87,18 @@ class PatchInfo:
     refs: tuple[str, ...]
     objects: int = 0
     object_bytes: int = 0
+    #: of ``objects``, how many come as a delta or compressed form, and those forms' bytes
+    delta_objects: int = 0
+    delta_bytes: int = 0
 
 
 def dump_patch_info(info: PatchInfo) -> bytes:
     """The bytes of ``patch.json``."""
     return dump_json(
         {
-            "format": PATCH_FORMAT,
+            # patch/2 when it carries deltas: a home before them refuses it by its format rather
+            # than failing on a missing object half way.
+            "format": PATCH_FORMAT_DELTAS if info.delta_objects else PATCH_FORMAT,
             "environment": info.environment,
             "system": info.system,
             "fingerprint": info.fingerprint,
@@ -97,6 +107,11 @@ def dump_patch_info(info: PatchInfo) -> bytes:
             "refs": list(info.refs),
             "objects": info.objects,
             "object_bytes": info.object_bytes,
+            **(
+                {"delta_objects": info.delta_objects, "delta_bytes": info.delta_bytes}
+                if info.delta_objects
+                else {}
+            ),
         }
     )
 
@@ -108,8 +123,8 @@ def parse_patch_info(data: bytes, source: str) -> PatchInfo:
         raise PatchError(source, f"patch.json: {problem}")
 
     f = Fields(load_json_object(data, fail), "", fail)
-    if f.get("format", str) != PATCH_FORMAT:
-        f.fail("format", f"expected {PATCH_FORMAT!r}")
+    if f.get("format", str) not in (PATCH_FORMAT, PATCH_FORMAT_DELTAS):
+        f.fail("format", f"expected {PATCH_FORMAT!r} or {PATCH_FORMAT_DELTAS!r}")
 
     def versions(field: str) -> dict[str, Version]:
         sub = f.sub(field)
@@ -132,6 +147,8 @@ def parse_patch_info(data: bytes, source: str) -> PatchInfo:
         refs=tuple(refs),
         objects=f.get("objects", int, 0),
         object_bytes=f.get("object_bytes", int, 0),
+        delta_objects=f.get("delta_objects", int, 0),
+        delta_bytes=f.get("delta_bytes", int, 0),
     )
 
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
+
 from steppatch.errors import InputError, StalePatch, WrongEnvironment
-from steppatch.model import Manifest, Recipe, RecipeKind
+from steppatch.model import Manifest, ObjectTransfers, Recipe, RecipeKind
 from steppatch.offline import PatchFile, PatchInfo, write_patch
 from steppatch.paths import safe_relpath
 from steppatch.pipeline import ApplyPipeline, ApplyReport
 from steppatch.plan import Plan, check_symlinks, component_changes, merge_manifests
 from steppatch.recipe import dump_recipe, parse_recipe, pinned_versions
 from steppatch.remote import MetadataStore, RepositoryClient
+from steppatch.routes import choose_routes
+from steppatch.store import ObjectStore
 from steppatch.transport import FileFetcher, fetch_bytes
 
 __all__ = ["apply_patch", "prepare_offline"]
@@ -69,9 +73,36 @@ def prepare_offline(
             {n: manifests[n] if n in manifests else installed[n] for n in solution}
         )
         check_symlinks(tree, solution, pipeline.limits.max_symlink_hops)
-        pipeline.download(sorted(needed.items()))
-        for sha256 in sorted(needed):
+        # Deltas from objects the installation holds (its snapshot's manifests say which), and
+        # compressed forms, where the repository offers them; the rest whole.
+        offers: dict[str, ObjectTransfers] = {}
+        for name, version in sorted(changed.items()):
+            cv = index.components[name][version]
+            found = client.transfers(cv)
+            if found is not None and cv.transfers is not None:
+                # Not zip deltas: an installation whose zlib deflates differently could not
+                # rebuild the archive, and a patch has no whole object to fall back to.
+                for sha, ot in found.objects.items():
+                    plain = tuple(d for d in ot.deltas if d.expanded is None)
+                    offers[sha] = attrs.evolve(ot, deltas=plain)
+                members[cv.transfers.path] = _raw(client, cv.transfers.path, cv.transfers.length)
+        fetches = choose_routes(sorted(needed.items()), offers, held)
+        encoded = [f for f in fetches if f.encoded is not None]
+        scratch = ObjectStore(files.cache.root.parent / "deltas")
+        got = client.fetch_encoded(encoded, scratch)
+        whole = [(f.sha256, f.size) for f in fetches if f.encoded is None or f not in got]
+        pipeline.download_whole(whole)
+        for sha256, _size in sorted(whole):
             members[f"objects/{sha256[:2]}/{sha256}"] = files.cache.path(sha256)
+        carried = {}
+        for f in got:
+            assert f.encoded is not None
+            # Read now: the scratch store is emptied when the patch is written.
+            members[f.encoded.path] = scratch.path(f.encoded.sha256).read_bytes()
+            carried[f.sha256] = f.encoded.length
+        for f in got:
+            assert f.encoded is not None
+            scratch.remove(f.encoded.sha256)
         patch_refs = []
         for i, ref in enumerate(refs):
             if ref.startswith("to:"):
@@ -91,6 +122,8 @@ def prepare_offline(
         refs=tuple(patch_refs),
         objects=len(needed),
         object_bytes=sum(needed.values()),
+        delta_objects=len(carried),
+        delta_bytes=sum(carried.values()),
     )
     return info, write_patch(Path(output), info, members)
 

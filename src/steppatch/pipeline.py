@@ -47,6 +47,7 @@ from steppatch.model import (
     HomeState,
     InstalledComponent,
     NodeSnapshot,
+    ObjectTransfers,
     Recipe,
     RecipeKind,
 )
@@ -64,6 +65,7 @@ from steppatch.plan import (
     tree_steps,
 )
 from steppatch.recipe import dump_recipe, parse_recipe, pinned_recipe
+from steppatch.routes import Fetch, choose_routes, route_totals
 from steppatch.solver import solve
 from steppatch.store import ObjectStore
 
@@ -144,6 +146,8 @@ class Resolution:
     old: HomeState  # the state it replaces
     steps: tuple[TreeStep, ...]
     missing: tuple[tuple[str, int], ...]
+    #: how each missing object comes (``steppatch.routes``)
+    fetches: tuple[Fetch, ...] = ()
 
     def is_hot(self, name: str) -> bool:
         held = self.state.components.get(name)
@@ -197,8 +201,7 @@ class ApplyPipeline:
     def prepare(self, recipes: list[Recipe], sync: SyncMode | None) -> Plan:
         """Resolve and download; the managed tree is untouched."""
         resolution = self.resolve(recipes, sync)
-        self.download(resolution.missing)
-        return resolution.plan
+        return self.download(resolution)
 
     def apply(
         self, recipes: list[Recipe], *, hot: bool, sync: SyncMode | None, record: bool
@@ -210,7 +213,7 @@ class ApplyPipeline:
             resolution.refuse_unless_hot()
         if plan.empty:
             return ApplyReport(plan)
-        tree_id, displaced = self.build(resolution)
+        tree_id, displaced, plan = self.build(resolution)
         history = self.thin_snapshot(resolution.old) if record else None
         return self.go_live(
             tree_id, displaced, plan, resolution.state, history, hot=hot, recipes=recipes
@@ -237,7 +240,7 @@ class ApplyPipeline:
             resolution.refuse_unless_hot()
         if plan.empty:
             return StagedApply("", plan)
-        tree_id, displaced = self.build(resolution)
+        tree_id, displaced, plan = self.build(resolution)
         self.staged.keep(
             StagedRecord(
                 tree_id=tree_id,
@@ -336,6 +339,7 @@ class ApplyPipeline:
             if sync is SyncMode.DELETE:
                 repairs += len(drift.extra)
         hot = all(c.new is not None and components[c.name].hot for c in changes)
+        fetches = self._routes(missing, components, state, old_tree)
         plan = Plan(
             target=target,
             changes=changes,
@@ -343,8 +347,44 @@ class ApplyPipeline:
             download_objects=len(missing),
             download_bytes=sum(size for _sha, size in missing),
             repairs=repairs,
+            routes=_route_table(fetches),
         )
-        return Resolution(plan, HomeState(components), state, tuple(steps), missing)
+        return Resolution(plan, HomeState(components), state, tuple(steps), missing, fetches)
+
+    def _routes(
+        self,
+        missing: tuple[tuple[str, int], ...],
+        components: Mapping[str, InstalledComponent],
+        state: HomeState,
+        old_tree: Mapping[str, TreeEntry],
+    ) -> tuple[Fetch, ...]:
+        """The cheapest route to each missing object: the transfers documents of the changed
+        components read (verified), a delta chosen only from an object the cache or the live
+        tree holds (hashed again before use)."""
+        if not missing:
+            return ()
+        index = self.client.index()
+        offers: dict[str, ObjectTransfers] = {}
+        for name, comp in sorted(components.items()):
+            held = state.components.get(name)
+            if held is not None and held.manifest_sha256 == comp.manifest_sha256:
+                continue
+            cv = index.components[name][comp.manifest.version]
+            found = self.client.transfers(cv)
+            if found is not None:
+                offers.update(found.objects)
+        live = self._live_objects(old_tree)
+        bases = {d.base for o in offers.values() for d in o.deltas if d.base is not None}
+        held_bases = {b for b in bases if b in live or self.cache.has(b)}
+        return choose_routes(missing, offers, held_bases)
+
+    @staticmethod
+    def _live_objects(old_tree: Mapping[str, TreeEntry]) -> dict[str, str]:
+        return {
+            held.entry.sha256: path
+            for path, held in old_tree.items()
+            if held.entry.sha256 is not None
+        }
 
     def _components(
         self, state: HomeState, target: Mapping[str, Version]
@@ -389,18 +429,43 @@ class ApplyPipeline:
 
     # --- 2. build --------------------------------------------------------------------------------
 
-    def download(self, missing: Sequence[tuple[str, int]]) -> None:
-        """Download objects into the cache, each verified before it is kept."""
+    def download_whole(self, missing: Sequence[tuple[str, int]]) -> None:
+        """Download whole objects into the cache, each verified before it is kept."""
         if missing:
             self.client.fetch_objects(missing, self.cache, progress=self.progress)
 
-    def build(self, resolution: Resolution) -> tuple[str, list[str]]:
+    def download(self, resolution: Resolution) -> Plan:
+        """Get the missing objects into the cache by their routes, each verified before it is
+        kept; the plan with the routes as done (fallbacks counted whole)."""
+        plan = resolution.plan
+        if not resolution.missing:
+            return plan
+        fetches = resolution.fetches or tuple(Fetch(s, n) for s, n in resolution.missing)
+        live = self._live_objects(
+            merge_manifests({n: c.manifest for n, c in resolution.old.components.items()})
+        )
+
+        def base_of(sha256: str) -> Path | None:
+            if self.cache.has(sha256):
+                return self.cache.path(sha256)
+            path = live.get(sha256)
+            return None if path is None else self.files.live_path(path)
+
+        scratch = ObjectStore(self.cache.root.parent / "deltas")
+        result = self.client.fetch_routed(
+            fetches, self.cache, scratch, base_of, progress=self.progress
+        )
+        return attrs.evolve(
+            plan, routes=_route_table(result.done), fallbacks=len(result.fallbacks)
+        )
+
+    def build(self, resolution: Resolution) -> tuple[str, list[str], Plan]:
         """Download what is missing and build the new tree beside the live one."""
         needed = resolution.plan.download_bytes + sum(
             s.entry.size for s in resolution.steps if s.kind is StepKind.FETCH
         )
         self.files.ensure_space(needed, self.limits.disk_reserve_bytes)
-        self.download(resolution.missing)
+        plan = self.download(resolution)
         checkpoint("downloaded")
         tree_id, displaced = self.files.build_tree(
             resolution.steps,
@@ -408,7 +473,7 @@ class ApplyPipeline:
             now=self.clock(),
         )
         checkpoint("staged")
-        return tree_id, displaced
+        return tree_id, displaced, plan
 
     # --- 3. go live ------------------------------------------------------------------------------
 
@@ -545,6 +610,10 @@ def _snapshot_drift(recipes: Sequence[Recipe], files: HomeDir) -> Drift | None:
     if not recorded:
         return None
     return diff_tree(recorded, scan_tree(files.current, hashes=True))
+
+
+def _route_table(fetches: Iterable[Fetch]) -> dict[str, tuple[int, int]]:
+    return {str(r): (t.objects, t.bytes) for r, t in route_totals(fetches).items()}
 
 
 def _missing_objects(

@@ -74,6 +74,11 @@ class Plan:
     download_objects: int = 0
     download_bytes: int = 0
     repairs: int = 0
+    #: how the missing objects come: route (``delta``, ``compressed``, ``whole``) to (objects,
+    #: bytes downloaded); after a download, what was done, fallbacks counted as ``whole``
+    routes: Mapping[str, tuple[int, int]] = attrs.field(factory=dict)
+    #: deltas or compressed forms that failed (downloaded whole instead)
+    fallbacks: int = 0
 
     @property
     def empty(self) -> bool:

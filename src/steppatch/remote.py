@@ -8,18 +8,34 @@ checked against the lengths and hashes of the verified index, objects against th
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from steppatch._fs import atomic_write
+import attrs
+
+from steppatch._fs import atomic_write, checkpoint
 from steppatch.clock import Clock, utcnow
-from steppatch.errors import HomeError, IntegrityError, MissingFile, TooLarge, UnknownReference
-from steppatch.formats import index_from_json, parse_manifest
+from steppatch.delta import decode
+from steppatch.errors import (
+    DeltaError,
+    HomeError,
+    IntegrityError,
+    MissingFile,
+    NetworkError,
+    RepositoryError,
+    TooLarge,
+    UnknownReference,
+)
+from steppatch.formats import index_from_json, parse_manifest, parse_transfers
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import ComponentVersion, Manifest, Recipe, RepositoryIndex
+from steppatch.model import ComponentVersion, Manifest, Recipe, RepositoryIndex, Transfers
 from steppatch.recipe import parse_recipe
-from steppatch.store import ObjectStore
+from steppatch.routes import Fetch, Route, route_of
+from steppatch.store import ObjectStore, hash_file
 from steppatch.transport import (
     DownloadProgress,
     Fetcher,
@@ -36,10 +52,30 @@ from steppatch.trust import (
     sha256_hex,
     verify_length_and_hash,
 )
+from steppatch.zipdelta import expand, rebuild
 
-__all__ = ["Clock", "MetadataStore", "RepositoryClient", "fetch_root_for_tofu", "utcnow"]
+__all__ = [
+    "Clock",
+    "MetadataStore",
+    "RepositoryClient",
+    "RoutedResult",
+    "fetch_root_for_tofu",
+    "utcnow",
+]
 
 T = TypeVar("T")
+
+#: fallbacks from a delta or compressed form to the whole object (``-v`` shows them)
+log = logging.getLogger("steppatch.routes")
+
+
+@attrs.frozen
+class RoutedResult:
+    """What :meth:`RepositoryClient.fetch_routed` did: the route each object came by (a
+    fallback counted as ``whole``) and, for each fallback, why."""
+
+    done: tuple[Fetch, ...]
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 class MetadataStore:
     """The verified metadata a home trusts: ``root.json``, ``timestamp.json``, ``index.json``.
@@ -100,6 +136,7 @@ class RepositoryClient:
         self.limits = limits
         self.clock = clock
         self._index: RepositoryIndex | None = None
+        self._optional: MirrorPool | None = None
 
     @property
     def url(self) -> str:
@@ -230,6 +267,181 @@ class RepositoryClient:
             if entry.size > limit:
                 raise TooLarge(f"file {entry.path} of {cv.name} {cv.version}", limit)
         return manifest
+
+    def _optional_pool(self) -> MirrorPool:
+        # Deltas and transfers documents are optional: a mirror without them (older, or not
+        # filled) must stay usable for the objects, so their failures are kept apart.
+        if self._optional is None:
+            self._optional = self.pool.fork()
+        return self._optional
+
+    def transfers(self, cv: ComponentVersion) -> Transfers | None:
+        """The verified transfers document of ``cv``, or ``None`` when the index names none or
+        no mirror serves a good one (logged: the objects come whole)."""
+        ref = cv.transfers
+        if ref is None:
+            return None
+        what = f"transfers of {cv.name} {cv.version}"
+        cap = min(ref.length, self.limits.max_transfers_bytes)
+
+        def read(fetcher: Fetcher) -> bytes:
+            data = fetch_bytes(fetcher, ref.path, cap, what)
+            verify_length_and_hash(data, ref.length, ref.sha256, what)
+            return data
+
+        try:
+            found = parse_transfers(
+                self._optional_pool().call(read, what), what, self.limits
+            )
+        except (NetworkError, RepositoryError) as e:
+            log.info("%s: not used (%s); whole objects instead", what, e)
+            return None
+        if (found.component, found.version) != (cv.name, cv.version):
+            log.info("%s: names %s %s; not used", what, found.component, found.version)
+            return None
+        return found
+
+    def fetch_routed(
+        self,
+        fetches: Sequence[Fetch],
+        store: ObjectStore,
+        scratch: ObjectStore,
+        base_of: Callable[[str], Path | None],
+        progress: DownloadProgress | None = None,
+    ) -> RoutedResult:
+        """Get each object of ``fetches`` into ``store`` by its route; any that fails (the
+        delta or compressed form missing upstream or damaged, its base gone or drifted, a
+        decoding that does not give the object's sha256) comes whole instead, and says so in
+        the log. ``scratch`` holds downloaded deltas until decoded; ``base_of(sha256)`` is a
+        file said to hold that object (hashed here before use). Raises what
+        :meth:`fetch_objects` raises for the whole objects.
+        """
+        # Outputs a killed run left (the caller holds the home's lock): never objects.
+        partial_dir = store.partial_path("x").parent
+        if partial_dir.is_dir():
+            for stale in partial_dir.glob("*.decode-*"):
+                stale.unlink(missing_ok=True)
+        encoded = [f for f in fetches if f.encoded is not None and not store.has(f.sha256)]
+        done: list[Fetch] = [f for f in fetches if f not in encoded]
+        fallbacks: list[tuple[str, str]] = []
+        if encoded:
+            self.fetch_encoded(encoded, scratch, progress)
+            for f in encoded:
+                # The chosen route, then the others on offer (another base, the compressed
+                # form), then the whole object.
+                tries = [f, *(Fetch(f.sha256, f.size, route_of(e), e) for e in f.others)]
+                reasons = []
+                for attempt in tries:
+                    assert attempt.encoded is not None
+                    try:
+                        if attempt is not f:
+                            # A pool of its own: the failure before must not fail it too.
+                            self.fetch_encoded(
+                                [attempt], scratch, strict=True, pool=self.pool.fork()
+                            )
+                        if not scratch.has(attempt.encoded.sha256) and not store.has(f.sha256):
+                            raise MissingFile(attempt.encoded.path)
+                        self._decode_one(attempt, store, scratch, base_of)
+                        done.append(attempt)
+                        break
+                    except (NetworkError, RepositoryError, OSError) as e:
+                        reasons.append(f"{attempt.route} failed: {e}")
+                    finally:
+                        scratch.remove(attempt.encoded.sha256)
+                else:
+                    done.append(Fetch(f.sha256, f.size))
+                if reasons:
+                    why = "; ".join(reasons)
+                    then = "downloading it whole" if done[-1].route is Route.WHOLE else (
+                        f"took {done[-1].route} instead"
+                    )
+                    log.info("object %s: %s; %s", f.sha256[:16], why, then)
+                    fallbacks.append((f.sha256, why))
+        whole = [(f.sha256, f.size) for f in done if f.route is Route.WHOLE]
+        self.fetch_objects(whole, store, progress=progress)
+        return RoutedResult(tuple(done), tuple(fallbacks))
+
+    def fetch_encoded(
+        self,
+        fetches: Sequence[Fetch],
+        scratch: ObjectStore,
+        progress: DownloadProgress | None = None,
+        *,
+        strict: bool = False,
+        pool: MirrorPool | None = None,
+    ) -> list[Fetch]:
+        """Download the deltas and compressed forms of ``fetches`` into ``scratch``, each
+        verified (length, sha256); those held afterwards. A failure (an upstream without them)
+        is logged, or raised when ``strict``."""
+        requests = {}
+        for f in fetches:
+            assert f.encoded is not None
+            requests[f.encoded.sha256] = ObjectRequest(
+                f.encoded.path, f.encoded.sha256, f.encoded.length
+            )
+        try:
+            download_objects(
+                pool or self._optional_pool(), list(requests.values()), scratch, progress=progress
+            )
+        except (NetworkError, RepositoryError) as e:
+            if strict:
+                raise
+            log.info("deltas: %s; trying the others one by one", e)
+            # One missing file stops the batch and fails its mirror in the shared pool: the
+            # rest, each through a pool of its own, so that one missing does not cost them all.
+            for req in requests.values():
+                if not scratch.has(req.sha256):
+                    with contextlib.suppress(NetworkError, RepositoryError):
+                        download_objects(self.pool.fork(), [req], scratch)
+        return [f for f in fetches if f.encoded is not None and scratch.has(f.encoded.sha256)]
+
+    def _decode_one(
+        self,
+        f: Fetch,
+        store: ObjectStore,
+        scratch: ObjectStore,
+        base_of: Callable[[str], Path | None],
+    ) -> None:
+        enc = f.encoded
+        assert enc is not None
+        if store.has(f.sha256):
+            return
+        if not scratch.has(enc.sha256):
+            raise MissingFile(enc.path)
+        base = None
+        if enc.base is not None:
+            base = base_of(enc.base)
+            if base is None:
+                raise MissingFile(f"base {enc.base}")
+            digest, _size = hash_file(base)  # the base may have drifted since it was listed
+            if digest != enc.base:
+                raise IntegrityError(f"base {base}", enc.base, digest)
+        partial = store.partial_path(f.sha256)
+        out = partial.with_name(f"{partial.name}.decode-{os.getpid()}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        extra = [out.with_name(out.name + s) for s in (".base", ".target")]
+        try:
+            if enc.expanded is not None and base is not None:
+                # A zip delta: between the archives' expanded forms; the archive rebuilt.
+                cap = self.limits.max_zip_expanded_bytes
+                if enc.expanded > cap:
+                    raise TooLarge(f"expanded form of {f.sha256}", cap)
+                member = self.limits.max_zip_member_bytes
+                if expand(base, extra[0], max_member_bytes=member, levels=False) is None:
+                    raise DeltaError(f"base {base}", "not an archive this can expand")
+                decode(scratch.path(enc.sha256), extra[1], base=extra[0], length=enc.expanded)
+                extra[0].unlink()
+                rebuild(extra[1], out, f.size, base)
+            else:
+                decode(scratch.path(enc.sha256), out, base=base, length=f.size)
+            checkpoint("reconstructed")  # the crash tests: a whole output, not yet adopted
+            # adopt hashes it: only the object's own bytes enter the store
+            if not store.adopt(out, f.sha256, f.size) and not store.has(f.sha256):
+                digest, _size = hash_file(out)
+                raise IntegrityError(f"object {f.sha256} from {f.route}", f.sha256, digest)
+        finally:
+            for p in (out, *extra):
+                p.unlink(missing_ok=True)
 
     def fetch_objects(
         self,

@@ -105,7 +105,12 @@ def _root(
             help="The home to work on (default: $STEPPATCH_HOME, else the current directory).",
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Tracebacks on error.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v", "--verbose", help="Tracebacks on error; how each download went (fallbacks)."
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -115,6 +120,11 @@ def _root(
     ] = False,
 ) -> None:
     ctx.obj = CliOptions(home, verbose)
+    if verbose:
+        import logging
+
+        # The library's notes (a delta that fell back to the whole object) go to stderr.
+        logging.basicConfig(level=logging.INFO, format="steppatch: %(message)s")
 
 
 # --- the release side ---------------------------------------------------------------------------

@@ -196,6 +196,8 @@ def patch_json(info: PatchInfo, size: int) -> dict[str, Any]:
         ],
         "objects": info.objects,
         "object_bytes": info.object_bytes,
+        "delta_objects": info.delta_objects,
+        "delta_bytes": info.delta_bytes,
         "size": size,
     }
 
@@ -357,6 +359,11 @@ def show_plan(plan: Plan, *, applied: bool) -> None:
             f"Downloaded {plan.download_objects} object(s), {plan.download_bytes} bytes, "
             "into the cache; the managed tree is untouched."
         )
+    used = {r: nb for r, nb in plan.routes.items() if nb[0]}
+    if used and (set(used) != {"whole"} or plan.fallbacks):
+        parts = ", ".join(f"{r} {n} object(s) {b} bytes" for r, (n, b) in sorted(used.items()))
+        fell = f" ({plan.fallbacks} fell back to whole objects)" if plan.fallbacks else ""
+        out.print(f"Transferred by route: {parts}{fell}.")
 
 
 def state_json(state: HomeState) -> dict[str, Any]:

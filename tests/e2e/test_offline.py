@@ -177,3 +177,32 @@ def test_100_bit_flips_and_truncations_are_refused_before_the_home_is_touched(
         assert tree(world["inst"]) == before
     home.apply_patch(patch)  # the intact one still applies
     assert versions(run, world["inst"])["restapi"] == "7.0.39"
+
+
+def test_a_patch_carries_deltas_from_what_the_target_holds(tmp_path: Path, run: Run) -> None:
+    """Issue 18: a changed large file travels as a delta from the object the target's snapshot
+    says it holds; the patch is far smaller than the object, and applies without network."""
+    rng = random.Random(18)
+    old = rng.randbytes(400_000)
+    new = old[:9000] + rng.randbytes(600) + old[9600:]
+    src = tmp_path / "src"
+    for version, data in (("1.0", old), ("1.1", new)):
+        d = src / f"app-{version}"
+        (d / "files").mkdir(parents=True)
+        (d / "component.toml").write_text(f'name = "app"\nversion = "{version}"\n')
+        (d / "files/app.bin").write_bytes(data)
+    repo, desk, inst = tmp_path / "repo", tmp_path / "desk", tmp_path / "inst"
+    run("repo", "init", repo)
+    run("repo", "add", repo, src / "app-1.0", src / "app-1.1")
+    run("--home", desk, "init", "--updates", repo.as_uri(), "--root", repo / "root.json")
+    run("--home", inst, "init", "--updates", (tmp_path / "nowhere").as_uri(),
+        "--root", repo / "root.json", "--system", "prod-1")
+    w = {"repo": repo, "desk": desk, "inst": inst, "tmp": tmp_path}
+    three_steps(run, w, "to:app/1.0/app-1.0.spr", "install")
+    patch = three_steps(run, w, "to:app/1.1/app-1.1.spr", "upgrade")
+    assert (inst / "current/app.bin").read_bytes() == new
+    info = json.loads(run("inspect", patch, "--json").out)
+    assert info["objects"] == 1 and info["object_bytes"] == 400_000
+    assert info["delta_objects"] == 1 and 0 < info["delta_bytes"] < 5_000
+    assert info["size"] < 40_000  # metadata and the delta; not the 400 kB object
+    assert run("--home", inst, "verify").code == 0

@@ -48,22 +48,27 @@ from steppatch.formats import (
     dump_manifest,
     dump_state,
     dump_stored_manifest,
+    dump_transfers,
     index_from_json,
     parse_home_state,
     parse_manifest,
     parse_state,
     parse_stored_manifest,
+    parse_transfers,
     plan_to_json,
     stored_manifest_entries,
 )
 from steppatch.home._staged import read_staged_record as _read_staged_record
 from steppatch.model import (
+    Encoded,
     EntryKind,
     FileEntry,
     HomeState,
     InstalledComponent,
     Manifest,
+    ObjectTransfers,
     RecipeKind,
+    Transfers,
 )
 from steppatch.offline import PatchFile, PatchInfo, dump_patch_info, parse_patch_info, write_patch
 from steppatch.plan import ChangeReason, ComponentChange, Plan
@@ -420,6 +425,19 @@ def test_stored_snapshot(data: bytes) -> None:
 @given(mutated_json(json.loads(dump_manifest(MANIFEST)), dump_manifest(MANIFEST)))
 def test_manifest(data: bytes) -> None:
     _call("manifest (parse_manifest)", lambda: parse_manifest(data, "m.json"))
+
+
+TRANSFERS = Transfers("restapi", Version("7.0.41"), {
+    HEX: ObjectTransfers(5000, Encoded("ab" * 32, 900), (
+        Encoded("cd" * 32, 40, "ef" * 32), Encoded("12" * 32, 30, "ef" * 32, 9000),
+    )),
+})  # fmt: skip
+
+
+@FUZZ
+@given(mutated_json(json.loads(dump_transfers(TRANSFERS)), dump_transfers(TRANSFERS)))
+def test_transfers(data: bytes) -> None:
+    _call("transfers (parse_transfers)", lambda: parse_transfers(data, "t.json"))
 
 
 _STORED_JSON = json.loads(gzip.decompress(dump_stored_manifest(MANIFEST)))

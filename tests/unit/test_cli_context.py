@@ -4,6 +4,8 @@ to one line and the exit code, with a traceback only under ``-v``. In process (C
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,16 @@ from typer.testing import CliRunner
 from steppatch.errors import HomeError, InputError
 from steppatch_cli import app as cli
 from steppatch_cli.context import CliOptions
+
+
+@pytest.fixture(autouse=True)
+def root_logger_kept() -> Iterator[None]:
+    """``-v`` configures the root logger (to the run's stderr): put it back for other tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -311,6 +311,10 @@ class HomeDir:
         if needed + reserve > free:
             raise InsufficientSpace(str(self.state_dir), needed, free)
 
+    def live_path(self, path: str) -> Path:
+        """Where the live tree's entry ``path`` lies."""
+        return _joined(self.current, path)
+
     def cache_live_file(self, path: str, sha256: str, size: int) -> None:
         """Put the live tree's file ``path`` into the cache as object ``sha256`` (copied,
         verified). Raises :class:`~steppatch.errors.IntegrityError` or

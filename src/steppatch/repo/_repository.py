@@ -9,6 +9,8 @@ Layout (``docs/formats.md``)::
     NAME/latest.spr                        the newest version's recipe
     manifests/ab/abcdef....json            manifests, by sha256 of their bytes
     objects/ab/abcdef...                   file contents, by sha256
+    transfers/ab/abcdef....json            each version's deltas and compressed forms (optional)
+    deltas/ab/abcdef...                    deltas and compressed forms, by sha256 of their bytes
 
 ``timestamp.json`` is written last, atomically: it is the repository's commit point, and a reader
 never sees a version whose manifest or objects are missing. Indexes are written under their version
@@ -32,20 +34,30 @@ from steppatch.errors import (
     MissingFile,
     ReleaseError,
     RepositoryConflict,
+    RepositoryError,
     ResolutionImpossible,
     UnsafePath,
 )
-from steppatch.formats import dump_manifest, index_from_json, index_to_json
+from steppatch.formats import (
+    dump_manifest,
+    dump_transfers,
+    index_from_json,
+    index_to_json,
+    parse_manifest,
+)
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import (
     ComponentVersion,
     FileRef,
+    Manifest,
     Recipe,
     RecipeKind,
     RepositoryIndex,
+    Transfers,
 )
 from steppatch.paths import safe_relpath
 from steppatch.recipe import component_recipe, dump_recipe, pinned_recipe
+from steppatch.repo._deltas import compute_transfers
 from steppatch.repo._keys import KeyRing, check_outside, default_key_dir
 from steppatch.repo._source import ComponentSource, read_source
 from steppatch.solver import solve
@@ -71,7 +83,16 @@ __all__ = ["AddResult", "Expiry", "Repository", "component_recipe_path", "publis
 ROOT_PATH = "root.json"
 TIMESTAMP_PATH = "timestamp.json"
 _LOCK_NAME = ".steppatch-repo.lock"
-_RESERVED = ("root.json", "timestamp.json", "roots/", "indexes/", "objects/", "manifests/")
+_RESERVED = (
+    "root.json",
+    "timestamp.json",
+    "roots/",
+    "indexes/",
+    "objects/",
+    "manifests/",
+    "transfers/",
+    "deltas/",
+)
 
 
 def root_path(version: int) -> str:
@@ -130,6 +151,7 @@ class Repository:
         self.limits = limits
         self.expiry = expiry
         self.objects = ObjectStore(root / "objects", durable=True)
+        self.deltas = ObjectStore(root / "deltas", durable=True)
         self._published = trusted
         self._ring: KeyRing | None = None
 
@@ -250,7 +272,7 @@ class Repository:
         )
         with self._locked():
             existing = self.index.get(source.name, source.version)
-            if existing == entry:
+            if existing is not None and attrs.evolve(existing, transfers=None) == entry:
                 return AddResult(source.name, source.version, False, recipe_path)
             if existing is not None:
                 raise RepositoryConflict(
@@ -258,6 +280,7 @@ class Repository:
                     f"{_difference(existing, entry)}; publish a new version instead"
                 )
             self._write_objects(source)
+            entry = attrs.evolve(entry, transfers=self._write_transfers(source))
             self._write_file(entry.manifest.path, manifest_bytes)
             recipe_bytes = dump_recipe(component_recipe(source.name, source.version))
             recipes = dict(self.index.recipes)
@@ -339,6 +362,35 @@ class Repository:
             assert entry.sha256 is not None
             # add_file re-hashes: a source edited since read_source is refused, not published
             self.objects.add_file(source.file_path(entry), entry.sha256, entry.size)
+
+    def _previous_manifests(self, name: str, version: Version) -> list[Manifest]:
+        """The manifests of the ``Limits.delta_history_versions`` versions of ``name`` below
+        ``version``, newest first; one that cannot be read is left out (no deltas from it)."""
+        older = [v for v in self.index.versions(name) if v < version]
+        keep = self.limits.delta_history_versions
+        found = []
+        for v in reversed(older[len(older) - keep :] if keep > 0 else []):
+            ref = self.index.components[name][v].manifest
+            try:
+                data = self.read(ref.path)
+                verify_length_and_hash(data, ref.length, ref.sha256, ref.path)
+                found.append(parse_manifest(data, ref.path, self.limits))
+            except (RepositoryError, OSError):
+                continue
+        return found
+
+    def _write_transfers(self, source: ComponentSource) -> FileRef | None:
+        """Compute and store the deltas and compressed forms of the new version's objects;
+        write its transfers document. ``None`` when nothing is cheaper than the objects."""
+        previous = self._previous_manifests(source.name, source.version)
+        objects = compute_transfers(
+            source.manifest, previous, self.objects, self.deltas, self.limits
+        )
+        if not objects:
+            return None
+        data = dump_transfers(Transfers(source.name, source.version, objects))
+        sha = sha256_hex(data)
+        return self._write_file(f"transfers/{sha[:2]}/{sha}.json", data)
 
     def _write_file(self, path: str, data: bytes) -> FileRef:
         target = self.root / safe_relpath(path)

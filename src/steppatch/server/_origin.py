@@ -12,13 +12,21 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from steppatch.errors import SteppatchError
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import FileRef, RepositoryIndex
 from steppatch.repo import published_index
-from steppatch.server._store import Item, index_item, manifest_objects, manifest_refs
+from steppatch.server._store import (
+    Item,
+    index_item,
+    manifest_objects,
+    manifest_refs,
+    transfers_encoded,
+    transfers_refs,
+)
 from steppatch.trust import verify_length_and_hash
 
 __all__ = ["PublishedRepository"]
@@ -27,7 +35,7 @@ _METADATA = re.compile(
     r"root\.json|timestamp\.json|roots/[1-9][0-9]{0,8}\.root\.json"
     r"|indexes/[1-9][0-9]{0,8}\.index\.json"
 )
-_OBJECT_PATH = re.compile(r"objects/[0-9a-f]{2}/[0-9a-f]{64}")
+_OBJECT_PATH = re.compile(r"(objects|deltas)/[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 class PublishedRepository:
@@ -47,6 +55,7 @@ class PublishedRepository:
         #: why the current timestamp's index could not be used (``None`` when it could)
         self.problem: str | None = None
         self._catalogue: dict[str, int] = {}
+        self._deltas: dict[str, int] = {}
         self._read: set[str] = set()
 
     def is_published(self, path: str) -> bool:
@@ -58,10 +67,10 @@ class PublishedRepository:
     def item(self, path: str) -> Item | None:
         """The recipe, manifest or object ``path`` is by the current verified index, if any."""
         index = self._current()
-        item = index_item(path, index, self._catalogue)
+        item = index_item(path, index, self._catalogue, self._deltas)
         if item is None and index is not None and _OBJECT_PATH.fullmatch(path):
             self._complete_catalogue(index)
-            item = index_item(path, index, self._catalogue)
+            item = index_item(path, index, self._catalogue, self._deltas)
         return item
 
     def current(self) -> RepositoryIndex | None:
@@ -92,9 +101,9 @@ class PublishedRepository:
             # The metadata files themselves are still served (a client refuses them itself).
             self.problem = f"the published index does not verify: {e}"
             return
-        if not self._read <= manifest_refs(index).keys():
+        if not self._read <= manifest_refs(index).keys() | transfers_refs(index).keys():
             # A manifest left the index: its objects must not stay servable through it.
-            self._catalogue, self._read = {}, set()
+            self._catalogue, self._deltas, self._read = {}, {}, set()
         self.index, self.problem = index, None
 
     def _complete_catalogue(self, index: RepositoryIndex) -> None:
@@ -104,13 +113,19 @@ class PublishedRepository:
                     # Marked read even if it fails: a damaged manifest is not re-read each miss.
                     self._read.add(sha)
                     self._catalogue.update(self._objects_of(ref))
+            for sha, ref in transfers_refs(index).items():
+                if sha not in self._read:
+                    self._read.add(sha)
+                    self._deltas.update(self._objects_of(ref, transfers_encoded))
 
-    def _objects_of(self, ref: FileRef) -> dict[str, int]:
+    def _objects_of(
+        self, ref: FileRef, read: Callable[[bytes, str, Limits], dict[str, int]] = manifest_objects
+    ) -> dict[str, int]:
         # Checked against the index first: only a manifest the index signs can name objects.
         try:
             with open(self.root / ref.path, "rb") as f:
                 data = f.read(ref.length + 1)
             verify_length_and_hash(data, ref.length, ref.sha256, ref.path)
-            return manifest_objects(data, ref.path, self.limits)
+            return read(data, ref.path, self.limits)
         except (SteppatchError, OSError):
             return {}

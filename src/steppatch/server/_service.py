@@ -45,11 +45,12 @@ __all__ = ["MirrorService", "OriginService", "Service", "describe_metrics"]
 T = TypeVar("T")
 
 _CONTENT_ADDRESSED = re.compile(
-    r"(objects/[0-9a-f]{2}/([0-9a-f]{64})|manifests/[0-9a-f]{2}/([0-9a-f]{64})\.json)"
+    r"((?:objects|deltas)/[0-9a-f]{2}/([0-9a-f]{64})"
+    r"|(?:manifests|transfers)/[0-9a-f]{2}/([0-9a-f]{64})\.json)"
 )
 _VERSIONED = re.compile(r"(roots/\d+\.root|indexes/\d+\.index)\.json")
 _ROOT_PATH = re.compile(r"roots/([1-9][0-9]{0,8})\.root\.json")
-_OBJECT_PATH = re.compile(r"objects/[0-9a-f]{2}/[0-9a-f]{64}")
+_OBJECT_PATH = re.compile(r"(objects|deltas)/[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 def describe_metrics(m: Metrics) -> None:
@@ -61,6 +62,7 @@ def describe_metrics(m: Metrics) -> None:
         ("cache_misses_total", "counter", "content requests that needed a fill"),
         ("fills_joined_total", "counter", "requests that waited on a fill already running"),
         ("upstream_fetches_total", "counter", "downloads started from an upstream"),
+        ("objects_from_deltas_total", "counter", "objects bulk sync rebuilt from a delta"),
         ("upstream_bytes_total", "counter", "bytes received from upstreams"),
         ("upstream_errors_total", "counter", "upstream failures (network or bad content)"),
         ("metadata_refreshes_total", "counter", "metadata update sessions, by result"),

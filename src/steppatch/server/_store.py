@@ -4,7 +4,8 @@ Layout (under the configured ``store``)::
 
     metadata/root.json, timestamp.json, index.json   what the mirror trusts now (verified)
     metadata/roots/N.root.json, indexes/N.index.json every version it verified, served as such
-    objects/ab/abcdef...                              recipes, manifests and objects by sha256
+    objects/ab/abcdef...                              recipes, manifests, transfers documents,
+                                                      objects, deltas and compressed forms by sha256
     objects/.partial/abcdef...                        fills under way (never served)
     takeout/                                          what is held, in the repository's layout
     snapshots/                                        uploaded thin snapshots
@@ -13,7 +14,8 @@ Layout (under the configured ``store``)::
 
 Every byte is checked before it is stored: metadata by :mod:`steppatch.trust` (through
 :class:`steppatch.remote.RepositoryClient`), content against the length and sha256 the verified
-index (recipes, manifests) or a verified manifest (objects) gives. A stored file is hashed again
+index (recipes, manifests, transfers documents) or a verified manifest (objects) or transfers
+document (deltas, compressed forms) gives. A stored file is hashed again
 once per process before it is first served. Blocking: called from worker threads.
 """
 
@@ -35,15 +37,22 @@ import attrs
 
 from steppatch._fs import atomic_write, temp_path
 from steppatch._json import JsonProblem, parse_json
+from steppatch.delta import decode
 from steppatch.errors import IntegrityError, RepositoryError, TooLarge
-from steppatch.formats import index_from_json, parse_manifest
+from steppatch.formats import index_from_json, parse_manifest, parse_transfers
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import EntryKind, FileRef, RepositoryIndex
 from steppatch.remote import MetadataStore, RepositoryClient, utcnow
 from steppatch.server._metrics import Metrics
 from steppatch.server._ratelimit import TokenBucket
 from steppatch.server._upstream import Upstreams
-from steppatch.server.errors import NotServed, StoreError, StoreFull
+from steppatch.server.errors import (
+    NotServed,
+    OptionalMissing,
+    StoreError,
+    StoreFull,
+    UpstreamUnavailable,
+)
 from steppatch.store import ObjectStore, hash_file
 from steppatch.transport import Fetcher, fetch_bytes
 from steppatch.trust import (
@@ -62,12 +71,18 @@ __all__ = [
     "index_item",
     "manifest_objects",
     "manifest_refs",
+    "transfers_encoded",
+    "transfers_refs",
 ]
 
 _ROOT_PATH = re.compile(r"roots/([1-9][0-9]{0,8})\.root\.json")
 _INDEX_PATH = re.compile(r"indexes/([1-9][0-9]{0,8})\.index\.json")
 _MANIFEST_PATH = re.compile(r"manifests/([0-9a-f]{2})/([0-9a-f]{64})\.json")
 _OBJECT_PATH = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{64})")
+_TRANSFERS_PATH = re.compile(r"transfers/([0-9a-f]{2})/([0-9a-f]{64})\.json")
+_DELTA_PATH = re.compile(r"deltas/([0-9a-f]{2})/([0-9a-f]{64})")
+#: content a mirror relays but no client needs: an upstream without it is not at fault
+OPTIONAL_KINDS = frozenset({"transfers", "delta"})
 STATE_FORMAT = "steppatch-mirror-state/1"
 
 
@@ -152,6 +167,28 @@ def manifest_refs(index: RepositoryIndex | None) -> dict[str, FileRef]:
     }
 
 
+def transfers_refs(index: RepositoryIndex | None) -> dict[str, FileRef]:
+    """Every transfers document ``index`` lists, by sha256. O(component versions)."""
+    if index is None:
+        return {}
+    return {
+        cv.transfers.sha256: cv.transfers
+        for cvs in index.components.values()
+        for cv in cvs.values()
+        if cv.transfers is not None
+    }
+
+
+def transfers_encoded(data: bytes, what: str, limits: Limits) -> dict[str, int]:
+    """The deltas and compressed forms (sha256 -> length) a transfers document's bytes name.
+    Raises what :func:`~steppatch.formats.parse_transfers` raises."""
+    found = {}
+    for ot in parse_transfers(data, what, limits).objects.values():
+        for e in (*ot.deltas, *((ot.compressed,) if ot.compressed is not None else ())):
+            found[e.sha256] = e.length
+    return found
+
+
 def manifest_objects(data: bytes, what: str, limits: Limits) -> dict[str, int]:
     """The objects (sha256 -> size) a manifest's bytes name. Raises what
     :func:`~steppatch.formats.parse_manifest` raises."""
@@ -164,11 +201,15 @@ def manifest_objects(data: bytes, what: str, limits: Limits) -> dict[str, int]:
 
 
 def index_item(
-    path: str, index: RepositoryIndex | None, catalogue: Mapping[str, int]
+    path: str,
+    index: RepositoryIndex | None,
+    catalogue: Mapping[str, int],
+    deltas: Mapping[str, int] | None = None,
 ) -> Item | None:
-    """The content ``path`` is, by a verified ``index``: a recipe or a manifest it lists, or an
-    object of a manifest already read into ``catalogue`` (sha256 -> size). ``None`` when
-    ``path`` is none of these (metadata paths are the caller's). Cheap: no I/O.
+    """The content ``path`` is, by a verified ``index``: a recipe, manifest or transfers
+    document it lists, an object of a manifest already read into ``catalogue`` (sha256 ->
+    size), or a delta or compressed form of a transfers document read into ``deltas``. ``None``
+    when ``path`` is none of these (metadata paths are the caller's). Cheap: no I/O.
     """
     if m := _MANIFEST_PATH.fullmatch(path):
         ref = manifest_refs(index).get(m.group(2))
@@ -176,6 +217,12 @@ def index_item(
     if m := _OBJECT_PATH.fullmatch(path):
         size = catalogue.get(m.group(2))
         return None if size is None else Item("object", path, m.group(2), size)
+    if m := _TRANSFERS_PATH.fullmatch(path):
+        ref = transfers_refs(index).get(m.group(2))
+        return None if ref is None else Item("transfers", path, ref.sha256, ref.length)
+    if m := _DELTA_PATH.fullmatch(path):
+        size = (deltas or {}).get(m.group(2))
+        return None if size is None else Item("delta", path, m.group(2), size)
     ref = index.recipes.get(path) if index is not None else None
     return None if ref is None else Item("recipe", path, ref.sha256, ref.length)
 
@@ -219,6 +266,12 @@ class MirrorStore:
         self._lock = threading.RLock()
         self._verified: set[str] = set()
         self.catalogue: dict[str, int] = {}
+        #: deltas and compressed forms (sha256 -> length) of the transfers documents held
+        self.delta_catalogue: dict[str, int] = {}
+        #: for an object (sha256): the deltas to it (sha256, length, base) those documents offer
+        self.delta_routes: dict[str, list[tuple[str, int, str]]] = {}
+        #: optional files no upstream had, in this process (bulk does not ask again)
+        self.optional_missing: set[str] = set()
         self._catalogued: set[str] = set()
         self.last_refresh: float | None = None
         self.state: dict[str, Any] = {"format": STATE_FORMAT, "baseline": None, "bulk": {}}
@@ -288,6 +341,22 @@ class MirrorStore:
                 if self.objects.has(cv.manifest.sha256):
                     with contextlib.suppress(RepositoryError, OSError):
                         self._catalogue(cv.manifest.sha256, self.objects.path(cv.manifest.sha256))
+                t = cv.transfers
+                if t is not None and self.objects.has(t.sha256):
+                    with contextlib.suppress(RepositoryError, OSError):
+                        self._catalogue_transfers(t.sha256, self.objects.path(t.sha256))
+
+    def _catalogue_transfers(self, sha256: str, file: Path) -> None:
+        transfers = parse_transfers(file.read_bytes(), f"transfers {sha256}", self.limits)
+        with self._lock:
+            for target, ot in transfers.objects.items():
+                for e in (*ot.deltas, *((ot.compressed,) if ot.compressed is not None else ())):
+                    self.delta_catalogue[e.sha256] = e.length
+                    if e.base is not None and e.expanded is None:
+                        routes = self.delta_routes.setdefault(target, [])
+                        if (e.sha256, e.length, e.base) not in routes:
+                            routes.append((e.sha256, e.length, e.base))
+            self._catalogued.add(sha256)
 
     def _catalogue(self, sha256: str, file: Path) -> None:
         objects = manifest_objects(file.read_bytes(), f"manifest {sha256}", self.limits)
@@ -330,7 +399,7 @@ class MirrorStore:
                     raise NotServed(path)
                 length, sha = held
                 return Held(self.metadata_dir / path, length, _etag(sha), True)
-            item = index_item(path, meta.index, self.catalogue)
+            item = index_item(path, meta.index, self.catalogue, self.delta_catalogue)
             if item is not None:
                 # Always an item, held or not: the caller checks a held file once per process.
                 return item
@@ -381,6 +450,10 @@ class MirrorStore:
         if item.length > limit:
             # A signed index may still name something no mirror should hold: refused unread.
             raise TooLarge(f"{item.kind} {item.path}", limit)
+        if item.kind == "object" and control.process != "client":
+            held = self._fill_by_delta(item, upstreams, control)
+            if held is not None:
+                return held
 
         def attempt(fetcher: Fetcher) -> None:
             upstream = upstreams.id_of(fetcher)
@@ -401,7 +474,13 @@ class MirrorStore:
                 part.finish()
 
         try:
-            upstreams.call(attempt, item.path)
+            upstreams.call(attempt, item.path, optional=item.kind in OPTIONAL_KINDS)
+        except UpstreamUnavailable as e:
+            if item.kind not in OPTIONAL_KINDS:
+                raise
+            with self._lock:
+                self.optional_missing.add(item.sha256)
+            raise OptionalMissing(item.path, str(e)) from e
         except OSError as e:
             # A full disk: drop the partial file so the space comes back; nothing was stored.
             self.objects.partial_path(item.sha256).unlink(missing_ok=True)
@@ -411,18 +490,59 @@ class MirrorStore:
         self._after_fill(item)
         return self._held_object(item.sha256, item.length)
 
+    def _fill_by_delta(
+        self, item: Item, upstreams: Upstreams, control: FillControl
+    ) -> Held | None:
+        """Bulk only: the object rebuilt from the shortest delta from an object the store
+        holds, when one is offered and shorter; ``None`` (fill it whole) on any failure."""
+        with self._lock:
+            offers = sorted(
+                (length, dsha, base)
+                for dsha, length, base in self.delta_routes.get(item.sha256, ())
+                if length < item.length and dsha not in self.optional_missing
+            )
+        for length, dsha, base in offers:
+            if not self.objects.has(base):
+                continue
+            try:
+                if not self.objects.has(dsha):
+                    self.fill(Item("delta", f"deltas/{dsha[:2]}/{dsha}", dsha, length),
+                              upstreams, control)  # fmt: skip
+                out = self.objects.partial_path(item.sha256).with_suffix(".decode")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    decode(self.objects.path(dsha), out, base=self.objects.path(base),
+                           length=item.length)  # fmt: skip
+                    # adopt hashes it: only the object's own bytes are stored
+                    if not self.objects.adopt(out, item.sha256, item.length):
+                        continue
+                finally:
+                    out.unlink(missing_ok=True)
+            except (RepositoryError, UpstreamUnavailable, OSError):
+                continue
+            self.metrics.inc("objects_from_deltas_total")
+            with self._lock:
+                self._verified.add(item.sha256)
+            self._after_fill(item)
+            return self._held_object(item.sha256, item.length)
+        return None
+
     def _content_limit(self, kind: str) -> int:
         limits = self.limits
         return {
             "recipe": limits.max_recipe_bytes,
             "manifest": limits.max_manifest_bytes,
+            "transfers": limits.max_transfers_bytes,
         }.get(kind, limits.max_object_bytes)
 
     def _after_fill(self, item: Item) -> None:
         file = self.objects.path(item.sha256)
-        if item.kind == "manifest":
+        if item.kind in ("manifest", "transfers"):
             try:
-                self._catalogue(item.sha256, file)
+                if item.kind == "manifest":
+                    self._catalogue(item.sha256, file)
+                else:
+                    self._catalogue_transfers(item.sha256, file)
             except RepositoryError:
                 # Hash-verified but not a manifest: the index lists garbage. Keep nothing of it.
                 self.objects.remove(item.sha256)
@@ -454,6 +574,15 @@ class MirrorStore:
                     self._catalogue(ref.sha256, self.objects.path(ref.sha256))
                 continue
             self.fill(Item("manifest", ref.path, ref.sha256, ref.length), upstreams, control)
+        for ref in list(transfers_refs(self.meta.index).values()):
+            try:
+                if self.objects.has(ref.sha256):
+                    if ref.sha256 not in self._catalogued:
+                        self._catalogue_transfers(ref.sha256, self.objects.path(ref.sha256))
+                    continue
+                self.fill(Item("transfers", ref.path, ref.sha256, ref.length), upstreams, control)
+            except (RepositoryError, UpstreamUnavailable):
+                continue  # optional: homes take the whole objects
         return True
 
     # --- metadata ----------------------------------------------------------------------------
@@ -570,8 +699,10 @@ class MirrorStore:
 
     def bulk_items(self, process: str) -> list[Item]:
         """What the ``historic`` (present at the baseline) or ``released`` (published since)
-        process should fetch next and does not hold: recipes and manifests first, then the
-        objects of the manifests held. Empty when that process is done."""
+        process should fetch next and does not hold: recipes, manifests and transfers documents
+        first, then the objects of the manifests held, then the deltas and compressed forms of
+        the transfers documents held (so that homes can use them). Empty when that process is
+        done."""
         with self._lock:
             index = self.meta.index
             baseline = self.state.get("baseline")
@@ -587,6 +718,7 @@ class MirrorStore:
             ):
                 items.append(Item("recipe", path, ref.sha256, ref.length))
         manifests: list[str] = []
+        transfers: list[str] = []
         for name, cvs in sorted(index.components.items()):
             for version, cv in sorted(cvs.items()):
                 if (f"{name}=={version}" in old_cvs) != historic:
@@ -595,6 +727,11 @@ class MirrorStore:
                 if not self.objects.has(cv.manifest.sha256):
                     ref = cv.manifest
                     items.append(Item("manifest", ref.path, ref.sha256, ref.length))
+                if cv.transfers is not None:
+                    ref = cv.transfers
+                    transfers.append(ref.sha256)
+                    if not self.objects.has(ref.sha256):
+                        items.append(Item("transfers", ref.path, ref.sha256, ref.length))
         seen: set[str] = set()
         for sha in manifests:
             if not self.objects.has(sha):
@@ -613,6 +750,21 @@ class MirrorStore:
                     items.append(
                         Item("object", f"objects/{e.sha256[:2]}/{e.sha256}", e.sha256, e.size)
                     )
+        for sha in transfers:
+            if not self.objects.has(sha):
+                continue
+            try:
+                encoded = transfers_encoded(
+                    self.objects.path(sha).read_bytes(), f"transfers {sha}", self.limits
+                )
+            except (RepositoryError, OSError):
+                continue
+            for dsha, length in sorted(encoded.items()):
+                if dsha in self.optional_missing:
+                    continue
+                if dsha not in seen and not self.objects.has(dsha):
+                    seen.add(dsha)
+                    items.append(Item("delta", f"deltas/{dsha[:2]}/{dsha}", dsha, length))
         return items
 
     # --- state -------------------------------------------------------------------------------

@@ -98,13 +98,17 @@ class Upstreams:
             waits = [until - now for until in self._down_until.values() if until > now]
         return max(1, int(min(waits, default=1) + 0.999))
 
-    def call(self, fn: Callable[[Fetcher], T], what: str, *, probe: bool = False) -> T:
+    def call(
+        self, fn: Callable[[Fetcher], T], what: str, *, probe: bool = False, optional: bool = False
+    ) -> T:
         """``fn(fetcher)`` on the best upstream, failing over on an upstream's faults.
 
         ``probe`` tries upstreams that failed lately too (the periodic metadata poll, which is
         how a recovered upstream is noticed). Raises :class:`UpstreamUnavailable` (fast, without
         a try, when every upstream failed lately and ``probe`` is false), and what ``fn`` raises
         that is not an upstream's fault (``OSError`` from the store, configuration errors).
+        ``optional`` content (deltas, transfers documents: an upstream of an older version has
+        none) does not count against an upstream when it fails.
         """
         now = self.clock()
         with self._lock:
@@ -118,9 +122,11 @@ class Upstreams:
         try:
             result = pool.call(fn, what)
         except NoMirrorLeft as e:
-            self._record(pool.failed)
+            if not optional:
+                self._record(pool.failed)
             raise UpstreamUnavailable(what, e.reasons, self.retry_after()) from e
-        self._record(pool.failed)
+        if not optional:
+            self._record(pool.failed)
         used = pool.selected
         if used is not None:
             with self._lock:

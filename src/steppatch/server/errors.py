@@ -9,12 +9,14 @@ from steppatch.errors import (
     InputError,
     LocalEnvironmentError,
     NetworkError,
+    RepositoryError,
     SteppatchError,
 )
 
 __all__ = [
     "MirrorConfigError",
     "NotServed",
+    "OptionalMissing",
     "PrivateKeyServed",
     "SnapshotQuotaExceeded",
     "SnapshotRateLimited",
@@ -74,6 +76,15 @@ class UpstreamUnavailable(NetworkError):
         self.what = what
         self.reasons = dict(reasons)
         self.retry_after = retry_after
+
+
+class OptionalMissing(RepositoryError):
+    """No upstream has an optional file (a delta, a transfers document: upstreams before issue
+    18 have none). Homes take whole objects; the upstreams are not counted as failed."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: no upstream has it ({reason})")
+        self.path = path
 
 
 class NotServed(SteppatchError):

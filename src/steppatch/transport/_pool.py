@@ -75,6 +75,15 @@ class MirrorPool:
         """A pool of one mirror, for code that takes a pool and was given a fetcher."""
         return cls([Mirror("default", fetcher.url)], lambda _m: fetcher, limits)
 
+    def fork(self) -> MirrorPool:
+        """A pool of the same mirrors and fetchers whose failures from now on are its own: for
+        optional files (deltas) whose absence must not fail a mirror for the required ones."""
+        pool = MirrorPool(self.mirrors, self._connect, self.limits)
+        with self._lock:
+            pool._fetchers = dict(self._fetchers)
+            pool._failed = dict(self._failed)
+        return pool
+
     @property
     def failed(self) -> dict[str, SteppatchError]:
         """Each failed mirror's id and its error, in the order they failed."""

@@ -1,0 +1,188 @@
+"""Deltas and compressed forms of objects: zstd, the old content as a prefix (``--patch-from``).
+
+A *delta* from a base object to a target object is one zstd frame of the target compressed with
+the base as a raw-content prefix and long-distance matching, the window covering base and
+target (``zstd --patch-from BASE TARGET`` makes the same kind of frame). A *compressed form* is
+the same without a base. Both record the target's length in the frame header.
+
+Memory: base, target, delta and output are memory-mapped files, never copied into this process
+(``python-zstandard``'s dictionary API copies its dictionary, and its prefix use goes through a
+dictionary, so the codec calls libzstd's ``ZSTD_CCtx_refPrefix``/``ZSTD_DCtx_refPrefix`` through
+the ``zstandard`` package's cffi binding). Encoding and decoding are one-shot calls over the
+mapped buffers, so libzstd allocates no window buffer of its own: what is not page cache is
+libzstd's match tables when encoding (a few hundred MiB at most, ``docs/formats.md``) and a few
+hundred KiB when decoding. The page cache the mappings use is the kernel's to reclaim.
+
+Decoding never writes more than the length the signed metadata declares: the output mapping is
+exactly that long, the frame must declare that content size and be the whole input, and libzstd
+stops with an error rather than write past the buffer (no decompression bomb).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from steppatch.errors import DeltaError
+
+__all__ = ["MAX_WINDOW_LOG", "decode", "encode", "window_log_for"]
+
+#: libzstd's largest window on 64-bit systems: base plus target at most 2 GiB
+MAX_WINDOW_LOG = 31
+_MIN_WINDOW_LOG = 10
+
+
+def _zstd() -> tuple[Any, Any]:
+    from zstandard._cffi import ffi, lib  # type: ignore[import-not-found]
+
+    return ffi, lib
+
+
+def window_log_for(span: int) -> int:
+    """The zstd window log that covers ``span`` bytes (base plus target)."""
+    return max(_MIN_WINDOW_LOG, (max(span, 1) - 1).bit_length())
+
+
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
+    """``path``'s bytes, mapped read-only (``b""`` for an empty file)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            yield b""
+            return
+        m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        try:
+            yield m
+        finally:
+            m.close()
+
+
+def _buffer(stack: contextlib.ExitStack, ffi: Any, data: mmap.mmap | bytes) -> Any:
+    """A cffi view of ``data``, released when ``stack`` closes (before the mapping is)."""
+    if not len(data):
+        return ffi.NULL
+    buf = ffi.from_buffer(data)
+    stack.callback(ffi.release, buf)
+    return buf
+
+
+def _error(lib: Any, ffi: Any, code: int) -> str:
+    return str(ffi.string(lib.ZSTD_getErrorName(code)).decode())
+
+
+def _check(lib: Any, ffi: Any, code: int, what: str) -> int:
+    if lib.ZSTD_isError(code):
+        raise DeltaError(what, _error(lib, ffi, code))
+    return int(code)
+
+
+def encode(
+    target: Path, out: Path, *, base: Path | None, max_length: int, level: int = 9
+) -> int | None:
+    """Write ``target`` compressed (with ``base`` as its prefix, if given) to ``out``; return
+    its length, or ``None`` (``out`` removed) when it would not be shorter than ``max_length``
+    (libzstd stops when its output buffer, ``max_length - 1`` bytes, is full).
+
+    The caller bounds the sizes (``Limits.max_delta_span_bytes``). Raises ``OSError``.
+    """
+    ffi, lib = _zstd()
+    capacity = max_length - 1
+    if capacity <= 0:
+        return None
+    base_size = base.stat().st_size if base is not None else 0
+    target_size = target.stat().st_size
+    wlog = window_log_for(base_size + target_size)
+    if wlog > MAX_WINDOW_LOG:
+        raise ValueError(f"base plus target is {base_size + target_size} bytes: over 2 GiB")
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(_mapped(target))
+        pre = stack.enter_context(_mapped(base)) if base is not None else b""
+        src_buf = _buffer(stack, ffi, src)
+        pre_buf = _buffer(stack, ffi, pre)
+        cctx = lib.ZSTD_createCCtx()
+        stack.callback(lib.ZSTD_freeCCtx, cctx)
+        for param, value in (
+            (lib.ZSTD_c_compressionLevel, level),
+            (lib.ZSTD_c_windowLog, wlog),
+            (lib.ZSTD_c_enableLongDistanceMatching, 1 if base_size or wlog > 27 else 0),
+            (lib.ZSTD_c_contentSizeFlag, 1),
+            (lib.ZSTD_c_checksumFlag, 0),  # the target's sha256 is checked after decoding
+        ):
+            _check(lib, ffi, lib.ZSTD_CCtx_setParameter(cctx, param, value), "zstd parameter")
+        if len(pre):
+            _check(lib, ffi, lib.ZSTD_CCtx_refPrefix(cctx, pre_buf, len(pre)), "zstd prefix")
+        fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, capacity)
+            with mmap.mmap(fd, capacity) as dst, contextlib.ExitStack() as views:
+                dst_buf = _buffer(views, ffi, dst)
+                code = lib.ZSTD_compress2(cctx, dst_buf, capacity, src_buf, len(src))
+            if lib.ZSTD_isError(code):
+                os.close(fd)
+                fd = -1
+                out.unlink(missing_ok=True)
+                name = _error(lib, ffi, code)
+                if "too small" in name.lower():
+                    return None
+                raise DeltaError(f"encoding {target}", name)
+            os.ftruncate(fd, int(code))
+            return int(code)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+
+def decode(data: Path, out: Path, *, base: Path | None, length: int) -> None:
+    """Decode ``data`` (a delta from ``base``, or a compressed form) into ``out``, which ends
+    exactly ``length`` bytes long.
+
+    Raises :class:`DeltaError` when ``data`` is not one zstd frame declaring ``length`` bytes of
+    content, needs a window over ``MAX_WINDOW_LOG``, or does not decode (a wrong base, damaged
+    bytes): never writes more than ``length`` bytes. Raises ``OSError``. The caller checks the
+    output's sha256.
+    """
+    ffi, lib = _zstd()
+    what = f"delta {data.name}"
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(_mapped(data))
+        if not len(src):
+            raise DeltaError(what, "empty")
+        src_buf = _buffer(stack, ffi, src)
+        declared = lib.ZSTD_getFrameContentSize(src_buf, len(src))
+        if declared != length:
+            shown = "no or a bad" if declared >= lib.ZSTD_CONTENTSIZE_ERROR - 1 else declared
+            raise DeltaError(what, f"declares {shown} bytes of content, the metadata {length}")
+        frame = lib.ZSTD_findFrameCompressedSize(src_buf, len(src))
+        if lib.ZSTD_isError(frame) or frame != len(src):
+            raise DeltaError(what, "not exactly one zstd frame")
+        pre = stack.enter_context(_mapped(base)) if base is not None else b""
+        pre_buf = _buffer(stack, ffi, pre)
+        dctx = lib.ZSTD_createDCtx()
+        stack.callback(lib.ZSTD_freeDCtx, dctx)
+        _check(
+            lib,
+            ffi,
+            lib.ZSTD_DCtx_setParameter(dctx, lib.ZSTD_d_windowLogMax, MAX_WINDOW_LOG),
+            what,
+        )
+        if len(pre):
+            _check(lib, ffi, lib.ZSTD_DCtx_refPrefix(dctx, pre_buf, len(pre)), what)
+        fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            if length == 0:
+                code = lib.ZSTD_decompressDCtx(dctx, ffi.NULL, 0, src_buf, len(src))
+            else:
+                os.ftruncate(fd, length)
+                with mmap.mmap(fd, length) as dst, contextlib.ExitStack() as views:
+                    dst_buf = _buffer(views, ffi, dst)
+                    code = lib.ZSTD_decompressDCtx(dctx, dst_buf, length, src_buf, len(src))
+            _check(lib, ffi, code, what)
+            if code != length:
+                raise DeltaError(what, f"decoded {code} bytes, the metadata says {length}")
+        finally:
+            os.close(fd)

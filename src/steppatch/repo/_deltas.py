@@ -1,0 +1,168 @@
+"""The deltas and compressed forms ``repo add`` publishes beside a component version's objects.
+
+For each object of the new version that none of the previous ``Limits.delta_history_versions``
+versions of the component holds: a compressed form when it saves more than
+``1 - Limits.compressed_keep_fraction`` of the object, and a delta from each distinct object
+those versions held at the same path, kept when it is shorter than
+``Limits.delta_keep_fraction`` of the object compressed (or whole, when compressing does not
+pay). Both are stored under their own sha256 in ``deltas/``, so mirrors and homes check them as
+they check objects; the transfers document (``steppatch-transfers/1``) names them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from steppatch.delta import decode, encode
+from steppatch.limits import Limits
+from steppatch.model import Encoded, Manifest, ObjectTransfers
+from steppatch.store import ObjectStore, hash_file
+from steppatch.zipdelta import expand, is_zip, rebuild
+
+__all__ = ["compute_transfers"]
+
+
+def _store(deltas: ObjectStore, tmp: Path, length: int) -> str:
+    digest, size = hash_file(tmp)
+    assert size == length
+    if not deltas.adopt(tmp, digest, length):
+        tmp.unlink(missing_ok=True)  # already stored: the same bytes
+        if not deltas.has(digest):
+            raise OSError(f"could not store {tmp} in {deltas.root}")
+    return digest
+
+
+def _encoded(
+    deltas: ObjectStore,
+    objects: ObjectStore,
+    target: str,
+    size: int,
+    base: str | None,
+    max_length: int,
+    limits: Limits,
+) -> Encoded | None:
+    if base is not None and objects.path(base).stat().st_size + size > limits.max_delta_span_bytes:
+        return None
+    tmp = deltas.root / f".encode-{os.getpid()}-{target[:16]}"
+    deltas.root.mkdir(parents=True, exist_ok=True)
+    try:
+        length = encode(
+            objects.path(target),
+            tmp,
+            base=None if base is None else objects.path(base),
+            max_length=max_length,
+            level=limits.delta_level,
+        )
+        if length is None:
+            return None
+        # Decoded once before it is published: a delta that does not give its target back
+        # (a libzstd fault) must never reach a home.
+        check = tmp.with_name(tmp.name + ".check")
+        try:
+            decode(tmp, check, base=None if base is None else objects.path(base), length=size)
+            if hash_file(check) != (target, size):
+                return None
+        finally:
+            check.unlink(missing_ok=True)
+        return Encoded(_store(deltas, tmp, length), length, base)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _zip_delta(
+    deltas: ObjectStore,
+    objects: ObjectStore,
+    target: str,
+    size: int,
+    base: str,
+    max_length: int,
+    limits: Limits,
+) -> Encoded | None:
+    """A delta between the expanded forms of two zip archives (``steppatch.zipdelta``),
+    checked by rebuilding the target from it as a home would."""
+    if not (is_zip(objects.path(target)) and is_zip(objects.path(base))):
+        return None
+    work = deltas.root / f".zip-{os.getpid()}-{target[:16]}"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        member = limits.max_zip_member_bytes
+        eb = expand(objects.path(base), work / "base", max_member_bytes=member, levels=False)
+        et = expand(objects.path(target), work / "target", max_member_bytes=member)
+        if eb is None or et is None or et > limits.max_zip_expanded_bytes:
+            return None
+        if eb + et > limits.max_delta_span_bytes:
+            return None
+        length = encode(work / "target", work / "delta", base=work / "base",
+                        max_length=max_length, level=limits.delta_level)  # fmt: skip
+        if length is None:
+            return None
+        decode(work / "delta", work / "check", base=work / "base", length=et)
+        rebuild(work / "check", work / "rebuilt", size, objects.path(base))
+        if hash_file(work / "rebuilt") != (target, size):
+            return None
+        return Encoded(_store(deltas, work / "delta", length), length, base, et)
+    finally:
+        for p in work.iterdir():
+            p.unlink(missing_ok=True)
+        work.rmdir()
+
+
+def compute_transfers(
+    manifest: Manifest,
+    previous: Sequence[Manifest],
+    objects: ObjectStore,
+    deltas: ObjectStore,
+    limits: Limits,
+) -> Mapping[str, ObjectTransfers]:
+    """The transfers of ``manifest``'s new objects (every object already in ``objects``), from
+    the objects its ``previous`` manifests (newest first) held at the same paths."""
+    held: set[str] = set()
+    at_path: dict[str, list[str]] = {}
+    for old in previous:
+        for e in old.files():
+            assert e.sha256 is not None
+            held.add(e.sha256)
+            bases = at_path.setdefault(e.path, [])
+            if e.sha256 not in bases:
+                bases.append(e.sha256)
+    result: dict[str, ObjectTransfers] = {}
+    for entry in manifest.files():
+        sha, size = entry.sha256, entry.size
+        assert sha is not None
+        if sha in held or sha in result or size < limits.delta_min_object_bytes:
+            continue
+        compressed = _encoded(
+            deltas, objects, sha, size, None, int(size * limits.compressed_keep_fraction), limits
+        )
+        reference = compressed.length if compressed is not None else size
+        found = []
+        for base in at_path.get(entry.path, []):
+            if base == sha or not objects.has(base):
+                continue
+            delta = _encoded(
+                deltas,
+                objects,
+                sha,
+                size,
+                base,
+                int(reference * limits.delta_keep_fraction),
+                limits,
+            )
+            if delta is not None:
+                found.append(delta)
+            # An archive: its inflated content too, kept when shorter than the plain delta (the
+            # plain one stays, for homes whose zlib deflates differently).
+            best = min([d.length for d in found if d.base == base] or [reference])
+            zipped = _zip_delta(
+                deltas, objects, sha, size, base,
+                min(best, int(reference * limits.delta_keep_fraction)), limits,
+            )  # fmt: skip
+            if zipped is not None:
+                found.append(zipped)
+        if compressed is not None or found:
+            result[sha] = ObjectTransfers(size, compressed, tuple(found))
+    return result

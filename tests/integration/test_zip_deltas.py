@@ -1,0 +1,108 @@
+"""Zip deltas: archives compared through their inflated members, rebuilt byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import random
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+from steppatch.errors import DeltaError
+from steppatch.formats import parse_transfers
+from steppatch.zipdelta import MAGIC, expand, rebuild
+from tests.builders import component, home_for, repository
+
+
+def _jar(seed: int, changed: int | None = None) -> bytes:
+    """A zip of 40 text-like members (deflated) and one stored; member ``changed`` differs."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(40):
+            rng = random.Random(seed * 1000 + i)
+            words = [rng.choice(["alpha", "beta", "gamma", "delta", "class", "void"])
+                     for _ in range(6000)]  # fmt: skip
+            if i == changed:
+                words[100:110] = ["CHANGED"] * 10
+            info = zipfile.ZipInfo(f"pkg/m{i:02d}.class", (2020, 1, 1, 0, 0, 0))
+            z.writestr(info, " ".join(words), zipfile.ZIP_DEFLATED)
+        z.writestr(zipfile.ZipInfo("META-INF/raw", (2020, 1, 1, 0, 0, 0)), b"x" * 5000,
+                   zipfile.ZIP_STORED)  # fmt: skip
+    return buf.getvalue()
+
+
+def test_expand_and_rebuild_give_the_archive_back(tmp_path: Path) -> None:
+    data = _jar(1)
+    (tmp_path / "a.zip").write_bytes(data)
+    length = expand(tmp_path / "a.zip", tmp_path / "x", max_member_bytes=1 << 20)
+    assert length is not None and length > len(data)  # inflated members
+    rebuild(tmp_path / "x", tmp_path / "out", len(data))
+    assert (tmp_path / "out").read_bytes() == data
+    (tmp_path / "b").write_bytes(b"not a zip")
+    assert expand(tmp_path / "b", tmp_path / "y", max_member_bytes=1 << 20) is None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[:-10],  # truncated body
+        lambda b: b[:10] + b"\xff" * 6 + b[16:],  # header length beyond the file
+        lambda b: b.replace(b'"size":', b'"size":1', 1),  # another size
+        lambda b: b.replace(b'["z",', b'["q",', 1),  # unknown segment
+        lambda b: b"XXXXX\n" + b[len(MAGIC):],  # not an expanded form
+    ],
+)
+def test_a_malformed_expanded_form_is_refused(tmp_path: Path, damage: object) -> None:
+    data = _jar(2)
+    (tmp_path / "a.zip").write_bytes(data)
+    expand(tmp_path / "a.zip", tmp_path / "x", max_member_bytes=1 << 20)
+    (tmp_path / "x").write_bytes(damage((tmp_path / "x").read_bytes()))  # type: ignore[operator]
+    with pytest.raises(DeltaError):
+        rebuild(tmp_path / "x", tmp_path / "out", len(data))
+    assert (tmp_path / "out").stat().st_size <= len(data)
+
+
+def test_a_home_upgrades_an_archive_by_its_zip_delta(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, new = _jar(3), _jar(3, changed=7)
+    src = tmp_path / "src"
+    repo = repository(
+        tmp_path,
+        component(src, "app", "1.0", {"lib/app.jar": old}),
+        component(src, "app", "1.1", {"lib/app.jar": new}),
+    )
+    cv = repo.index.components["app"][Version("1.1")]
+    assert cv.transfers is not None
+    (item,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    zipped = [d for d in item.deltas if d.expanded is not None]
+    plain = [d for d in item.deltas if d.expanded is None]
+    assert zipped and plain and zipped[0].length < plain[0].length / 3
+    home = home_for(repo, tmp_path / "home")
+    home.apply(["to:app/1.0/app-1.0.spr"])
+    plan = home.prepare(["to:app/1.1/app-1.1.spr"])
+    assert plan.routes["delta"] == (1, zipped[0].length) and plan.fallbacks == 0
+    sha = hashlib.sha256(new).hexdigest()
+    cached = tmp_path / "home/.steppatch/cache/objects" / sha[:2] / sha
+    assert cached.read_bytes() == new
+    # A home whose zlib deflates differently cannot rebuild it: the plain delta is taken.
+    cached.unlink()
+    import steppatch.zipdelta as zd
+
+    monkeypatch.setattr(zd, "_deflated", lambda data, level: zlib_other(data, level))
+    with caplog.at_level(logging.INFO, logger="steppatch.routes"):
+        plan = home.prepare(["to:app/1.1/app-1.1.spr"])
+    assert plan.fallbacks == 1 and plan.routes["delta"] == (1, plain[0].length)
+    assert "took delta instead" in caplog.text
+    assert cached.read_bytes() == new
+
+
+def zlib_other(data: bytes, level: int) -> bytes:
+    import zlib
+
+    c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_FILTERED)
+    return c.compress(data) + c.flush()
