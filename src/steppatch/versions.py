@@ -21,6 +21,7 @@ __all__ = [
     "Version",
     "is_valid_name",
     "major_minor",
+    "parse_pin",
     "parse_requirement",
     "parse_specifier",
     "parse_version",
@@ -75,6 +76,19 @@ def parse_requirement(text: str) -> Requirement:
             f"invalid requirement {text!r}: a component name is lowercase letters, digits and '-'"
         )
     return req
+
+
+def parse_pin(text: str) -> tuple[str, Version]:
+    """``NAME==VERSION`` (one exact version, no wildcard) -> ``(NAME, VERSION)``.
+
+    Raises ``ValueError`` naming what is wrong (what :func:`parse_requirement` refuses, or
+    ``expected NAME==VERSION`` for any other specifier).
+    """
+    req = parse_requirement(text)
+    specs = list(req.specifier)
+    if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
+        raise ValueError("expected NAME==VERSION")
+    return req.name, Version(specs[0].version)
 
 
 def major_minor(version: Version) -> str:

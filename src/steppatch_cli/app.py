@@ -6,34 +6,61 @@ Exit codes: 0 success, 1 other steppatch error, 2 bad input, 3 repository, 4 net
 
 from __future__ import annotations
 
-import os
+import errno
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from steppatch.errors import InputError, LocalEnvironmentError, NetworkError, SteppatchError
 from steppatch_cli import cluster, render
 from steppatch_cli.ca import ca_app, enroll_cli, rewrite_enroll_alias
+from steppatch_cli.context import CliOptions, home_opener, home_path, open_home, options
 from steppatch_cli.foothold import foothold_app, repo_add_self, self_update_command
 from steppatch_cli.mirror import mirror_app
 from steppatch_cli.parsing import KeysOption, SyncModeName, parse_expiry
 from steppatch_cli.spot import register as register_spot
 
 if TYPE_CHECKING:
-    from steppatch import Home
-    from steppatch.plan import SyncMode
-    from steppatch.updater import Progress
+    from typer._click import Context
+
+    from steppatch.commands import ApplyOutcome, MadePatch
 
 # Start-up is a feature: this module imports only what building the command line needs; each
 # command imports the library parts it uses, so `--help` or `status` never loads the network
 # stack, the server or the solver.
 
 
+class _Root(TyperGroup):
+    """The root command: a ``SteppatchError`` (or ``OSError``) a command raises becomes one line
+    on stderr and its exit code, with the traceback when the run's options (``ctx.obj``) say
+    ``-v``. A broken pipe is left to click (exit 1), as it always was."""
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SteppatchError as e:
+            _fail(ctx, str(e), e.exit_code)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise
+            _fail(ctx, str(e), LocalEnvironmentError.exit_code)
+
+
+def _fail(ctx: Context, message: str, code: int) -> None:
+    if options(ctx).verbose:
+        import traceback
+
+        traceback.print_exc()
+    render.err.print(f"error: {message}", markup=False)
+    sys.exit(code)
+
 
 def _new_root() -> typer.Typer:
     return typer.Typer(
+        cls=_Root,
         name="steppatch",
         help="Keep a componentized server installation (a home) patched.",
         no_args_is_help=True,
@@ -55,12 +82,6 @@ app.add_typer(foothold_app, name="foothold")
 app.command("self-update")(self_update_command)
 
 
-class _Options:
-    home: Path | None = None
-    verbose: bool = False
-
-
-options = _Options()
 DRIFT_EXIT = 6
 PING_FAILED_EXIT = NetworkError.exit_code
 
@@ -76,6 +97,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     home: Annotated[
         Path | None,
         typer.Option(
@@ -97,8 +119,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    options.home = home
-    options.verbose = verbose
+    ctx.obj = CliOptions(home, verbose)
     if verbose:
         import logging
 
@@ -106,25 +127,7 @@ def _root(
         logging.basicConfig(level=logging.INFO, format="steppatch: %(message)s")
 
 
-def _home_path() -> Path:
-    if options.home is not None:
-        return options.home
-    env = os.environ.get("STEPPATCH_HOME")
-    return Path(env) if env else Path.cwd()
-
-
-def _refs(text: list[str]) -> list[str]:
-    from steppatch.updater import split_refs
-
-    refs = [ref for part in text for ref in split_refs(part)]
-    if not refs:
-        raise InputError("no reference given: name a to:PATH recipe or a local .spr file")
-    return refs
-
-
 # --- the release side ---------------------------------------------------------------------------
-
-
 
 
 @repo_app.command("init")
@@ -173,23 +176,10 @@ def repo_release(
     keys: KeysOption = None,
 ) -> None:
     """Publish a release recipe pinning a consistent set of component versions."""
-    from packaging.version import Version
+    from steppatch.commands import release
 
-    from steppatch.repo import Repository
-    from steppatch.versions import parse_requirement
-
-    pins = {}
-    for text in pin:
-        try:
-            req = parse_requirement(text)
-        except ValueError as e:
-            raise InputError(f"--pin {text!r}: {e}") from None
-        specs = list(req.specifier)
-        if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
-            raise InputError(f"--pin {text!r}: expected NAME==VERSION")
-        pins[req.name] = Version(specs[0].version)
-    Repository.open(directory, keys=keys).release(path, pins, name=name)
-    render.out.print(f"Published release to:{path} pinning {len(pins)} component(s)")
+    recipe = release(directory, path, pin, name=name, keys=keys)
+    render.out.print(f"Published release to:{path} pinning {len(recipe.components)} component(s)")
 
 
 @repo_app.command("sign")
@@ -234,6 +224,7 @@ repo_app.command("add-self")(repo_add_self)
 
 @app.command("init")
 def init(
+    ctx: typer.Context,
     updates: Annotated[str, typer.Option("--updates", help="The repository URL (file:///...).")],
     root: Annotated[
         Path | None,
@@ -259,20 +250,11 @@ def init(
     ] = "primary",
 ) -> None:
     """Make the current home (see --home) with its config and its trusted root."""
-    from steppatch.updater import Home
+    from steppatch.commands import init_home
 
-    root_bytes = _read_input_file(root, "--root") if root else None
-    if (cert is None) != (key is None):
-        raise InputError("--cert and --key go together")
-    client = (
-        (_read_input_file(cert, "--cert"), _read_input_file(key, "--key"))
-        if cert is not None and key is not None
-        else None
-    )
-    home = Home.init(
-        _home_path(), updates, root=root_bytes, trust_on_first_use=trust_on_first_use,
-        system=system, ca=_read_input_file(ca, "--ca") if ca else None, client_cert=client,
-        mirror_id=mirror_id,
+    home = init_home(
+        home_path(ctx), updates, root=root, trust_on_first_use=trust_on_first_use,
+        system=system, ca=ca, cert=cert, key=key, mirror_id=mirror_id,
     )
     render.out.print(f"Made a home in {home.path} taking updates from {updates}")
     if trust_on_first_use:
@@ -283,19 +265,6 @@ def init(
         )
         for keyid in sorted(trusted.root_role.keyids):
             render.err.print(f"  {keyid}")
-
-
-def _read_input_file(path: Path, option: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise InputError(f"{option} {path}: {e.strerror or e}") from None
-
-
-def _open_home(progress: Progress | None = None) -> Home:
-    from steppatch.updater import Home
-
-    return Home.open(_home_path(), progress=progress)
 
 
 SyncOption = Annotated[
@@ -310,13 +279,6 @@ SyncModeOption = Annotated[
 ]
 HOT_NOTICE = "This upgrade can be applied without restarting. To do so, rerun with --hot."
 
-
-def _sync(sync: bool, syncmode: SyncModeName | None) -> SyncMode | None:
-    if syncmode is not None and not sync:
-        raise InputError("--syncmode goes with --sync")
-    return (syncmode or SyncModeName.KEEP).mode if sync else None
-
-
 TargetOption = Annotated[
     Path | None,
     typer.Option("--target", help="Offline: the installation's snapshot to make a patch for."),
@@ -326,26 +288,29 @@ OutputOption = Annotated[
 ]
 
 
-def _offline(refs: list[str], target: Path | None, output: Path | None, json_out: bool) -> None:
-    if target is None or output is None:
-        raise InputError("an offline patch needs both --target SNAPSHOT.spr and --output PATCH")
-    from steppatch.recipe import parse_recipe
-
-    snapshot = parse_recipe(_read_input_file(target, "--target"), str(target))
-    with render.progress_bar(enabled=not json_out) as bar:
-        info, size = _open_home(bar).prepare_offline(_refs(refs), snapshot, output)
+def _show_patch_made(made: MadePatch, json_out: bool) -> None:
     if json_out:
-        render.print_json(render.patch_json(info, size))
+        render.print_json(render.patch_json(made.info, made.size))
     else:
-        render.out.print(
-            f"Wrote {output}: {size} bytes, {info.objects} object(s) the installation lacks, "
-            f"for {info.system or 'an unnamed system'} ({info.environment})"
-        )
-        render.show_patch(info)
+        render.show_patch_made(made)
+
+
+def _show_apply(outcome: ApplyOutcome, json_out: bool) -> None:
+    if outcome.cluster is not None:
+        if json_out:
+            render.print_json(render.cluster_report_json(outcome.cluster))
+        else:
+            render.show_cluster_report(outcome.cluster)
+        return
+    assert outcome.report is not None
+    render.report(outcome.report, json_out=json_out)
+    if outcome.mixed is not None:
+        render.err.print(render.mixed_warning(outcome.mixed), markup=False)
 
 
 @app.command("apply")
 def apply(
+    ctx: typer.Context,
     refs: Annotated[
         list[str],
         typer.Argument(help="to:PATH, a local .spr or a patch file; comma lists too."),
@@ -376,46 +341,28 @@ def apply(
     In a cluster (steppatch nodes add) every node is staged first and then switched, unless
     --local; a patch file is always for this node only.
     """
-    if accessmode not in ("online", "offline"):
-        raise InputError(f"--accessmode {accessmode!r}: expected online or offline")
-    if accessmode == "offline":
-        _offline(refs, target, output, json_out)
-        return
-    from steppatch.cluster import Cluster
-    from steppatch.offline import is_patch_file
-    from steppatch.updater import ApplyStartFailed
+    from steppatch import commands
+    from steppatch.pipeline import ApplyStartFailed
 
-    mode = _sync(sync, syncmode)
-    names = _refs(refs)
     with render.progress_bar(enabled=not json_out) as bar:
-        home = _open_home(bar)
-        patch = len(names) == 1 and is_patch_file(Path(names[0]))
-        if home.files.config.nodes and not local and not patch:
-            result = Cluster(home).apply(names, hot=hot, sync=mode)
-            if json_out:
-                render.print_json(cluster.cluster_report_json(result))
-            else:
-                cluster.show_cluster_report(result)
-            return
         try:
-            if patch:
-                if mode is not None:
-                    raise InputError("--sync does not go with a patch file")
-                report = home.apply_patch(names[0], force=force, hot=hot)
-            else:
-                report = home.apply(names, hot=hot, sync=mode)
+            outcome = commands.apply(
+                home_opener(ctx, bar), refs, hot=hot, sync=sync,
+                syncmode=syncmode.mode if syncmode else None, force=force, local=local,
+                accessmode=accessmode, target=target, output=output,
+            )
         except ApplyStartFailed as e:
             render.show_report(e.report)
             raise
-    render.report(report, json_out=json_out)
-    if home.files.config.nodes:
-        warning = cluster.mixed_warning(Cluster(home).status())
-        if warning:
-            render.err.print(warning, markup=False)
+    if isinstance(outcome, commands.MadePatch):
+        _show_patch_made(outcome, json_out)
+    else:
+        _show_apply(outcome, json_out)
 
 
 @app.command("prepare")
 def prepare(
+    ctx: typer.Context,
     refs: Annotated[list[str], typer.Argument(help="to:PATH or a local .spr; comma lists too.")],
     target: TargetOption = None,
     output: OutputOption = None,
@@ -425,11 +372,13 @@ def prepare(
 
     With --target SNAPSHOT --output PATCH: make an offline patch file for that installation.
     """
-    if target is not None or output is not None:
-        _offline(refs, target, output, json_out)
-        return
+    from steppatch import commands
+
     with render.progress_bar(enabled=not json_out) as bar:
-        plan = _open_home(bar).prepare(_refs(refs))
+        plan = commands.prepare(home_opener(ctx, bar), refs, target=target, output=output)
+    if isinstance(plan, commands.MadePatch):
+        _show_patch_made(plan, json_out)
+        return
     if json_out:
         render.print_json(render.plan_json(plan))
         return
@@ -460,27 +409,27 @@ def inspect(
 
 
 @app.command("rollback")
-def rollback(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def rollback(
+    ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Return to the state the last apply replaced (repeat to go further back)."""
     with render.progress_bar(enabled=not json_out) as bar:
-        report = _open_home(bar).rollback()
+        report = open_home(ctx, bar).rollback()
     render.report(report, json_out=json_out)
 
 
 @app.command("verify")
 def verify(
+    ctx: typer.Context,
     against: Annotated[
         Path | None, typer.Option("--against", help="A full snapshot to compare with.")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List drift of the managed tree (changed, missing, extra files), by hash. Exit 6 if any."""
-    recipe = None
-    if against is not None:
-        from steppatch.recipe import parse_recipe
+    from steppatch.commands import verify
 
-        recipe = parse_recipe(_read_input_file(against, "--against"), str(against))
-    drift = _open_home().verify(recipe)
+    drift = verify(home_opener(ctx), against)
     if json_out:
         render.print_json(render.drift_json(drift))
     else:
@@ -491,32 +440,34 @@ def verify(
 
 @app.command("start")
 def start(
+    ctx: typer.Context,
     force: Annotated[
         bool, typer.Option("--force", help="Start even if config.properties needs corrections.")
     ] = False,
 ) -> None:
     """Start the application (with the home's configured start command)."""
-    _open_home().start(force=force)
+    open_home(ctx).start(force=force)
     render.out.print("Started.")
 
 
 @app.command("stop")
-def stop() -> None:
+def stop(ctx: typer.Context) -> None:
     """Stop the application (with the home's configured stop command)."""
-    _open_home().stop()
+    open_home(ctx).stop()
     render.out.print("Stopped.")
 
 
 @app.command("restart")
 def restart(
+    ctx: typer.Context,
     force: Annotated[
         bool, typer.Option("--force", help="Start even if config.properties needs corrections.")
     ] = False,
 ) -> None:
     """Stop, then start the application."""
-    home = _open_home()
-    home.stop()
-    home.start(force=force)
+    from steppatch.commands import restart
+
+    restart(open_home(ctx), force=force)
     render.out.print("Restarted.")
 
 
@@ -539,10 +490,9 @@ def mirrors(
     """List the mirrors: priority, id, name, URL and which is selected."""
     if ctx.invoked_subcommand is not None:
         return
-    home = _open_home()
-    if updates:
-        home.select_mirror(updates)
-    listed = home.mirrors()
+    from steppatch.commands import select_and_list_mirrors
+
+    listed = select_and_list_mirrors(open_home(ctx), updates)
     if json_out:
         render.print_json(render.mirrors_json(listed))
     else:
@@ -551,6 +501,7 @@ def mirrors(
 
 @mirrors_app.command("add")
 def mirrors_add(
+    ctx: typer.Context,
     mirror_id: Annotated[str, typer.Argument(metavar="ID")],
     url: Annotated[str, typer.Argument(metavar="URL")],
     priority: Annotated[int, typer.Option(help="Higher is tried first.")] = 0,
@@ -559,40 +510,40 @@ def mirrors_add(
     """Add a mirror."""
     from steppatch.config import MirrorEntry
 
-    _open_home().add_mirror(MirrorEntry(mirror_id, url, priority, name))
+    open_home(ctx).add_mirror(MirrorEntry(mirror_id, url, priority, name))
     render.out.print(f"Added mirror {mirror_id} ({url}) with priority {priority}")
 
 
 @mirrors_app.command("remove")
-def mirrors_remove(mirror_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def mirrors_remove(
+    ctx: typer.Context, mirror_id: Annotated[str, typer.Argument(metavar="ID")]
+) -> None:
     """Remove a mirror."""
-    _open_home().remove_mirror(mirror_id)
+    open_home(ctx).remove_mirror(mirror_id)
     render.out.print(f"Removed mirror {mirror_id}")
 
 
 @app.command("ping")
 def ping(
+    ctx: typer.Context,
     updates: Annotated[
         str | None, typer.Option("--updates", help="The mirror to check (default: selected).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check a mirror: reachable, its TLS identity, and that its signed metadata verifies."""
-    checks = _open_home().ping(updates)
+    checks = open_home(ctx).ping(updates)
     if json_out:
-        render.print_json(
-            {"checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}
-        )
+        render.print_json(render.ping_json(checks))
     else:
-        for c in checks:
-            mark = "ok    " if c.ok else "FAILED"
-            render.out.print(f"{mark} {c.name}: {c.detail}", markup=False)
+        render.show_ping(checks)
     if not all(c.ok for c in checks):
         raise typer.Exit(PING_FAILED_EXIT)
 
 
 @app.command("status")
 def status(
+    ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json")] = False,
     in_cluster: Annotated[
         bool,
@@ -602,15 +553,15 @@ def status(
     ] = False,
 ) -> None:
     """The installed components."""
-    home = _open_home()
+    home = open_home(ctx)
     if in_cluster:
         from steppatch.cluster import Cluster
 
         cluster_status = Cluster(home).status()
         if json_out:
-            render.print_json(cluster.cluster_status_json(cluster_status))
+            render.print_json(render.cluster_status_json(cluster_status))
         else:
-            cluster.show_cluster_status(cluster_status)
+            render.show_cluster_status(cluster_status)
         if not cluster_status.consistent:
             raise typer.Exit(cluster.MIXED_EXIT)
         return
@@ -623,6 +574,7 @@ def status(
 
 @app.command("snapshot")
 def snapshot(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Where to write the .spr.")],
     full: Annotated[
         bool, typer.Option("--full", help="Also every managed file's hash, mode and link target.")
@@ -632,18 +584,15 @@ def snapshot(
     ] = False,
 ) -> None:
     """Write the home's snapshot: thin (component versions only) or --full."""
-    if in_cluster:
-        if full:
-            raise InputError("--full is per node: take it on each node without --cluster")
-        from steppatch.cluster import Cluster
+    from steppatch.commands import snapshot
 
-        recipe = Cluster(_open_home()).snapshot(file)
+    recipe = snapshot(home_opener(ctx), file, full=full, cluster=in_cluster)
+    if in_cluster:
         render.out.print(
             f"Wrote a cluster snapshot of {len(recipe.nodes)} node(s), "
             f"{len(recipe.components)} component(s), to {file}"
         )
         return
-    recipe = _open_home().snapshot(file, full=full)
     extra = f" and {len(recipe.files)} file entries" if full else ""
     render.out.print(
         f"Wrote a snapshot of {len(recipe.components)} component(s){extra} to {file}"
@@ -651,19 +600,21 @@ def snapshot(
 
 
 @app.command("showupdates")
-def showupdates(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def showupdates(
+    ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """For each installed component, the newer versions with their release notes."""
-    updates = _open_home().showupdates()
+    updates = open_home(ctx).showupdates()
     if json_out:
         render.print_json(render.updates_json(updates))
     else:
         render.show_updates(updates)
 
 
-app.command("enroll")(enroll_cli(_home_path))
+app.command("enroll")(enroll_cli(home_path))
 register_spot(app)  # `steppatch spot --apply=...`: docs/spot.md
-app.add_typer(cluster.make_nodes_app(lambda: _open_home()), name="nodes")
-app.add_typer(cluster.make_node_app(lambda: _open_home()), name="node")
+app.add_typer(cluster.make_nodes_app(open_home), name="nodes")
+app.add_typer(cluster.make_node_app(open_home), name="node")
 
 
 _ROOT_FLAGS = frozenset({"-v", "--verbose", "-V", "--version"})
@@ -711,21 +662,8 @@ def app_for(args: list[str]) -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console script: run a command, map errors to one line on stderr and an exit code."""
-    # Typer handles usage errors and exits itself (standalone mode); ours propagate to here.
+    """The console script: run a command; its errors become one line on stderr and an exit
+    code (:class:`_Root`)."""
+    # Typer handles usage errors and exits itself (standalone mode), and so do ours (_Root).
     args = rewrite_enroll_alias(sys.argv[1:] if argv is None else argv)
-    try:
-        app_for(args)(args=args)
-    except SteppatchError as e:
-        _fail(str(e), e.exit_code)
-    except OSError as e:
-        _fail(str(e), LocalEnvironmentError.exit_code)
-
-
-def _fail(message: str, code: int) -> None:
-    if options.verbose:
-        import traceback
-
-        traceback.print_exc()
-    render.err.print(f"error: {message}", markup=False)
-    sys.exit(code)
+    app_for(args)(args=args)

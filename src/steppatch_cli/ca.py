@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from steppatch.errors import InputError
 from steppatch.pki_defaults import CA_DAYS, CRL_DAYS, LEAF_DAYS
 from steppatch_cli import render
+from steppatch_cli.context import home_path as run_home_path
 
 if TYPE_CHECKING:
+    from typer._click import Context
+
     from steppatch import pki
     from steppatch.home import HomeTls as EnrollPaths
     from steppatch.home._layout import TLS_DIR
@@ -188,12 +190,12 @@ def ca_crl(
 
 
 def parse_enroll_alias(value: str) -> tuple[str, str]:
-    """``mirror:NAME:HOST`` (the manuals' form) -> ``(NAME, HOST)``. Raises :class:`InputError`."""
-    kind, _, rest = value.partition(":")
-    name, _, host = rest.partition(":")
-    if kind != "mirror" or not name or not host:
-        raise InputError(f"--enroll={value}: expected mirror:SYSTEM_NAME:HOST")
-    return name, host
+    """``mirror:NAME:HOST`` (the manuals' form) -> ``(NAME, HOST)``. Raises :class:`InputError`.
+
+    :func:`steppatch.commands.parse_enroll_alias`, kept here for its callers."""
+    from steppatch.commands import parse_enroll_alias
+
+    return parse_enroll_alias(value)
 
 
 def rewrite_enroll_alias(argv: Sequence[str]) -> list[str]:
@@ -227,26 +229,18 @@ def enroll_command(
     for conflicting arguments or a pending enrollment, :class:`~steppatch.pki.CertificateError`
     for a certificate that does not fit.
     """
-    from steppatch.enroll import install_certificate, request_certificate
+    from steppatch.commands import enroll
 
-    host = None
-    if alias is not None:
-        if system_name is not None and not system_name.startswith("mirror:"):
-            raise InputError("give SYSTEM_NAME or --enroll=mirror:NAME:HOST, not both")
-        system_name, host = parse_enroll_alias(alias)
-    elif system_name is not None and system_name.startswith("mirror:"):
-        system_name, host = parse_enroll_alias(system_name)
-    if (system_name is None) == (install is None):
-        raise InputError("give SYSTEM_NAME (make a request) or --install CERT (install it)")
-    if install is not None:
-        installed = install_certificate(home, install, ca=ca)
+    installed, made, host = enroll(
+        home, system_name, install=install, alias=alias, ca=ca, force=force
+    )
+    if installed is not None:
         render.out.print(
             f"Installed the client certificate of system {installed.info.system_name!r}:"
         )
         render.out.print(f"{installed.cert}, {installed.key} (0600)", markup=False)
         return
-    assert system_name is not None
-    made = request_certificate(home, system_name, force=force)
+    assert made is not None
     render.out.print(f"Made a key and a certificate request for system {made.system_name!r}:")
     render.out.print(str(made.request), markup=False)
     where = f"the operator of the CA that {host} trusts" if host else "your CA's operator"
@@ -257,10 +251,12 @@ def enroll_command(
     )
 
 
-def enroll_cli(home_path: Callable[[], Path]) -> Callable[..., None]:
-    """The ``enroll`` command for Typer, reading the home from ``home_path()`` when it runs."""
+def enroll_cli(home_path: Callable[[Context], Path] = run_home_path) -> Callable[..., None]:
+    """The ``enroll`` command for Typer, reading the home from ``home_path(ctx)`` when it runs
+    (default: the run's ``--home``, else ``$STEPPATCH_HOME``, else the current directory)."""
 
     def enroll(
+        ctx: typer.Context,
         system_name: Annotated[
             str | None,
             typer.Argument(help="This environment's system name (or mirror:NAME:HOST)."),
@@ -281,6 +277,8 @@ def enroll_cli(home_path: Callable[[], Path]) -> Callable[..., None]:
         ] = False,
     ) -> None:
         """Make this home's key and certificate request, or install the signed certificate."""
-        enroll_command(home_path(), system_name, install=install, alias=alias, ca=ca, force=force)
+        enroll_command(
+            home_path(ctx), system_name, install=install, alias=alias, ca=ca, force=force
+        )
 
     return enroll

@@ -8,7 +8,7 @@ renders what it returned.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,7 @@ from steppatch.channel import DEFAULT_CHANNEL, DEFAULT_REF
 from steppatch.errors import InputError
 from steppatch_cli import render
 from steppatch_cli.parsing import KeysOption
+from steppatch_cli.render import foothold_json, self_update_json
 
 if TYPE_CHECKING:
     from steppatch.foothold import Foothold
@@ -121,20 +122,6 @@ def info(
         out.print(f"check: {files}{said.check.modules} modules import", markup=False)
 
 
-def foothold_json(built: Foothold) -> dict[str, Any]:
-    return {
-        "path": str(built.path), "layout": built.layout.value, "version": built.version,
-        "build": built.build, "steppatch": built.steppatch,
-        "python_requires": built.python_requires, "size": built.size,
-        "parts": [
-            {"name": p.name, "version": p.version, "kind": p.kind, "detail": p.detail,
-             "size": p.size}
-            for p in built.parts
-        ],
-        "skipped": list(built.skipped),
-    }
-
-
 def show_foothold(built: Foothold) -> None:
     table = render.new_table(f"Foothold {built.path}")
     for column in ("distribution", "version", "carried as", "size"):
@@ -207,21 +194,6 @@ def self_update_command(
     with render.progress_bar(enabled=not json_out) as bar:
         result = self_update(tool_home_path(tool_home), ref, progress=bar)
     show_self_update(result, json_out=json_out)
-
-
-def self_update_json(result: SelfUpdate) -> dict[str, Any]:
-    check = result.check
-    return {
-        "tool_home": str(result.tool_home),
-        "from": None if result.old is None else str(result.old),
-        "to": str(result.new),
-        "changed": result.changed,
-        "launcher": str(result.launcher),
-        "check": None if check is None else {
-            "version": check.version, "build": check.build, "python": check.python,
-            "platform": check.platform,
-        },
-    }
 
 
 def show_self_update(result: SelfUpdate, *, json_out: bool) -> None:

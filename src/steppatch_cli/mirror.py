@@ -15,7 +15,6 @@ from steppatch_cli import render
 from steppatch_cli.foothold import (
     DEFAULT_REF,
     RefArgument,
-    self_update_json,
     show_self_update,
     tool_home_option,
 )
@@ -176,11 +175,7 @@ def upgrade(
         result = upgrade_mirror(config, tool_home_path(tool_home), ref, progress=bar)
     restart = result.restart
     if json_out:
-        value = self_update_json(result.update)
-        value["restart"] = None if restart is None else {
-            "pid": restart.pid, "generation": restart.generation, "command": list(restart.command),
-        }
-        render.print_json(value)
+        render.print_json(render.mirror_upgrade_json(result))
         return
     show_self_update(result.update, json_out=False)
     if restart is None:

@@ -19,10 +19,15 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from steppatch.cluster import ClusterReport, ClusterStatus
+    from steppatch.commands import MadePatch, NodeRow
     from steppatch.config import MirrorEntry
+    from steppatch.foothold import Foothold
     from steppatch.model import HomeState
     from steppatch.offline import PatchInfo
     from steppatch.plan import Drift, Plan
+    from steppatch.selfupdate import MirrorUpgrade, SelfUpdate
+    from steppatch.transport import PingCheck
     from steppatch.updater import ApplyReport, Update
 
 # What rich would change in a plain string: markup tags and :emoji: codes.
@@ -207,6 +212,16 @@ def show_patch(info: PatchInfo) -> None:
         out.print(f"  {c}", markup=False)
 
 
+def show_patch_made(made: MadePatch) -> None:
+    """An offline patch file just written."""
+    info = made.info
+    out.print(
+        f"Wrote {made.path}: {made.size} bytes, {info.objects} object(s) the installation lacks, "
+        f"for {info.system or 'an unnamed system'} ({info.environment})"
+    )
+    show_patch(info)
+
+
 def report_json(report: ApplyReport) -> dict[str, Any]:
     value = plan_json(report.plan)
     value.update(
@@ -241,6 +256,16 @@ def show_mirrors(listed: list[tuple[MirrorEntry, bool]]) -> None:
     for m, selected in listed:
         table.add_row(str(m.priority), m.id, m.name, m.url, "*" if selected else "")
     out.print(table)
+
+
+def ping_json(checks: Sequence[PingCheck]) -> dict[str, Any]:
+    return {"checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}
+
+
+def show_ping(checks: Sequence[PingCheck]) -> None:
+    for c in checks:
+        mark = "ok    " if c.ok else "FAILED"
+        out.print(f"{mark} {c.name}: {c.detail}", markup=False)
 
 
 def report(result: ApplyReport, *, json_out: bool) -> None:
@@ -392,6 +417,138 @@ def show_updates(updates: list[Update]) -> None:
         out.print("No components installed.")
     elif not any_new:
         out.print("Everything is up to date.")
+
+
+# --- clusters ---------------------------------------------------------------------------------
+
+
+def nodes_json(rows: Sequence[NodeRow]) -> dict[str, Any]:
+    return {
+        "nodes": [
+            {"name": r.name, "location": r.location, "command": r.command, "self": r.is_self}
+            for r in rows
+        ]
+    }
+
+
+def show_nodes(rows: Sequence[NodeRow]) -> None:
+    table = new_table("Cluster nodes")
+    for column in ("name", "location", "this node"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.name, r.location, "*" if r.is_self else "")
+    out.print(table)
+
+
+def cluster_status_json(status: ClusterStatus) -> dict[str, Any]:
+    return {
+        "consistent": status.consistent,
+        "nodes": [
+            {
+                "name": n.name,
+                "location": n.location,
+                "self": n.is_self,
+                "components": None
+                if n.versions is None
+                else {c: str(v) for c, v in sorted(n.versions.items())},
+                "error": n.error or None,
+            }
+            for n in status.nodes
+        ],
+    }
+
+
+def show_cluster_status(status: ClusterStatus) -> None:
+    from steppatch.cluster import versions_text
+
+    table = new_table("Cluster status")
+    for column in ("node", "location", "versions"):
+        table.add_column(column)
+    for n in status.nodes:
+        versions = versions_text(n.versions) if n.versions is not None else f"UNKNOWN: {n.error}"
+        name = f"{n.name} (this node)" if n.is_self else n.name
+        table.add_row(name, n.location, versions)
+    out.print(table)
+    if status.consistent:
+        out.print(f"Consistent: all {len(status.nodes)} node(s) at the same versions.")
+    elif status.unreachable:
+        out.print("Not known to be consistent: a node could not be asked.")
+    else:
+        out.print("MIXED: the nodes are not at the same versions.")
+
+
+def cluster_report_json(report: ClusterReport) -> dict[str, Any]:
+    value = plan_json(report.plan)
+    value["nodes"] = [
+        {"name": o.name, "switched": o.switched, "restarted": o.restarted} for o in report.nodes
+    ]
+    value["snapshot_upload"] = report.upload
+    return value
+
+
+def show_cluster_report(report: ClusterReport) -> None:
+    show_plan(report.plan, applied=True)
+    switched = [o.name for o in report.nodes if o.switched]
+    if switched:
+        out.print(f"Switched {len(switched)} node(s): {', '.join(switched)}")
+    unchanged = [o.name for o in report.nodes if not o.switched]
+    if unchanged and switched:
+        out.print(f"Already there: {', '.join(unchanged)}")
+    if report.upload.startswith("failed"):
+        err.print(f"warning: cluster snapshot upload {report.upload}", markup=False)
+
+
+def mixed_warning(status: ClusterStatus) -> str:
+    """The warning after an ``apply --local`` leaves the cluster mixed (empty if it is not)."""
+    if len(status.nodes) < 2 or status.consistent:
+        return ""
+    groups = "; ".join(f"{', '.join(names)} at {text}" for text, names in status.groups())
+    return (
+        f"warning: the cluster is now mixed ({groups}); patch the other nodes with "
+        "'apply --local' too, so that every node is at the same release"
+    )
+
+
+# --- the tool itself ------------------------------------------------------------------------------
+
+
+def foothold_json(built: Foothold) -> dict[str, Any]:
+    return {
+        "path": str(built.path), "layout": built.layout.value, "version": built.version,
+        "build": built.build, "steppatch": built.steppatch,
+        "python_requires": built.python_requires, "size": built.size,
+        "parts": [
+            {"name": p.name, "version": p.version, "kind": p.kind, "detail": p.detail,
+             "size": p.size}
+            for p in built.parts
+        ],
+        "skipped": list(built.skipped),
+    }
+
+
+def self_update_json(result: SelfUpdate) -> dict[str, Any]:
+    check = result.check
+    return {
+        "tool_home": str(result.tool_home),
+        "from": None if result.old is None else str(result.old),
+        "to": str(result.new),
+        "changed": result.changed,
+        "launcher": str(result.launcher),
+        "check": None if check is None else {
+            "version": check.version, "build": check.build, "python": check.python,
+            "platform": check.platform,
+        },
+    }
+
+
+def mirror_upgrade_json(result: MirrorUpgrade) -> dict[str, Any]:
+    """``mirror upgrade --json``: the self-update's JSON and the server's restart."""
+    restart = result.restart
+    value = self_update_json(result.update)
+    value["restart"] = None if restart is None else {
+        "pid": restart.pid, "generation": restart.generation, "command": list(restart.command),
+    }
+    return value
 
 
 @contextmanager

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from steppatch.home._service import Service, ShellService
     from steppatch.home._staged import StagedApplies, StagedRecord
     from steppatch.home._tls import HomeTls
+    from steppatch.home._where import HOME_ENV, home_path
 
 __getattr__, __dir__ = attach(
     __name__,
@@ -24,10 +25,12 @@ __getattr__, __dir__ = attach(
         "steppatch.home._service": ("Service", "ShellService"),
         "steppatch.home._staged": ("StagedApplies", "StagedRecord"),
         "steppatch.home._tls": ("HomeTls",),
+        "steppatch.home._where": ("HOME_ENV", "home_path"),
     },
 )
 
 __all__ = [
+    "HOME_ENV",
     "HomeDir",
     "HomeTls",
     "ProgramResult",
@@ -35,6 +38,7 @@ __all__ = [
     "ShellService",
     "StagedApplies",
     "StagedRecord",
+    "home_path",
     "run_program",
     "scan_tree",
 ]
