@@ -17,7 +17,6 @@ call. The steps, in order (``docs/architecture.md``):
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,8 +27,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from steppatch._fs import checkpoint
-from steppatch.clock import Clock, history_stamp, snapshot_stamp, utcnow
-from steppatch.configcheck import ConfigFinding, check_config
+from steppatch.clock import Clock, history_stamp, utcnow
+from steppatch.configcheck import ConfigFinding
 from steppatch.errors import (
     BadReference,
     IntegrityError,
@@ -41,6 +40,7 @@ from steppatch.errors import (
     TooLarge,
 )
 from steppatch.home import HomeDir, Service, StagedApplies, StagedRecord, scan_tree
+from steppatch.home._records import config_findings, thin_snapshot
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import (
     FileEntry,
@@ -562,35 +562,6 @@ class ApplyPipeline:
     def config_findings(self, state: HomeState) -> list[ConfigFinding]:
         """Settings in ``config.properties`` the components of ``state`` deprecate or renamed."""
         return config_findings(self.files, state)
-
-
-def thin_snapshot(
-    home: HomeDir,
-    state: HomeState,
-    now: dt.datetime,
-    files: Mapping[str, FileEntry] | None = None,
-) -> Recipe:
-    """The snapshot of ``state`` on ``home`` made at ``now``: thin (component versions), or
-    full with ``files`` (every managed entry)."""
-    return pinned_recipe(
-        RecipeKind.SNAPSHOT,
-        state.versions(),
-        name=f"snapshot-{home.config.system or 'home'}",
-        system=home.config.system,
-        created=snapshot_stamp(now),
-        files=files,
-        environment=home.environment_id(),
-        fingerprint=state.fingerprint(),
-    )
-
-
-def config_findings(home: HomeDir, state: HomeState) -> list[ConfigFinding]:
-    """Settings in ``home``'s ``config.properties`` the components of ``state`` deprecate or
-    renamed."""
-    text = home.config_properties()
-    if text is None:
-        return []
-    return check_config(text, {n: c.config for n, c in state.components.items() if c.config})
 
 
 def _merge_ranges(recipes: Sequence[Recipe]) -> dict[str, SpecifierSet]:

@@ -321,7 +321,7 @@ class Home:
                 from steppatch.home import scan_tree
 
                 files = scan_tree(self.files.current, hashes=True)
-        from steppatch.pipeline import thin_snapshot
+        from steppatch.home._records import thin_snapshot
 
         recipe = thin_snapshot(self.files, state, self.clock(), files)
         if path is not None:
@@ -355,7 +355,7 @@ class Home:
         """Settings in ``HOME/config.properties`` that installed components deprecate or renamed."""
         with self._locked():
             state = self.files.state()
-        from steppatch.pipeline import config_findings
+        from steppatch.home._records import config_findings
 
         return config_findings(self.files, state)
 

@@ -11,6 +11,7 @@ import contextlib
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -28,7 +29,10 @@ from steppatch.errors import (
 from steppatch.model import NodeSnapshot, Recipe, RecipeKind
 from steppatch.plan import Plan, SyncMode
 from steppatch.recipe import dump_recipe, pinned_recipe
-from steppatch.updater import Home, StagedApply
+from steppatch.updater import Home
+
+if TYPE_CHECKING:
+    from steppatch.pipeline import StagedApply
 
 __all__ = ["Cluster", "ClusterReport", "NodeOutcome"]
 

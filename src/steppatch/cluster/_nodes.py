@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import threading
 import time
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from steppatch.cluster._core import (
     Location,
@@ -31,7 +31,11 @@ from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import Recipe
 from steppatch.plan import SyncMode
 from steppatch.recipe import dump_recipe
-from steppatch.updater import Home, Progress, StagedApply
+from steppatch.updater import Home
+
+if TYPE_CHECKING:
+    # the pipeline (and the solver) only when a node stages: `nodes` lists them without it
+    from steppatch.pipeline import Progress, StagedApply
 
 __all__ = ["LocalNode", "Node", "SshNode", "connect_node"]
 
@@ -135,6 +139,8 @@ class SshNode:
     def stage(self, recipe: Recipe, *, hot: bool, sync: SyncMode | None) -> StagedApply:
         args = ["stage", *(["--hot"] if hot else []), *(["--sync", sync.value] if sync else [])]
         f = parse_node_answer(self._run(args, stdin=dump_recipe(recipe)), self.name)
+        from steppatch.pipeline import StagedApply
+
         return StagedApply(f.get("token", str, ""), plan_from_json(f.obj.get("plan"), self.name))
 
     def switch(self, token: str) -> SwitchResult:
