@@ -10,7 +10,7 @@ from steppatch._lazy import attach
 
 if TYPE_CHECKING:
     from steppatch.server._app import print_ready, serve, server_ssl_context
-    from steppatch.server._ops import MirrorStatus, mirror_status, sync_once
+    from steppatch.server._ops import MirrorStatus, collect_mirror, mirror_status, sync_once
     from steppatch.server.config import DownloadMode, MirrorConfig, load_config, parse_config
     from steppatch.server.errors import (
         MirrorConfigError,
@@ -28,7 +28,7 @@ __getattr__, __dir__ = attach(
     __name__,
     {
         "steppatch.server._app": ("print_ready", "serve", "server_ssl_context"),
-        "steppatch.server._ops": ("MirrorStatus", "mirror_status", "sync_once"),
+        "steppatch.server._ops": ("MirrorStatus", "collect_mirror", "mirror_status", "sync_once"),
         "steppatch.server.config": ("DownloadMode", "MirrorConfig", "load_config", "parse_config"),
         "steppatch.server.errors": (
             "MirrorConfigError",
@@ -57,6 +57,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "UpstreamUnavailable",
+    "collect_mirror",
     "load_config",
     "mirror_status",
     "parse_config",

@@ -27,6 +27,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,8 @@ class MirrorStore:
         self._verified: set[str] = set()
         self.catalogue: dict[str, int] = {}
         self._catalogued: set[str] = set()
+        #: content being filled or sent now, by sha256: garbage collection leaves it alone
+        self.busy: Counter[str] = Counter()
         self.last_refresh: float | None = None
         self.state: dict[str, Any] = {"format": STATE_FORMAT, "baseline": None, "bulk": {}}
         try:
@@ -344,6 +347,25 @@ class MirrorStore:
     def _held_object(self, sha256: str, length: int) -> Held:
         return Held(self.objects.path(sha256), length, _etag(sha256), True)
 
+    @contextlib.contextmanager
+    def pinned(self, sha256: str) -> Iterator[None]:
+        """Mark ``sha256`` busy (being filled or sent) while in the block: not collected."""
+        with self._lock:
+            self.busy[sha256] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.busy[sha256] -= 1
+                if self.busy[sha256] <= 0:
+                    del self.busy[sha256]
+
+    def forget(self, sha256: str) -> None:
+        """Forget a stored file garbage collection removed (call with the lock held)."""
+        self.catalogue.pop(sha256, None)
+        self._catalogued.discard(sha256)
+        self._verified.discard(sha256)
+
     def needs_check(self, sha256: str) -> bool:
         """Whether a stored file has not been hashed by this process yet."""
         with self._lock:
@@ -401,14 +423,15 @@ class MirrorStore:
                 part.finish()
 
         try:
-            upstreams.call(attempt, item.path)
+            with self.pinned(item.sha256):
+                upstreams.call(attempt, item.path)
+                self._after_fill(item)
         except OSError as e:
             # A full disk: drop the partial file so the space comes back; nothing was stored.
             self.objects.partial_path(item.sha256).unlink(missing_ok=True)
             raise _store_error(self.root, e) from e
         with self._lock:
             self._verified.add(item.sha256)
-        self._after_fill(item)
         return self._held_object(item.sha256, item.length)
 
     def _content_limit(self, kind: str) -> int:
