@@ -269,3 +269,26 @@ def test_sigkill_at_random_moments_of_a_gc(world: dict[str, object], tmp_path: P
         # back through, but never a state whose objects are missing.
         seen = roll_back_all(world, copy)
         assert seen[:2] == ["7.0", "6.0"], seen
+
+
+def test_a_kept_entry_without_its_files_record_stops_object_removal(
+    world: dict[str, object], tmp_path: Path
+) -> None:
+    # A history entry made before the state file was kept beside it (an older steppatch).
+    home = home_for(repo_of(world), tmp_path / "home")
+    config = home.path / "steppatch.toml"
+    config.write_text(config.read_text().replace('gc = "auto"', 'gc = "manual"'))
+    for v in range(1, 5):
+        Home.open(home.path).apply([ref(v)])
+    newest = sorted((home.path / ".steppatch/history").glob("*.state.json"))[-1]
+    newest.unlink()
+    before = sorted(p.name for p in (home.path / ".steppatch/cache/objects").rglob("*"))
+    done = Home.open(home.path).gc(keep=2)
+    assert done.unknown_history == 1 and done.objects == 0 and done.history == 2
+    assert "predate" in done.summary()
+    assert sorted(p.name for p in (home.path / ".steppatch/cache/objects").rglob("*")) == before
+    # The rollback to it still works: its manifest is downloaded, its objects are cached.
+    recording = Recording(repo_of(world).root)
+    Home.open(home.path, fetcher=recording).rollback()
+    assert version_of(home.path) == "3.0"
+    assert not [p for p in recording.paths if p.startswith("objects/")]
