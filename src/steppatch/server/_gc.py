@@ -112,16 +112,23 @@ def collect_store(
     """
     with store._lock:
         decided_version = store.meta.index_version
-        indexes, unreadable = held_indexes(store)
-        keeps = mirror_keeps(indexes, keep_indexes, historic=historic)
-        all_recipes = {r.sha256 for i in indexes.values() for r in i.recipes.values()}
-        all_manifests = {
-            cv.manifest.sha256
-            for i in indexes.values()
-            for cvs in i.components.values()
-            for cv in cvs.values()
-        }
+        current = store.meta.index
+    # Index files never change once written: read without holding the lock.
+    indexes, unreadable = held_indexes(store)
+    if current is not None:
+        indexes.setdefault(decided_version, current)
+    keeps = mirror_keeps(indexes, keep_indexes, historic=historic)
+    all_recipes = {r.sha256 for i in indexes.values() for r in i.recipes.values()}
+    all_manifests = {
+        cv.manifest.sha256
+        for i in indexes.values()
+        for cvs in i.components.values()
+        for cv in cvs.values()
+    }
     keep: set[str] = set(keeps.recipes | keeps.manifests)
+    if current is not None:  # the index served now, whatever the files say
+        keep |= {r.sha256 for r in current.recipes.values()}
+        keep |= {cv.manifest.sha256 for cvs in current.components.values() for cv in cvs.values()}
     unknown = 0
     for sha in sorted(keeps.manifests):
         path = store.objects.path(sha)
