@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="gc-bench-", dir=Path.cwd()) as tmp:
+    with tempfile.TemporaryDirectory(prefix="gc-bench-") as tmp:
         root = Path(tmp)
         started = time.perf_counter()
         print(f"building a home: {args.versions} versions of {args.files} files "
