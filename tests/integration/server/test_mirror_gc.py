@@ -234,7 +234,7 @@ def test_sigkill_at_random_moments_of_a_mirror_gc(world: World, tmp_path: Path) 
     assert dry.returncode == 0, dry.stderr
     duration = time.monotonic() - started
     assert json.loads(dry.stdout)["dry_run"] is True
-    for _ in range(4):
+    for _ in range(3):
         proc = subprocess.Popen(
             [sys.executable, "-m", "steppatch_cli", "mirror", "gc", "--config",
              str(world.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
