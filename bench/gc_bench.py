@@ -99,15 +99,24 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.1, help="files changed per version")
     parser.add_argument("--keep", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--build", type=Path, default=None,
+        help="keep the built home in this directory and reuse it when it is there",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gc-bench-") as tmp:
         root = Path(tmp)
         started = time.perf_counter()
-        print(f"building a home: {args.versions} versions of {args.files} files "
-              f"({args.changed:.0%} changed each) ...", flush=True)
-        base = build_home(root / "build", args.files, args.size, args.versions, args.changed)
-        print(f"  built in {time.perf_counter() - started:.0f} s", flush=True)
+        build = args.build.absolute() if args.build is not None else root / "build"
+        if (build / "home" / "steppatch.toml").is_file():
+            base = build / "home"
+            print(f"reusing the home built in {build}", flush=True)
+        else:
+            print(f"building a home: {args.versions} versions of {args.files} files "
+                  f"({args.changed:.0%} changed each) ...", flush=True)
+            base = build_home(build, args.files, args.size, args.versions, args.changed)
+            print(f"  built in {time.perf_counter() - started:.0f} s", flush=True)
         work = root / "work"
 
         def fresh() -> None:

@@ -154,7 +154,7 @@ def collect_home(
         live_state_file = files.trees / f"{live_id}.state.json"
         committed = live_state_file.stat().st_mtime
         gone = objects_to_remove(
-            {sha: (size, mtime) for sha, (size, mtime, _p) in held.items()},
+            held,
             needed,
             prepared_after=committed,
             older_than=None if older_than is None else now - older_than,
@@ -192,30 +192,60 @@ def collect_home(
     for path in stored_gone:
         path.unlink(missing_ok=True)
     checkpoint("gc-manifests")
-    for i, sha in enumerate(gone):
-        held[sha][2].unlink(missing_ok=True)
-        if i == len(gone) // 2:
-            checkpoint("gc-objects")
+    _unlink_objects(files.cache.root, set(gone))
     for path in partials:
         _remove_unlocked(path)
     checkpoint("gc-done")
     return report
 
 
-def _held_objects(files: HomeDir) -> dict[str, tuple[int, float, Path]]:
-    """Every cached object: sha256 -> (size, modification time, path)."""
-    held: dict[str, tuple[int, float, Path]] = {}
+def _held_objects(files: HomeDir) -> dict[str, tuple[int, float]]:
+    """Every cached object: sha256 -> (size, modification time)."""
+    held: dict[str, tuple[int, float]] = {}
     root = files.cache.root
-    for sub in _list(root):
-        if len(sub.name) != 2 or not sub.is_dir():
+    for sub in _scan(str(root)):
+        if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
             continue
-        for entry in _list(sub):
+        for entry in _scan(sub.path):
             if entry.name.startswith("."):
                 continue
             with contextlib.suppress(OSError):
-                st = entry.lstat()
-                held[entry.name] = (st.st_size, st.st_mtime, entry)
+                st = entry.stat(follow_symlinks=False)
+                held[entry.name] = (st.st_size, st.st_mtime)
     return held
+
+
+def _unlink_objects(root: Path, gone: set[str]) -> None:
+    """Unlink the objects ``gone``, directory by directory in the order the directory lists
+    them (``unlinkat``, as ``rm -rf`` does): in another order each unlink touches another block
+    of a large directory, and removing 90,000 objects took four times as long."""
+    half = len(gone) // 2
+    done = 0
+    for sub in _scan(str(root)):
+        if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(sub.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            for entry in _scan(sub.path):
+                if entry.name in gone:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.name, dir_fd=fd)
+                    done += 1
+                    if done == max(half, 1):
+                        checkpoint("gc-objects")
+        finally:
+            os.close(fd)
+
+
+def _scan(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _remove_unlocked(path: Path) -> None:
