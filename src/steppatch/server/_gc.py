@@ -141,7 +141,8 @@ def collect_store(
     held = _held(store.objects.root)
     # An index that cannot be read, or a kept manifest that is damaged, names what is unknown:
     # then no content is removed at all (partial fills still are).
-    gone = [] if unknown or unreadable else sorted(sha for sha in held if sha not in keep)
+    # In the order the directories list them: see steppatch.home._gc._unlink_objects.
+    gone = [] if unknown or unreadable else [sha for sha in held if sha not in keep]
     partials = [
         p for p in _list(store.objects.root / PARTIAL_DIR) if now - _mtime(p) > partial_max_age
     ]
@@ -211,14 +212,24 @@ def _unlink_takeout(takeout: Path, inodes: set[tuple[int, int]]) -> None:
 
 
 def _held(root: Path) -> dict[str, tuple[int, Path]]:
+    """Every stored file: sha256 -> (size, path), in the order the directories list them."""
     held: dict[str, tuple[int, Path]] = {}
-    for sub in _list(root):
-        if len(sub.name) != 2:
+    for sub in _scan(root):
+        if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
             continue
-        for f in _list(sub):
+        for f in _scan(Path(sub.path)):
             if not f.name.startswith("."):
-                held[f.name] = (_size(f), f)
+                with contextlib.suppress(OSError):
+                    held[f.name] = (f.stat(follow_symlinks=False).st_size, Path(f.path))
     return held
+
+
+def _scan(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _remove_unlocked(path: Path) -> None:
