@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 CONFIG_NAME = "steppatch.toml"
+#: replaced states kept for ``rollback`` by ``steppatch gc`` unless ``keep_history`` says otherwise
+DEFAULT_KEEP_HISTORY = 5
+GC_MODES = ("auto", "manual")
 
 
 @attrs.frozen
@@ -123,7 +126,9 @@ class HomeConfig:
     """``updates``: the selected mirror's URL (tried first); ``mirrors``: every mirror, by
     priority; ``system``: this environment's system name; ``service``: how to stop and start the
     application around an apply; ``node``: this node's name in its cluster (empty: the host
-    name); ``nodes``: the cluster's other nodes.
+    name); ``nodes``: the cluster's other nodes; ``keep_history``: how many replaced states
+    ``steppatch gc`` keeps for ``rollback``; ``gc``: ``"auto"`` (collect after each apply) or
+    ``"manual"``.
     """
 
     updates: str
@@ -132,6 +137,8 @@ class HomeConfig:
     mirrors: tuple[MirrorEntry, ...] = ()
     node: str = ""
     nodes: tuple[NodeEntry, ...] = ()
+    keep_history: int = DEFAULT_KEEP_HISTORY
+    gc: str = "auto"
 
     def mirror_list(self) -> list[MirrorEntry]:
         """The mirrors in the order they are tried: the selected one, then by priority."""
@@ -166,8 +173,16 @@ def parse_home_config(data: bytes, source: str) -> HomeConfig:
         if not isinstance(value, str):
             raise ConfigError(source, f"field 'service.{key}': expected a string")
         commands[key] = value
+    keep = raw.get("keep_history", DEFAULT_KEEP_HISTORY)
+    if not isinstance(keep, int) or isinstance(keep, bool) or not 0 <= keep <= 1_000_000:
+        raise ConfigError(source, "field 'keep_history': expected an integer from 0 to 1000000")
+    gc = raw.get("gc", "auto")
+    if gc not in GC_MODES:
+        raise ConfigError(source, f"field 'gc': expected one of {', '.join(GC_MODES)}")
     return HomeConfig(
         **values,
+        keep_history=keep,
+        gc=gc,
         service=ServiceConfig(**commands),
         mirrors=_mirrors(raw, source),
         nodes=_nodes(raw, source),
@@ -233,6 +248,9 @@ def dump_home_config(config: HomeConfig) -> bytes:
         f"system = {json.dumps(config.system)}",
         "# node: this node's name in its cluster (empty: the host name)",
         f"node = {json.dumps(config.node)}",
+        "# keep_history: replaced states kept for rollback; gc: auto (after each apply) or manual",
+        f"keep_history = {config.keep_history}",
+        f"gc = {json.dumps(config.gc)}",
         "",
         "# Shell commands run in the home around an apply; empty means there is none.",
         "[service]",

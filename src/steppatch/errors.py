@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "ConfigOutdated",
     "DeltaError",
+    "HistoryPruned",
     "HomeError",
     "InputError",
     "InsufficientSpace",
@@ -413,6 +414,21 @@ class NothingToRollBack(LocalEnvironmentError):
     def __init__(self, home: str) -> None:
         super().__init__(f"home {home}: no earlier state recorded (nothing to roll back to)")
         self.home = home
+
+
+class HistoryPruned(NothingToRollBack):
+    """The state a rollback would return to was removed by ``steppatch gc`` (past the kept
+    history, ``keep_history``)."""
+
+    def __init__(self, home: str, pruned: int) -> None:
+        LocalEnvironmentError.__init__(
+            self,
+            f"home {home}: the earlier state was pruned by gc (history entry {pruned} and older "
+            "are gone; keep_history in steppatch.toml sets how many are kept), so there is "
+            "nothing to roll back to",
+        )
+        self.home = home
+        self.pruned = pruned
 
 
 class LockedError(LocalEnvironmentError):

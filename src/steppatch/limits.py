@@ -84,6 +84,8 @@ class Limits:
     service_timeout_seconds: float = 600.0
     #: processes hashing a tree (this one plus helpers); more than the cores only adds contention
     hash_workers: int = 2
+    #: a partial download (home cache or mirror store) untouched this long is removed by gc
+    partial_max_age_seconds: float = 86400.0
     #: free space kept in reserve beyond an apply's own estimate
     disk_reserve_bytes: int = 16 * MiB
     #: a thin snapshot upload (names and versions only): its size, its number of components,

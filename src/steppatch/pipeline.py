@@ -28,9 +28,11 @@ from packaging.version import Version
 
 from steppatch._fs import checkpoint
 from steppatch.clock import Clock, history_stamp, utcnow
+from steppatch.collect import Collection
 from steppatch.configcheck import ConfigFinding
 from steppatch.errors import (
     BadReference,
+    HistoryPruned,
     IntegrityError,
     LocalEnvironmentError,
     NothingToRollBack,
@@ -99,7 +101,8 @@ class ApplyReport:
     ``.steppatch/displaced/``; ``config_findings``: settings to correct before the next start;
     ``restarted``: whether the application was stopped and started; ``snapshot_drift``: for a
     full snapshot, how the tree differs from the files it recorded (``None`` otherwise);
-    ``upload``: what became of the thin snapshot sent to the selected mirror.
+    ``upload``: what became of the thin snapshot sent to the selected mirror; ``collected``:
+    what the collection after it removed (``None``: none ran, ``gc = "manual"``).
     """
 
     plan: Plan
@@ -108,6 +111,7 @@ class ApplyReport:
     restarted: bool = False
     snapshot_drift: Drift | None = None
     upload: str = ""
+    collected: Collection | None = None
 
 
 @attrs.frozen
@@ -220,13 +224,17 @@ class ApplyPipeline:
         )
 
     def rollback(self) -> ApplyReport:
-        """Apply the newest history entry, then drop it. Raises :class:`NothingToRollBack`."""
+        """Apply the newest history entry, then drop it. Raises :class:`NothingToRollBack`, or
+        :class:`HistoryPruned` when ``gc`` removed the entries that were left."""
         last = self.files.last_history()
         if last is None:
+            pruned = self.files.pruned_history()
+            if pruned:
+                raise HistoryPruned(str(self.files.root), pruned)
             raise NothingToRollBack(str(self.files.root))
         recipe = parse_recipe(last.read_bytes(), str(last), self.limits)
         report = self.apply([recipe], hot=False, sync=None, record=False)
-        last.unlink()
+        self.files.drop_history(last)
         return report
 
     def stage(self, recipes: list[Recipe], *, hot: bool, sync: SyncMode | None) -> StagedApply:
@@ -393,13 +401,19 @@ class ApplyPipeline:
         others with their manifest fetched (verified against the signed index)."""
         index = self.client.index()
         components: dict[str, InstalledComponent] = {}
+        kept = self.files.history_manifests()
         for name, version in sorted(target.items()):
             held = state.components.get(name)
             if held is not None and held.version == version:
                 components[name] = held
                 continue
             cv = index.components[name][version]
-            manifest = self.client.manifest(cv)
+            # A state of the kept history stored it (checked in full when installed; its
+            # published sha256 is the one the signed index gives now): no download.
+            load = kept.get(cv.manifest.sha256)
+            manifest = load() if load is not None else None
+            if manifest is None or (manifest.component, manifest.version) != (name, version):
+                manifest = self.client.manifest(cv)
             components[name] = InstalledComponent(
                 manifest, cv.manifest.sha256, cv.hot, cv.config
             )
@@ -501,7 +515,7 @@ class ApplyPipeline:
             except ServiceError:
                 self.files.discard(tree_id)
                 if recorded is not None:
-                    recorded.unlink()
+                    self.files.drop_history(recorded)
                 raise
             checkpoint("stopped")
         self.files.commit(tree_id, state)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from packaging.version import Version
 
 from steppatch import configedit
 from steppatch.clock import Clock, utcnow
+from steppatch.collect import Collection
 from steppatch.config import (
     HomeConfig,
     MirrorEntry,
@@ -49,7 +51,7 @@ from steppatch.recipe import dump_recipe
 
 if TYPE_CHECKING:
     from steppatch.configcheck import ConfigFinding
-    from steppatch.home import Service
+    from steppatch.home import HomeSizes, Service
     from steppatch.offline import PatchInfo
     from steppatch.pipeline import (
         ApplyPipeline,
@@ -474,7 +476,8 @@ class Home:
         """
         with self._locked():
             pipeline = self.pipeline
-            return pipeline.apply(pipeline.load_refs(refs), hot=hot, sync=sync, record=True)
+            report = pipeline.apply(pipeline.load_refs(refs), hot=hot, sync=sync, record=True)
+            return self._collect_after(report)
 
     def rollback(self) -> ApplyReport:
         """Return to the state the last apply replaced (its thin snapshot in the history).
@@ -483,7 +486,7 @@ class Home:
         Raises :class:`NothingToRollBack` when there is no history.
         """
         with self._locked():
-            return self.pipeline.rollback()
+            return self._collect_after(self.pipeline.rollback())
 
     def load_recipes(self, refs: Sequence[str]) -> list[Recipe]:
         """The recipes ``refs`` name (``to:PATH`` from the repository, or local files).
@@ -530,7 +533,7 @@ class Home:
         switch on (:class:`ServiceError`, :class:`ApplyStartFailed`).
         """
         with self._locked():
-            return self.pipeline.switch_staged(token)
+            return self._collect_after(self.pipeline.switch_staged(token))
 
     def discard_staged(self, token: str | None = None) -> None:
         """Drop a staged apply (``None``: every one). Dropping one that is gone is no error."""
@@ -573,7 +576,67 @@ class Home:
         """
         from steppatch.offline_apply import apply_patch
 
-        return apply_patch(self.pipeline, path, force=force, hot=hot)
+        report = apply_patch(self.pipeline, path, force=force, hot=hot)
+        if report.plan.empty or self.files.config.gc != "auto":
+            return report
+        with self._locked():
+            return self._collect_after(report)
+
+    # --- disk ------------------------------------------------------------------------------------
+
+    def gc(
+        self,
+        *,
+        keep: int | None = None,
+        older_than: float | None = None,
+        dry_run: bool = False,
+    ) -> Collection:
+        """Remove what no kept state needs: history entries past the newest ``keep``
+        (default ``keep_history`` in ``steppatch.toml``), the stored manifests and cached objects
+        neither the live state nor a kept entry names, and partial downloads older than
+        ``Limits.partial_max_age_seconds``. Objects a ``prepare`` stored for a plan not applied
+        yet stay, unless stored more than ``older_than`` seconds ago. ``dry_run`` removes
+        nothing and says what would go. A crash at any moment leaves every kept state whole.
+
+        Raises :class:`InputError` for a negative ``keep`` or ``older_than``,
+        :class:`HomeError` (nothing removed) if the live state cannot be read.
+        """
+        if keep is not None and keep < 0:
+            raise InputError(f"--keep {keep}: must be 0 or more")
+        if older_than is not None and older_than < 0:
+            raise InputError(f"--older-than {older_than}: must be 0 or more")
+        with self._locked():
+            return self._collect(keep, older_than, dry_run)
+
+    def sizes(self) -> HomeSizes:
+        """Bytes held by the managed trees, the cache, the history and the stored manifests."""
+        from steppatch.home import home_sizes
+
+        with self._locked():
+            return home_sizes(self.files)
+
+    def _collect(self, keep: int | None, older_than: float | None, dry_run: bool) -> Collection:
+        from steppatch.home import collect_home
+
+        return collect_home(
+            self.files,
+            keep=self.files.config.keep_history if keep is None else keep,
+            older_than=older_than,
+            dry_run=dry_run,
+            now=time.time(),  # compared with files' times: the system's clock
+            partial_max_age=self.limits.partial_max_age_seconds,
+        )
+
+    def _collect_after(self, report: ApplyReport) -> ApplyReport:
+        """The collection after an apply (lock held), unless ``gc = "manual"`` or nothing
+        changed. A failure of it is reported, never raised: the apply is done."""
+        if report.plan.empty or self.files.config.gc != "auto":
+            return report
+        try:
+            collected = self._collect(None, None, False)
+        except (SteppatchError, OSError):
+            return report
+        return attrs.evolve(report, collected=collected)
 
     # --- internals -------------------------------------------------------------------------------
 

@@ -418,6 +418,36 @@ def rollback(
     render.report(report, json_out=json_out)
 
 
+@app.command("gc")
+def gc(
+    ctx: typer.Context,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", help="History entries to keep (default: keep_history, 5)."),
+    ] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Also remove what a prepare downloaded this long ago (30d, 12h, 2w).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Remove nothing; say what would go.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Remove cached objects and history entries no kept state needs; print what it frees."""
+    from steppatch.collect import parse_age
+
+    age = None if older_than is None else parse_age(older_than)
+    collected = open_home(ctx).gc(keep=keep, older_than=age, dry_run=dry_run)
+    if json_out:
+        render.print_json(collected.to_json())
+    else:
+        render.out.print(collected.summary(), markup=False)
+
+
 @app.command("verify")
 def verify(
     ctx: typer.Context,
@@ -567,7 +597,7 @@ def status(
         return
     state = home.status()
     if json_out:
-        render.print_json(render.state_json(state))
+        render.print_json({**render.state_json(state), "sizes": home.sizes().to_json()})
     else:
         render.show_status(state, str(home.path))
 

@@ -74,6 +74,11 @@ def status(
     out = render.out
     out.print(f"{result.mode} ({result.download}), store {result.store}", markup=False)
     out.print(f"held: {result.objects} file(s), {result.bytes} bytes", markup=False)
+    if result.sizes:
+        out.print(
+            ", ".join(f"{part} {value}" for part, value in result.sizes.items()) + " (bytes)",
+            markup=False,
+        )
     state: dict[str, Any] = result.state
     if state.get("last_refresh"):
         out.print(f"last metadata refresh: {state['last_refresh']}", markup=False)
@@ -134,6 +139,33 @@ def fleet(
             render.out.print(f"  {line}", markup=False)
     for name, problem in sorted(unreadable.items()):
         render.err.print(f"warning: {name}: unreadable: {problem}", markup=False)
+
+
+@mirror_app.command("gc")
+def gc(
+    config: ConfigOption = Path("mirror.toml"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Remove nothing; say what would go.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Remove content none of the last keep_indexes indexes names (asks the running server
+    if there is one); print what it frees."""
+    from steppatch import server
+
+    result = server.collect_mirror(server.load_config(config), dry_run=dry_run)
+    if json_out:
+        render.print_json(result)
+        return
+    removed = result["removed"]
+    verb = "would free" if result["dry_run"] else "freed"
+    render.out.print(
+        f"mirror gc: {verb} {result['freed_bytes']} bytes: {removed['objects']} object(s), "
+        f"{removed['manifests']} manifest(s), {removed['recipes']} recipe(s), "
+        f"{removed['partial']} partial fill(s); kept the content of index version(s) "
+        f"{', '.join(map(str, result['kept_indexes'])) or '-'}",
+        markup=False,
+    )
 
 
 @mirror_app.command("sync")

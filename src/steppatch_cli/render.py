@@ -236,6 +236,7 @@ def report_json(report: ApplyReport) -> dict[str, Any]:
             report.snapshot_drift
         ),
         snapshot_upload=report.upload,
+        gc=None if report.collected is None else report.collected.to_json(),
     )
     return value
 
@@ -294,6 +295,8 @@ def show_report(report: ApplyReport) -> None:
     if report.snapshot_drift:
         out.print("The tree differs from the files the full snapshot recorded:")
         show_drift(report.snapshot_drift)
+    if report.collected is not None and (report.collected.bytes or report.collected.history):
+        out.print(report.collected.summary(), markup=False)
 
 
 def drift_json(drift: Drift) -> dict[str, Any]:

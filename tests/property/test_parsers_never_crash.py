@@ -33,6 +33,7 @@ from packaging.version import Version
 from steppatch import pki
 from steppatch.cluster._core import NODE_FORMAT
 from steppatch.cluster._nodes import SshNode
+from steppatch.collect import parse_age
 from steppatch.config import Location, parse_home_config, parse_location
 from steppatch.errors import SteppatchError
 from steppatch.fleet import parse_stored_snapshot
@@ -375,6 +376,7 @@ FOOTHOLD_INFO = info_to_json(FootholdInfo(
 
 HOME_TOML = {
     "updates": "https://dk1.example:8443", "system": "bob", "node": "n1",
+    "keep_history": 5, "gc": "manual",
     "service": {"start": "./start", "stop": "./stop", "status": "./status"},
     "mirrors": [{"id": "dk1", "url": "https://dk1.example:8443", "priority": 20, "name": "DK"}],
     "nodes": [{"name": "n2", "location": "ssh://step@n2:22/srv/step", "command": "steppatch"}],
@@ -383,6 +385,7 @@ MIRROR_TOML = {
     "store": "/var/lib/m", "download": "historic", "listen": "0.0.0.0:443",
     "admin_listen": "127.0.0.1:8080", "bulk_download_mbit_per_s": 10.5, "workers": 4,
     "poll_interval_s": 300, "accept_snapshots": True, "trusted_root": "root.json",
+    "keep_indexes": 10, "gc_interval_s": 3600,
     "tls": {"cert": "s.crt", "key": "s.key", "client_ca": "ca.crt"},
     "upstreams": [{"id": "dk1", "url": "https://dk1.example:8443", "priority": 20},
                   {"id": "dk2", "url": "file:///srv/repo", "name": "local"}],
@@ -519,6 +522,12 @@ def test_node_answer(data: bytes) -> None:
 ))  # fmt: skip
 def test_node_location(text: str) -> None:
     _call("node location (parse_location)", lambda: parse_location(text))
+
+
+@FUZZ
+@given(st.one_of(mutated_text("30d"), mutated_text("12h"), st.text(max_size=20)))
+def test_gc_age(text: str) -> None:
+    _call("gc --older-than (parse_age)", lambda: parse_age(text))
 
 
 @FUZZ

@@ -1,5 +1,6 @@
 """The home's edge: its files on disk, its lock, staging, the one commit point, recovery,
-staged applies (``_staged``), its TLS files (``_tls``), service control."""
+staged applies (``_staged``), its TLS files (``_tls``), garbage collection and sizes (``_gc``),
+service control."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from steppatch._lazy import attach
 
 if TYPE_CHECKING:
+    from steppatch.home._gc import HomeSizes, collect_home, home_sizes
     from steppatch.home._layout import HomeDir
     from steppatch.home._program import ProgramResult, run_program
     from steppatch.home._scan import scan_tree
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = attach(
     __name__,
     {
+        "steppatch.home._gc": ("HomeSizes", "collect_home", "home_sizes"),
         "steppatch.home._layout": ("HomeDir",),
         "steppatch.home._program": ("ProgramResult", "run_program"),
         "steppatch.home._scan": ("scan_tree",),
@@ -32,13 +35,16 @@ __getattr__, __dir__ = attach(
 __all__ = [
     "HOME_ENV",
     "HomeDir",
+    "HomeSizes",
     "HomeTls",
     "ProgramResult",
     "Service",
     "ShellService",
     "StagedApplies",
     "StagedRecord",
+    "collect_home",
     "home_path",
+    "home_sizes",
     "run_program",
     "scan_tree",
 ]

@@ -8,7 +8,8 @@ Layout (``docs/formats.md``)::
     HOME/.steppatch/trees/T.state.json   what tree T holds (components, stored manifest names)
     HOME/.steppatch/manifests/H.json.gz  the installed components' manifests, by sha256 H
     HOME/.steppatch/cache/objects/       content-addressed download cache
-    HOME/.steppatch/history/             thin snapshots of states an apply replaced
+    HOME/.steppatch/history/             thin snapshots of states an apply replaced, each with
+                                         its state file (NNNNNN-STAMP.spr, .state.json)
     HOME/.steppatch/metadata/            the signed metadata this home trusts (verified only)
     HOME/.steppatch/tls/                 ca.crt, client.crt, client.key (0600) for https mirrors
                                          (``_tls.HomeTls``; request.key/.csr while enrolling)
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import os
 import re
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from steppatch._fs import atomic_write, checkpoint, file_lock, fsync_dir, sync_filesystem
 from steppatch.clock import tree_stamp, utcnow
+from steppatch.collect import history_number
 from steppatch.config import CONFIG_NAME, HomeConfig, dump_home_config, parse_home_config
 from steppatch.errors import HomeError, InsufficientSpace, MalformedDocument, TooLarge, UnsafePath
 from steppatch.formats import (
@@ -54,11 +57,11 @@ from steppatch.formats import (
 )
 from steppatch.home._scan import check_tree, gc_paused
 from steppatch.home._tls import TLS_SUBDIR, HomeTls
-from steppatch.model import EntryKind, FileEntry, HomeState
+from steppatch.model import EntryKind, FileEntry, HomeState, Manifest
 from steppatch.plan import Drift, StepKind, TreeStep
 from steppatch.store import ObjectStore, copy_verified
 
-__all__ = ["TLS_DIR", "HomeDir", "is_tree_id"]
+__all__ = ["TLS_DIR", "HomeDir", "history_state_path", "is_tree_id"]
 
 STATE_DIR = ".steppatch"
 #: a home's TLS files (:class:`~steppatch.home.HomeTls`), relative to the home
@@ -67,7 +70,14 @@ CURRENT = "current"
 STORED_SUFFIX = ".json.gz"
 #: the operator's settings file the installed components' config rules are checked against
 CONFIG_PROPERTIES = "config.properties"
+#: in the history directory: the number of the newest entry ``gc`` removed
+PRUNED = "pruned"
 _TREE_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8}")
+
+
+def history_state_path(entry: Path) -> Path:
+    """Where the state file of history entry ``NNNNNN-STAMP.spr`` is kept."""
+    return entry.with_name(entry.name.removesuffix(".spr") + ".state.json")
 
 
 def is_tree_id(text: str) -> bool:
@@ -289,20 +299,107 @@ class HomeDir:
         if self.manifests.is_dir():
             keep = self._stored_names(live)
             if keep is not None:
-                self._drop_stored_except(keep)
+                self._drop_stored_except(keep | self._history_stored_names())
 
     def record_history(self, name: str, data: bytes) -> Path:
-        """Keep a snapshot of a state being replaced, named ``NNNNNN-name``."""
+        """Keep a snapshot of a state being replaced, named ``NNNNNN-name``.
+
+        The live tree's state file is copied beside it first (``NNNNNN-STAMP.state.json``): it
+        names the stored manifests of the replaced state, which stay while the entry does, so
+        ``gc`` knows which cached objects a rollback to it needs and the rollback downloads no
+        manifest. Numbers grow past every entry ``gc`` pruned: they are never reused.
+        """
         self.history.mkdir(parents=True, exist_ok=True)
-        count = sum(1 for _ in self.history.iterdir())
-        path = self.history / f"{count + 1:06d}-{name}"
+        path = self.history / f"{self._next_history_number():06d}-{name}"
+        live = self.trees / f"{self.current_tree_id()}.state.json"
+        with contextlib.suppress(OSError):
+            atomic_write(history_state_path(path), live.read_bytes())
         atomic_write(path, data)
         return path
 
+    def _next_history_number(self) -> int:
+        numbers = [n for item in self.history.iterdir() if (n := history_number(item.name))]
+        return max([*numbers, self.pruned_history()]) + 1
+
+    def history_entries(self) -> list[Path]:
+        """The history entries, oldest first."""
+        if not self.history.is_dir():
+            return []
+        named = [(n, p) for p in self.history.iterdir() if (n := history_number(p.name))]
+        return [p for _n, p in sorted(named)]
+
     def last_history(self) -> Path | None:
         """The newest snapshot :meth:`record_history` kept (what ``rollback`` returns to)."""
-        entries = sorted(self.history.glob("*.spr"))
+        entries = self.history_entries()
         return entries[-1] if entries else None
+
+    def drop_history(self, entry: Path) -> None:
+        """Remove a history entry, then the record of its files."""
+        entry.unlink(missing_ok=True)
+        history_state_path(entry).unlink(missing_ok=True)
+
+    def pruned_history(self) -> int:
+        """The number of the newest history entry ``gc`` removed (0: none)."""
+        try:
+            text = (self.history / PRUNED).read_text().strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return 0
+        return int(text) if text.isdigit() else 0
+
+    def mark_pruned(self, number: int) -> None:
+        """Record (durably, before they go) that history entries up to ``number`` are pruned."""
+        if number > self.pruned_history():
+            atomic_write(self.history / PRUNED, f"{number}\n".encode())
+
+    def history_stored(self, entry: Path) -> dict[str, StateRecord] | HomeState | None:
+        """What the history entry ``entry`` records of its state's files: its components'
+        stored manifests (or an inline state); ``None`` when not recorded or unreadable."""
+        path = history_state_path(entry)
+        try:
+            return parse_home_state(path.read_bytes(), str(path))
+        except (OSError, MalformedDocument, TooLarge):
+            return None
+
+    def _history_stored_names(self) -> set[str]:
+        """The stored manifests the history entries' states name (kept while they are)."""
+        names: set[str] = set()
+        if not self.history.is_dir():
+            return names
+        for item in self.history.glob("*.state.json"):
+            with contextlib.suppress(OSError, MalformedDocument, TooLarge):
+                parsed = parse_home_state(item.read_bytes(), str(item))
+                if not isinstance(parsed, HomeState):
+                    names.update(r.stored for r in parsed.values())
+        return names
+
+    def history_manifests(self) -> dict[str, Callable[[], Manifest | None]]:
+        """The manifests the history entries' states stored, by published sha256: each a
+        loader that reads it checked in full against its stored name (``None`` if it is gone or
+        damaged). A rollback within the kept history reads its manifests here rather than
+        downloading them."""
+        found: dict[str, Callable[[], Manifest | None]] = {}
+        for entry in self.history_entries():
+            parsed = self.history_stored(entry)
+            if isinstance(parsed, HomeState):
+                for c in parsed.components.values():
+                    found[c.manifest_sha256] = functools.partial(_given, c.manifest)
+            elif parsed is not None:
+                for r in parsed.values():
+                    found[r.manifest_sha256] = functools.partial(
+                        self.load_stored, r, str(entry)
+                    )
+        return found
+
+    def stored_names(self, tree_id: str) -> set[str]:
+        """The stored manifests tree ``tree_id``'s state names (empty if it cannot be read)."""
+        return self._stored_names(tree_id) or set()
+
+    def load_stored(self, record: StateRecord, source: str) -> Manifest | None:
+        """The stored manifest ``record`` names, checked in full; ``None`` if gone or damaged."""
+        try:
+            return parse_stored_manifest(self._stored_bytes(record), record.stored, source)
+        except (OSError, MalformedDocument, TooLarge):
+            return None
 
     def ensure_space(self, needed: int, reserve: int) -> None:
         """Raise :class:`InsufficientSpace` unless ``needed`` bytes plus ``reserve`` are free
@@ -448,7 +545,7 @@ class HomeDir:
             if after.get(path) != entry:
                 self._keep_replaced(self.trees / old / path, entry)
         _remove(self.trees / old)
-        self._drop_stored_except(set(stored.values()))
+        self._drop_stored_except(set(stored.values()) | self._history_stored_names())
 
     def _keep_replaced(self, path: Path, entry: FileEntry) -> None:
         # Best effort: the old tree is garbage now, and the cache is only a cache.
@@ -516,6 +613,10 @@ class HomeDir:
 
     def _new_tree_id(self, now: dt.datetime | None) -> str:
         return f"{tree_stamp(now or utcnow())}-{uuid.uuid4().hex[:8]}"
+
+
+def _given(manifest: Manifest) -> Manifest | None:
+    return manifest
 
 
 def _joined(root: Path, path: str) -> Path:

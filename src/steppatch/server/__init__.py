@@ -13,7 +13,7 @@ from steppatch._lazy import attach
 if TYPE_CHECKING:
     from steppatch.server._app import print_ready, serve, server_ssl_context
     from steppatch.server._fleet import fleet_report
-    from steppatch.server._ops import MirrorStatus, mirror_status, sync_once
+    from steppatch.server._ops import MirrorStatus, collect_mirror, mirror_status, sync_once
     from steppatch.server._restart import (
         GENERATION_VARIABLE,
         RestartFailed,
@@ -41,7 +41,7 @@ __getattr__, __dir__ = attach(
     {
         "steppatch.server._app": ("print_ready", "serve", "server_ssl_context"),
         "steppatch.server._fleet": ("fleet_report",),
-        "steppatch.server._ops": ("MirrorStatus", "mirror_status", "sync_once"),
+        "steppatch.server._ops": ("MirrorStatus", "collect_mirror", "mirror_status", "sync_once"),
         "steppatch.server._restart": (
             "GENERATION_VARIABLE",
             "RestartFailed",
@@ -84,6 +84,7 @@ __all__ = [
     "StoreFull",
     "UpstreamUnavailable",
     "admin_health",
+    "collect_mirror",
     "fleet_report",
     "load_config",
     "lock_holder",

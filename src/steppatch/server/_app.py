@@ -254,7 +254,8 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": f"{path}: not found"}, status=404)
     try:
         held = await service.locate(path)
-        return await send(request, held)
+        with service.sending(held):
+            return await send(request, held)
     except NotServed:
         return web.json_response({"error": f"{path}: not found"}, status=404)
     except UpstreamUnavailable as e:
@@ -393,8 +394,9 @@ def _admin_auth(
 
 
 def admin_app(service: Service) -> web.Application:
-    """The admin port: ``/health`` (JSON), ``/metrics`` (Prometheus text), ``POST /sync``, and
-    the fleet pages (``/``, ``/systems/NAME``, ``/store``: :mod:`._pages`).
+    """The admin port: ``/health`` (JSON), ``/metrics`` (Prometheus text), ``POST /sync``,
+    ``POST /gc`` (``{"dry_run": bool}``: a collection of the store now, what it freed), and the
+    fleet pages (``/``, ``/systems/NAME``, ``/store``: :mod:`._pages`).
 
     With ``admin_token`` set, every route but ``/health`` needs it. ``POST /sync`` takes a JSON
     object (``Content-Type: application/json``), which an HTML form cannot send, and a page of
@@ -414,6 +416,22 @@ def admin_app(service: Service) -> web.Application:
             headers={"X-Content-Type-Options": "nosniff"},
             charset="utf-8",
         )
+
+    async def collect(request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return web.json_response(
+                {"error": "POST /gc takes a JSON object (Content-Type: application/json)"},
+                status=415,
+            )
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("dry_run", False), bool):
+            return web.json_response(
+                {"error": 'POST /gc takes a JSON object: {"dry_run": true|false}'}, status=400
+            )
+        return web.json_response(await service.collect(dry_run=body.get("dry_run", False)))
 
     async def sync(request: web.Request) -> web.Response:
         if request.content_type != "application/json":
@@ -436,6 +454,7 @@ def admin_app(service: Service) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sync", sync)
     add_pages(app, service)
+    app.router.add_post("/gc", collect)
     return app
 
 

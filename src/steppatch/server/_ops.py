@@ -13,8 +13,11 @@ from typing import Any
 
 import attrs
 
+from steppatch.collect import Collection
 from steppatch.errors import InputError, LockedError, SteppatchError, TooLarge
+from steppatch.limits import DEFAULT_LIMITS
 from steppatch.server._app import _store_lock
+from steppatch.server._gc import collect_store, store_sizes
 from steppatch.server._metrics import Metrics
 from steppatch.server._ratelimit import TokenBucket, backoff_seconds
 from steppatch.server._restart import local_opener
@@ -24,7 +27,7 @@ from steppatch.server.config import DownloadMode, MirrorConfig
 from steppatch.server.errors import MirrorConfigError, StoreError, UpstreamUnavailable
 from steppatch.transport import DEFAULT_TRANSPORT_LIMITS
 
-__all__ = ["MirrorStatus", "mirror_status", "sync_once"]
+__all__ = ["MirrorStatus", "collect_mirror", "mirror_status", "sync_once"]
 
 
 @attrs.frozen
@@ -39,13 +42,16 @@ class MirrorStatus:
     bytes: int
     state: dict[str, Any]
     health: dict[str, Any] | None
+    sizes: dict[str, int] = attrs.field(factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return attrs.asdict(self)
 
 
-def _admin(config: MirrorConfig, method: str, path: str, timeout: float) -> dict[str, Any]:
+def _admin(
+    config: MirrorConfig, method: str, path: str, timeout: float, payload: bytes = b"{}"
+) -> dict[str, Any]:
     """Ask the admin port, with the token from the config; a POST sends an empty JSON object
     (``POST /sync`` takes nothing else)."""
     host = config.admin_listen.host
@@ -57,7 +63,7 @@ def _admin(config: MirrorConfig, method: str, path: str, timeout: float) -> dict
         headers["Authorization"] = f"Bearer {config.admin_token}"
     body = None
     if method == "POST":
-        body = b"{}"
+        body = payload
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(
         f"http://{host}:{config.admin_listen.port}{path}", body, headers, method=method
@@ -74,6 +80,7 @@ def _admin(config: MirrorConfig, method: str, path: str, timeout: float) -> dict
 def mirror_status(config: MirrorConfig) -> MirrorStatus:
     """Read the store; ask a running server for its health. O(files in the store)."""
     objects, size = store_usage(config.store)
+    sizes = store_sizes(config.store).to_json()
     state: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         state = json.loads((config.store / "state.json").read_bytes())
@@ -88,7 +95,57 @@ def mirror_status(config: MirrorConfig) -> MirrorStatus:
         bytes=size,
         state=state,
         health=health,
+        sizes=sizes,
     )
+
+
+def collect_mirror(config: MirrorConfig, *, dry_run: bool = False) -> dict[str, Any]:
+    """Collect the store (``steppatch mirror gc``): here when no server holds it, else through
+    the running server's admin port (``POST /gc``), which coordinates with what it fills and
+    sends. Returns what was (or, with ``dry_run``, would be) freed.
+
+    Raises :class:`InputError` for an origin, :class:`StoreError` (a server holds the store but
+    does not answer), :class:`MirrorConfigError`, metadata errors for a store that does not
+    verify.
+    """
+    if not config.is_mirror:
+        raise InputError("an origin serves its repository directory: there is nothing to collect")
+    try:
+        with _store_lock(config.store):
+            return {"via": "here", **_collect_here(config, dry_run).to_json()}
+    except LockedError:
+        body = json.dumps({"dry_run": dry_run}).encode()
+        try:
+            result = _admin(config, "POST", "/gc", 600.0, body)
+        except (OSError, urllib.error.URLError) as e:
+            raise StoreError(
+                str(config.store), f"locked by a server that does not answer on its admin port: {e}"
+            ) from e
+    if not result.get("collected", False):
+        why = result.get("why")
+        raise StoreError(str(config.store), f"the running server's collection failed: {why}")
+    result.pop("collected", None)
+    return {"via": "running server", **result}
+
+
+def _collect_here(config: MirrorConfig, dry_run: bool) -> Collection:
+    assert config.trusted_root is not None
+    try:
+        trusted_root = config.trusted_root.read_bytes()
+    except OSError as e:
+        raise MirrorConfigError(config.source, "trusted_root", f"cannot read: {e}") from e
+    store = MirrorStore(config.store, trusted_root, Metrics())
+    try:
+        return collect_store(
+            store,
+            keep_indexes=config.keep_indexes,
+            historic=config.download is DownloadMode.HISTORIC,
+            dry_run=dry_run,
+            now=time.time(),
+            partial_max_age=DEFAULT_LIMITS.partial_max_age_seconds,
+        )
+    except OSError as e:
+        raise StoreError(str(config.store), e.strerror or str(e)) from e
 
 
 def sync_once(config: MirrorConfig, *, capped: bool = True) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from steppatch import pki
+from steppatch.collect import Collection
 from steppatch.errors import NetworkError, SteppatchError, UnsafePath
 from steppatch.limits import DEFAULT_LIMITS
 from steppatch.model import RepositoryIndex
@@ -26,6 +27,7 @@ from steppatch.paths import safe_relpath
 from steppatch.remote import utcnow
 from steppatch.server._coalesce import Coalescer
 from steppatch.server._fleet import FleetSource, store_recipes
+from steppatch.server._gc import collect_store, store_sizes
 from steppatch.server._metrics import Metrics
 from steppatch.server._origin import PublishedRepository
 from steppatch.server._ratelimit import TokenBucket, backoff_seconds
@@ -76,6 +78,10 @@ def describe_metrics(m: Metrics) -> None:
         ("healthy", "gauge", "1 when health is ok, 0 when degraded"),
         ("fleet_systems", "gauge", "systems that uploaded a snapshot, by state"),
         ("fleet_components_behind", "gauge", "per system: components with a newer version"),
+        ("gc_runs_total", "counter", "garbage collections of the store, by result"),
+        ("gc_freed_bytes_total", "counter", "bytes garbage collection freed"),
+        ("gc_removed_total", "counter", "files garbage collection removed, by kind"),
+        ("store_bytes", "gauge", "bytes the store holds, by part (at start and after each gc)"),
     ):
         m.describe(name, kind, text)
 
@@ -125,6 +131,14 @@ class Service:
 
     def start(self) -> None:
         """Start background tasks (in the running loop)."""
+
+    def sending(self, held: Held) -> contextlib.AbstractContextManager[None]:
+        """Hold ``held`` while it is sent (a mirror's collection leaves it alone)."""
+        return contextlib.nullcontext()
+
+    async def collect(self, *, dry_run: bool) -> dict[str, Any]:
+        """Collect the store now (``POST /gc``): what it freed, as JSON."""
+        return {"collected": False, "why": "an origin serves its repository: nothing to collect"}
 
     async def sync_now(self) -> dict[str, Any]:
         """Refresh metadata and wake the bulk processes now (``POST /sync``)."""
@@ -229,6 +243,8 @@ class MirrorService(Service):
         self._failed_refresh_at: float | None = None
         self.bulk: dict[str, dict[str, Any]] = {}
         self._name = self._own_name()
+        self._collecting = asyncio.Lock()
+        self.last_gc: dict[str, Any] | None = None
 
     def fleet_index(self) -> tuple[RepositoryIndex | None, int | None]:
         index = self.store.index
@@ -321,6 +337,62 @@ class MirrorService(Service):
         finally:
             self.controls.pop(item.sha256, None)
 
+    def sending(self, held: Held) -> contextlib.AbstractContextManager[None]:
+        file = held.file
+        if file is None or file.parent.parent != self.store.objects.root:
+            return contextlib.nullcontext()
+        return self.store.pinned(file.name)
+
+    # --- garbage collection ------------------------------------------------------------------
+
+    async def collect(self, *, dry_run: bool) -> dict[str, Any]:
+        async with self._collecting:
+            try:
+                done = await self.blocking(self._collect, dry_run)
+            except (SteppatchError, OSError) as e:
+                self.metrics.inc("gc_runs_total", result="failed")
+                self.problems["gc"] = f"garbage collection failed: {e}"
+                return {"collected": False, "why": str(e)}
+        self.problems.pop("gc", None)
+        return {"collected": True, **done.to_json()}
+
+    def _collect(self, dry_run: bool) -> Collection:
+        config = self.config
+        done = collect_store(
+            self.store,
+            keep_indexes=config.keep_indexes,
+            historic=config.download is DownloadMode.HISTORIC,
+            dry_run=dry_run,
+            now=time.time(),
+            partial_max_age=DEFAULT_LIMITS.partial_max_age_seconds,
+        )
+        if not dry_run:
+            self.metrics.inc("gc_runs_total", result="ok")
+            self.metrics.inc("gc_freed_bytes_total", done.bytes)
+            for kind, count in (("recipe", done.recipes), ("manifest", done.manifests),
+                                ("object", done.objects), ("partial", done.partial)):
+                self.metrics.inc("gc_removed_total", count, kind=kind)
+            self.last_gc = {"at": utcnow().isoformat(), **done.to_json()}
+        self._measure()
+        return done
+
+    def _measure(self) -> None:
+        sizes = store_sizes(self.config.store)
+        for part, value in sizes.to_json().items():
+            self.metrics.set("store_bytes", value, part=part)
+
+    async def _gc_loop(self) -> None:
+        with contextlib.suppress(SteppatchError, OSError):
+            await self.blocking(self._measure)
+        interval = self.config.gc_interval_s
+        if interval <= 0:
+            return
+        while not self.stop_event.is_set():
+            await self._sleep(interval)
+            if self.stop_event.is_set():
+                return
+            await self.collect(dry_run=False)
+
     # --- metadata ----------------------------------------------------------------------------
 
     async def refresh_if_stale(self, *, client: bool) -> None:
@@ -393,6 +465,7 @@ class MirrorService(Service):
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._poll()))
+        self._tasks.append(asyncio.create_task(self._gc_loop()))
         mode = self.config.download
         processes = {
             DownloadMode.HISTORIC: ("historic", "released"),
@@ -507,6 +580,7 @@ class MirrorService(Service):
             "fills_running": len(self.fills),
             "snapshots_pending": self.snapshots.pending(),
             "snapshots_dropped": self.snapshots.dropped,
+            "last_gc": self.last_gc,
             **summary,
         }
 

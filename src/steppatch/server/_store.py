@@ -29,6 +29,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,8 @@ class MirrorStore:
         #: optional files no upstream had, in this process (bulk does not ask again)
         self.optional_missing: set[str] = set()
         self._catalogued: set[str] = set()
+        #: content being filled or sent now, by sha256: garbage collection leaves it alone
+        self.busy: Counter[str] = Counter()
         self.last_refresh: float | None = None
         self.state: dict[str, Any] = {"format": STATE_FORMAT, "baseline": None, "bulk": {}}
         try:
@@ -413,6 +416,25 @@ class MirrorStore:
     def _held_object(self, sha256: str, length: int) -> Held:
         return Held(self.objects.path(sha256), length, _etag(sha256), True)
 
+    @contextlib.contextmanager
+    def pinned(self, sha256: str) -> Iterator[None]:
+        """Mark ``sha256`` busy (being filled or sent) while in the block: not collected."""
+        with self._lock:
+            self.busy[sha256] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.busy[sha256] -= 1
+                if self.busy[sha256] <= 0:
+                    del self.busy[sha256]
+
+    def forget(self, sha256: str) -> None:
+        """Forget a stored file garbage collection removed (call with the lock held)."""
+        self.catalogue.pop(sha256, None)
+        self._catalogued.discard(sha256)
+        self._verified.discard(sha256)
+
     def needs_check(self, sha256: str) -> bool:
         """Whether a stored file has not been hashed by this process yet."""
         with self._lock:
@@ -474,20 +496,22 @@ class MirrorStore:
                 part.finish()
 
         try:
-            upstreams.call(attempt, item.path, optional=item.kind in OPTIONAL_KINDS)
-        except UpstreamUnavailable as e:
-            if item.kind not in OPTIONAL_KINDS:
-                raise
-            with self._lock:
-                self.optional_missing.add(item.sha256)
-            raise OptionalMissing(item.path, str(e)) from e
+            with self.pinned(item.sha256):
+                try:
+                    upstreams.call(attempt, item.path, optional=item.kind in OPTIONAL_KINDS)
+                except UpstreamUnavailable as e:
+                    if item.kind not in OPTIONAL_KINDS:
+                        raise
+                    with self._lock:
+                        self.optional_missing.add(item.sha256)
+                    raise OptionalMissing(item.path, str(e)) from e
+                self._after_fill(item)
         except OSError as e:
             # A full disk: drop the partial file so the space comes back; nothing was stored.
             self.objects.partial_path(item.sha256).unlink(missing_ok=True)
             raise _store_error(self.root, e) from e
         with self._lock:
             self._verified.add(item.sha256)
-        self._after_fill(item)
         return self._held_object(item.sha256, item.length)
 
     def _fill_by_delta(
@@ -502,30 +526,42 @@ class MirrorStore:
                 if length < item.length and dsha not in self.optional_missing
             )
         for length, dsha, base in offers:
-            if not self.objects.has(base):
-                continue
-            try:
-                if not self.objects.has(dsha):
-                    self.fill(Item("delta", f"deltas/{dsha[:2]}/{dsha}", dsha, length),
-                              upstreams, control)  # fmt: skip
-                out = self.objects.partial_path(item.sha256).with_suffix(".decode")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    decode(self.objects.path(dsha), out, base=self.objects.path(base),
-                           length=item.length)  # fmt: skip
-                    # adopt hashes it: only the object's own bytes are stored
-                    if not self.objects.adopt(out, item.sha256, item.length):
-                        continue
-                finally:
-                    out.unlink(missing_ok=True)
-            except (RepositoryError, UpstreamUnavailable, OSError):
-                continue
-            self.metrics.inc("objects_from_deltas_total")
-            with self._lock:
-                self._verified.add(item.sha256)
-            self._after_fill(item)
-            return self._held_object(item.sha256, item.length)
+            # base, delta and result are not collected while the object is rebuilt
+            with self.pinned(base), self.pinned(dsha), self.pinned(item.sha256):
+                held = self._rebuild(item, dsha, length, base, upstreams, control)
+            if held is not None:
+                return held
         return None
+
+    def _rebuild(
+        self, item: Item, dsha: str, length: int, base: str, upstreams: Upstreams,
+        control: FillControl,
+    ) -> Held | None:
+        """``item`` rebuilt from the delta ``dsha`` (fetched if not held) and the held ``base``;
+        ``None`` on any failure."""
+        if not self.objects.has(base):
+            return None
+        try:
+            if not self.objects.has(dsha):
+                self.fill(Item("delta", f"deltas/{dsha[:2]}/{dsha}", dsha, length),
+                          upstreams, control)  # fmt: skip
+            out = self.objects.partial_path(item.sha256).with_suffix(".decode")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                decode(self.objects.path(dsha), out, base=self.objects.path(base),
+                       length=item.length)  # fmt: skip
+                # adopt hashes it: only the object's own bytes are stored
+                if not self.objects.adopt(out, item.sha256, item.length):
+                    return None
+            finally:
+                out.unlink(missing_ok=True)
+        except (RepositoryError, UpstreamUnavailable, OSError):
+            return None
+        self.metrics.inc("objects_from_deltas_total")
+        with self._lock:
+            self._verified.add(item.sha256)
+        self._after_fill(item)
+        return self._held_object(item.sha256, item.length)
 
     def _content_limit(self, kind: str) -> int:
         limits = self.limits

@@ -118,6 +118,10 @@ class MirrorConfig:
     snapshot_outbox_max: int = 1000
     #: the fleet pages: a system silent for longer than this is stale
     stale_after_days: float = 7.0
+    #: garbage collection: content the last ``keep_indexes`` verified indexes name is kept;
+    #: the server collects every ``gc_interval_s`` seconds (0: never; ``mirror gc`` still does)
+    keep_indexes: int = 10
+    gc_interval_s: float = 86400.0
     trusted_root: Path | None = None
     origin: OriginConfig | None = None
     upstreams: tuple[Upstream, ...] = ()
@@ -140,7 +144,7 @@ _TOP = {
     "bulk_backoff_factor", "poll_interval_s", "metadata_max_age_s", "upstream_retry_s",
     "upstream_connect_timeout_s", "upstream_read_timeout_s", "workers", "shutdown_timeout_s",
     "access_log", "accept_snapshots", "trusted_root", "tls", "origin", "upstreams",
-    "upstream_tls", "admin_token", "stale_after_days",
+    "upstream_tls", "admin_token", "stale_after_days", "keep_indexes", "gc_interval_s",
 }  # fmt: skip
 _SNAPSHOT_KEYS = {"snapshot_keep", "snapshot_quota_bytes", "snapshot_rate", "snapshot_outbox_max"}
 #: the shortest admin token accepted (about 96 bits from `openssl rand -base64 12`)
@@ -362,6 +366,8 @@ def parse_config(data: bytes, source: str, base: Path | None = None) -> MirrorCo
         snapshot_rate=r.number("snapshot_rate", 6.0, minimum=0, exclusive=False),
         snapshot_outbox_max=r.integer("snapshot_outbox_max", 1000, 1),
         stale_after_days=_stale_after(r),
+        keep_indexes=r.integer("keep_indexes", 10, 1),
+        gc_interval_s=r.number("gc_interval_s", 86400.0, minimum=0, exclusive=False),
         trusted_root=trusted_root,
         origin=origin,
         upstreams=upstreams,
