@@ -82,6 +82,10 @@ def test_altered_object_is_named(repo: Path, run: Run, home: Path) -> None:
     victim = min(p for p in (repo / "objects").rglob("*") if p.is_file() and p.name not in held)
     victim.chmod(0o644)
     victim.write_bytes(b"altered after signing")
+    # The deltas and compressed forms too: a home takes those first and falls back to the object.
+    for other in (p for p in (repo / "deltas").rglob("*") if p.is_file()):
+        other.chmod(0o644)
+        other.write_bytes(b"altered after signing")
     before = home_digest(home)
     line = one_line(run("apply", "to:step-core/latest.spr", expect=3).err)
     assert victim.name in line
