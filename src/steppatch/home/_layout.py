@@ -54,13 +54,14 @@ from steppatch.formats import (
 )
 from steppatch.home._scan import check_tree, gc_paused
 from steppatch.home._tls import TLS_SUBDIR, HomeTls
+from steppatch.home._where import require_home
 from steppatch.model import EntryKind, FileEntry, HomeState
+from steppatch.paths import STATE_DIR
 from steppatch.plan import Drift, StepKind, TreeStep
 from steppatch.store import ObjectStore, copy_verified
 
 __all__ = ["TLS_DIR", "HomeDir", "is_tree_id"]
 
-STATE_DIR = ".steppatch"
 #: a home's TLS files (:class:`~steppatch.home.HomeTls`), relative to the home
 TLS_DIR = Path(STATE_DIR) / TLS_SUBDIR
 CURRENT = "current"
@@ -125,10 +126,8 @@ class HomeDir:
     @classmethod
     def open(cls, root: Path) -> HomeDir:
         """Open an existing home. Raises :class:`HomeError` if ``root`` is not one."""
-        root = root.absolute()
+        root = require_home(root)
         config_path = root / CONFIG_NAME
-        if not (root / STATE_DIR).is_dir() or not config_path.is_file():
-            raise HomeError(str(root), "not a steppatch home (run 'steppatch init' there first)")
         return cls(root, parse_home_config(config_path.read_bytes(), str(config_path)))
 
     def environment_id(self) -> str:
