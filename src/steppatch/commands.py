@@ -369,12 +369,13 @@ class NodeRow(NamedTuple):
 def list_nodes(home: Home, cluster_of: ClusterOf | None = None) -> list[NodeRow]:
     """This node (its name and path), then the other nodes the home's config lists."""
     if cluster_of is None:
-        from steppatch.cluster import Cluster
-
-        cluster_of = Cluster
-    cluster = cluster_of(home)
-    return [NodeRow(cluster.self_name, str(home.path), "", True)] + [
-        NodeRow(e.name, e.location, e.command, False) for e in cluster.entries()
+        # what Cluster.self_name and Cluster.entries read, without loading the cluster (start-up)
+        name, entries = home.files.node_name(), list(home.files.config.nodes)
+    else:
+        cluster = cluster_of(home)
+        name, entries = cluster.self_name, cluster.entries()
+    return [NodeRow(name, str(home.path), "", True)] + [
+        NodeRow(e.name, e.location, e.command, False) for e in entries
     ]
 
 

@@ -15,6 +15,7 @@ import attrs
 
 from steppatch._toml import TomlProblem, parse_toml
 from steppatch.errors import ConfigError, InputError
+from steppatch.paths import CONFIG_NAME
 
 __all__ = [
     "CONFIG_NAME",
@@ -29,7 +30,6 @@ __all__ = [
     "parse_location",
 ]
 
-CONFIG_NAME = "steppatch.toml"
 #: replaced states kept for ``rollback`` by ``steppatch gc`` unless ``keep_history`` says otherwise
 DEFAULT_KEEP_HISTORY = 5
 GC_MODES = ("auto", "manual")

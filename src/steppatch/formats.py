@@ -6,16 +6,14 @@ every field is type-checked, every path made safe, every limit enforced.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import re
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from steppatch._json import Fields, dump_json, load_json_object
@@ -36,8 +34,12 @@ from steppatch.model import (
     Transfers,
 )
 from steppatch.paths import link_stays_inside, safe_relpath
-from steppatch.plan import ChangeReason, ComponentChange, Plan
 from steppatch.versions import is_valid_name, parse_specifier, parse_version
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
+    from steppatch.plan import Plan
 
 __all__ = [
     "INDEX_FORMAT",
@@ -539,6 +541,8 @@ def dump_stored_manifest(manifest: Manifest) -> bytes:
         manifest_to_json(manifest), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
     # Level 1: within 5% of level 6's size here, at a third of the time.
+    import gzip
+
     return gzip.compress(text.encode(), compresslevel=1, mtime=0)
 
 
@@ -713,6 +717,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
 
 def plan_from_json(value: object, fail: Callable[[str], NoReturn]) -> Plan:
     """Parse what :func:`plan_to_json` made; ``fail(problem)`` raises the caller's error."""
+    from steppatch.plan import ChangeReason, ComponentChange, Plan
+
     if not isinstance(value, dict):
         fail("plan: expected an object")
     f = Fields(dict(value), "plan.", fail)

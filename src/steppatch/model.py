@@ -7,15 +7,16 @@ document that describes it; a home's *state* is what is installed.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
 
 __all__ = [
     "ComponentVersion",
@@ -259,6 +260,8 @@ class HomeState:
 
     def fingerprint(self) -> str:
         """A digest of exactly what is installed (versions and their manifests' hashes)."""
+        import hashlib
+
         lines = "".join(
             f"{name} {c.version} {c.manifest_sha256}\n"
             for name, c in sorted(self.components.items())

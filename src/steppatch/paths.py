@@ -12,7 +12,12 @@ from pathlib import PurePath, PurePosixPath
 
 from steppatch.errors import UnsafePath
 
-__all__ = ["is_within", "link_stays_inside", "safe_relpath"]
+__all__ = ["CONFIG_NAME", "STATE_DIR", "is_within", "link_stays_inside", "safe_relpath"]
+
+#: a home's config file, relative to the home (docs/formats.md): its one owner
+CONFIG_NAME = "steppatch.toml"
+#: a home's own directory (trees, manifests, cache, metadata, lock), relative to the home
+STATE_DIR = ".steppatch"
 
 
 def safe_relpath(path: str) -> str:

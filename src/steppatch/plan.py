@@ -13,7 +13,6 @@ import attrs
 from packaging.version import Version
 
 from steppatch.errors import PathConflict, UnsafeSymlink
-from steppatch.links import unsafe_links
 from steppatch.model import EntryKind, FileEntry, Manifest
 
 __all__ = [
@@ -142,6 +141,9 @@ def check_symlinks(
     Raises :class:`UnsafeSymlink` naming the first such symlink by path, its component and
     version (from ``versions``). Cost: O(total segments of the symlinks' targets).
     """
+    # the link resolver loads with the first merge, not with every reader of plans (start-up)
+    from steppatch.links import unsafe_links
+
     links = {
         path: held.entry.target
         for path, held in tree.items()

@@ -18,15 +18,12 @@ Every CLI command about a home is one call of it.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
-from packaging.version import Version
 
 from steppatch import configedit
 from steppatch.clock import Clock, utcnow
@@ -46,12 +43,13 @@ from steppatch.errors import (
 )
 from steppatch.home import HomeDir, HomeTls
 from steppatch.limits import DEFAULT_LIMITS, Limits
-from steppatch.model import ComponentVersion, HomeState, NodeSnapshot, Recipe
-from steppatch.recipe import dump_recipe
 
 if TYPE_CHECKING:
+    from packaging.version import Version
+
     from steppatch.configcheck import ConfigFinding
     from steppatch.home import HomeSizes, Service
+    from steppatch.model import ComponentVersion, HomeState, NodeSnapshot, Recipe
     from steppatch.offline import PatchInfo
     from steppatch.pipeline import (
         ApplyPipeline,
@@ -175,6 +173,9 @@ class Home:
         :class:`~steppatch.errors.ConfigError` for a URL or certificate steppatch cannot use and
         :class:`~steppatch.errors.HomeError` if ``path`` is a home already.
         """
+        import shutil
+        import tempfile
+
         from steppatch.remote import MetadataStore, fetch_root_for_tofu
         from steppatch.transport import fetcher_for
         from steppatch.trust import load_trusted_root
@@ -327,6 +328,8 @@ class Home:
 
         recipe = thin_snapshot(self.files, state, self.clock(), files)
         if path is not None:
+            from steppatch.recipe import dump_recipe
+
             Path(path).write_bytes(dump_recipe(recipe))
         return recipe
 
@@ -519,6 +522,8 @@ class Home:
         nothing to do the result's ``token`` is empty. Raises what :meth:`apply` raises before
         its switch (:class:`NotHot` included).
         """
+        from steppatch.model import Recipe
+
         with self._locked():
             pipeline = self.pipeline
             recipes = [r if isinstance(r, Recipe) else pipeline.load_ref(r) for r in refs]

@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
 
 __all__ = [
     "NAME_PATTERN",
@@ -31,11 +31,16 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # packaging.requirements brings the marker grammar: a third of the library's import, and
-    # only the solver and the CLI's pins parse requirements.
+    # only the solver and the CLI's pins parse requirements. packaging.specifiers compiles its
+    # grammar too: it loads with the first range parsed (`status` of a home parses none).
     if name == "Requirement":
         from packaging.requirements import Requirement
 
         return Requirement
+    if name == "SpecifierSet":
+        from packaging.specifiers import SpecifierSet
+
+        return SpecifierSet
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -55,6 +60,8 @@ def parse_version(text: str) -> Version:
 
 def parse_specifier(text: str) -> SpecifierSet:
     """Parse a PEP 440 specifier set. Raises ``ValueError`` (``InvalidSpecifier``) on bad input."""
+    from packaging.specifiers import SpecifierSet
+
     return SpecifierSet(text)
 
 

@@ -4,8 +4,6 @@ Exit codes: 0 success, 1 other steppatch error, 2 bad input, 3 repository, 4 net
 5 local environment, 6 drift found by ``verify``.
 """
 
-from __future__ import annotations
-
 import errno
 import sys
 from pathlib import Path
@@ -31,6 +29,10 @@ if TYPE_CHECKING:
 # Start-up is a feature: this module imports only what building the command line needs; each
 # command imports the library parts it uses, so `--help` or `status` never loads the network
 # stack, the server or the solver.
+#
+# No `from __future__ import annotations` in the modules that define commands: Typer reads every
+# command's annotations (twice) when it builds the command line; as objects made once at import
+# they cost less than strings evaluated again on each run (`--help` builds every command).
 
 
 class _Root(TyperGroup):
@@ -38,7 +40,7 @@ class _Root(TyperGroup):
     on stderr and its exit code, with the traceback when the run's options (``ctx.obj``) say
     ``-v``. A broken pipe is left to click (exit 1), as it always was."""
 
-    def invoke(self, ctx: Context) -> Any:
+    def invoke(self, ctx: "Context") -> Any:
         try:
             return super().invoke(ctx)
         except SteppatchError as e:
@@ -49,7 +51,7 @@ class _Root(TyperGroup):
             _fail(ctx, str(e), LocalEnvironmentError.exit_code)
 
 
-def _fail(ctx: Context, message: str, code: int) -> None:
+def _fail(ctx: "Context", message: str, code: int) -> None:
     if options(ctx).verbose:
         import traceback
 
@@ -288,14 +290,14 @@ OutputOption = Annotated[
 ]
 
 
-def _show_patch_made(made: MadePatch, json_out: bool) -> None:
+def _show_patch_made(made: "MadePatch", json_out: bool) -> None:
     if json_out:
         render.print_json(render.patch_json(made.info, made.size))
     else:
         render.show_patch_made(made)
 
 
-def _show_apply(outcome: ApplyOutcome, json_out: bool) -> None:
+def _show_apply(outcome: "ApplyOutcome", json_out: bool) -> None:
     if outcome.cluster is not None:
         if json_out:
             render.print_json(render.cluster_report_json(outcome.cluster))

@@ -6,8 +6,6 @@ directory's files are :mod:`steppatch.pki`'s (``init_ca``, ``issue_files``, ``si
 names are :class:`steppatch.home.HomeTls`'s. See ``docs/pki.md``.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -56,7 +54,7 @@ ca_app = typer.Typer(
 )
 
 
-def _describe(info: pki.CertificateInfo) -> str:
+def _describe(info: "pki.CertificateInfo") -> str:
     names = [*info.hostnames, *info.ip_addresses]
     who = f"system {info.system_name}" if info.system_name else ", ".join(names) or info.subject
     return f"{info.usage or 'certificate'} for {who}, valid until {info.not_after:%Y-%m-%d}"
@@ -251,7 +249,7 @@ def enroll_command(
     )
 
 
-def enroll_cli(home_path: Callable[[Context], Path] = run_home_path) -> Callable[..., None]:
+def enroll_cli(home_path: Callable[["Context"], Path] = run_home_path) -> Callable[..., None]:
     """The ``enroll`` command for Typer, reading the home from ``home_path(ctx)`` when it runs
     (default: the run's ``--home``, else ``$STEPPATCH_HOME``, else the current directory)."""
 

@@ -2,8 +2,6 @@
 coordinating node runs over SSH; and the rendering of cluster results.
 """
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
@@ -135,7 +133,7 @@ def make_node_app(open_home: OpenHome = open_run_home) -> typer.Typer:
         """Drop a staged apply."""
         render.print_json(_server(ctx).discard(token))
 
-    def _server(ctx: typer.Context) -> NodeServer:
+    def _server(ctx: typer.Context) -> "NodeServer":
         from steppatch.cluster import NodeServer
 
         return NodeServer(open_home(ctx))

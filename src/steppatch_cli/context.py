@@ -45,9 +45,13 @@ def home_path(ctx: Context) -> Path:
 
 def open_home(ctx: Context, progress: Progress | None = None) -> Home:
     """The run's home, opened (:meth:`steppatch.Home.open`)."""
+    from steppatch.home._where import require_home
+
+    # outside a home, say so before loading the library's home facade (start-up)
+    path = require_home(home_path(ctx))
     from steppatch.updater import Home
 
-    return Home.open(home_path(ctx), progress=progress)
+    return Home.open(path, progress=progress)
 
 
 def home_opener(ctx: Context, progress: Progress | None = None) -> Callable[[], Home]:

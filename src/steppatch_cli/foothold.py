@@ -5,8 +5,6 @@ Thin: each command parses, calls :mod:`steppatch.foothold` or :mod:`steppatch.se
 renders what it returned.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -122,7 +120,7 @@ def info(
         out.print(f"check: {files}{said.check.modules} modules import", markup=False)
 
 
-def show_foothold(built: Foothold) -> None:
+def show_foothold(built: "Foothold") -> None:
     table = render.new_table(f"Foothold {built.path}")
     for column in ("distribution", "version", "carried as", "size"):
         table.add_column(column, justify="right" if column == "size" else "left")
@@ -196,7 +194,7 @@ def self_update_command(
     show_self_update(result, json_out=json_out)
 
 
-def show_self_update(result: SelfUpdate, *, json_out: bool) -> None:
+def show_self_update(result: "SelfUpdate", *, json_out: bool) -> None:
     """What a self-update did, as JSON or for a person."""
     if json_out:
         render.print_json(self_update_json(result))

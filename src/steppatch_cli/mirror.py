@@ -4,8 +4,6 @@ Thin: each command parses, calls :mod:`steppatch.server`, renders. The server pa
 it aiohttp) is imported only when a mirror command runs, so other commands start no slower.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

@@ -6,8 +6,6 @@ Typer app, so output, errors and exit codes are the steppatch command's. ``docs/
 the table of every form the manuals give.
 """
 
-from __future__ import annotations
-
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple

@@ -8,7 +8,6 @@ built its new tree); a node that fails before then leaves every node as it was.
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,7 +69,7 @@ class Cluster:
     @property
     def self_name(self) -> str:
         """This node's name: the config's ``node``, else the host name."""
-        return self.home.files.config.node or socket.gethostname()
+        return self.home.files.node_name()
 
     def entries(self) -> list[NodeEntry]:
         """The other nodes, as configured."""

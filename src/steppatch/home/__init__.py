@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from steppatch.home._service import Service, ShellService
     from steppatch.home._staged import StagedApplies, StagedRecord
     from steppatch.home._tls import HomeTls
-    from steppatch.home._where import HOME_ENV, home_path
+    from steppatch.home._where import HOME_ENV, home_path, require_home
 
 __getattr__, __dir__ = attach(
     __name__,
@@ -28,7 +28,7 @@ __getattr__, __dir__ = attach(
         "steppatch.home._service": ("Service", "ShellService"),
         "steppatch.home._staged": ("StagedApplies", "StagedRecord"),
         "steppatch.home._tls": ("HomeTls",),
-        "steppatch.home._where": ("HOME_ENV", "home_path"),
+        "steppatch.home._where": ("HOME_ENV", "home_path", "require_home"),
     },
 )
 
@@ -45,6 +45,7 @@ __all__ = [
     "collect_home",
     "home_path",
     "home_sizes",
+    "require_home",
     "run_program",
     "scan_tree",
 ]

@@ -28,42 +28,37 @@ No inode is ever both in the cache and in the live tree (``docs/architecture.md`
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
-import hashlib
 import os
 import re
 import shutil
-import stat
-import tempfile
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from steppatch._fs import atomic_write, checkpoint, file_lock, fsync_dir, sync_filesystem
 from steppatch.clock import tree_stamp, utcnow
 from steppatch.collect import history_number
 from steppatch.config import CONFIG_NAME, HomeConfig, dump_home_config, parse_home_config
 from steppatch.errors import HomeError, InsufficientSpace, MalformedDocument, TooLarge, UnsafePath
-from steppatch.formats import (
-    StateRecord,
-    dump_home_state,
-    dump_stored_manifest,
-    parse_home_state,
-    parse_stored_manifest,
-    state_from_records,
-    stored_manifest_entries,
-)
-from steppatch.home._scan import check_tree, gc_paused
 from steppatch.home._tls import TLS_SUBDIR, HomeTls
-from steppatch.model import EntryKind, FileEntry, HomeState, Manifest
-from steppatch.plan import Drift, StepKind, TreeStep
-from steppatch.store import ObjectStore, copy_verified
+from steppatch.home._where import require_home
+from steppatch.paths import STATE_DIR
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from steppatch.formats import StateRecord
+    from steppatch.model import FileEntry, HomeState, Manifest
+    from steppatch.plan import Drift, TreeStep
+    from steppatch.store import ObjectStore
+
+# Start-up: opening a home reads its config only. The formats, the model, plans, the object store
+# and the tree scanner load with the first method that uses them, so commands that read only the
+# config (mirrors, nodes) or only the state (status) do not pay for the rest.
 
 __all__ = ["TLS_DIR", "HomeDir", "history_state_path", "is_tree_id"]
 
-STATE_DIR = ".steppatch"
 #: a home's TLS files (:class:`~steppatch.home.HomeTls`), relative to the home
 TLS_DIR = Path(STATE_DIR) / TLS_SUBDIR
 CURRENT = "current"
@@ -93,18 +88,25 @@ class HomeDir:
         self.config = config
         self.state_dir = root / STATE_DIR
         self.trees = self.state_dir / "trees"
-        self.cache = ObjectStore(self.state_dir / "cache" / "objects")
         self.history = self.state_dir / "history"
         self.metadata_dir = self.state_dir / "metadata"
         #: the TLS files (CA, client certificate, a pending enrollment)
         self.tls = HomeTls(self.state_dir / TLS_SUBDIR)
         self.tls_dir = self.tls.dir
         self.manifests = self.state_dir / "manifests"
+        # `cache`: the download cache, an ObjectStore made on first use (start-up)
         # A tree's state file never changes once written and tree ids are never reused, so the
         # state read for a tree id stays true: an apply reads it once, not at every step.
         self._loaded: tuple[str, HomeState] | None = None
         #: published manifest sha256 -> name of its stored copy, as far as known
         self._stored: dict[str, str] = {}
+
+    @functools.cached_property
+    def cache(self) -> ObjectStore:
+        """The content-addressed download cache (``.steppatch/cache/objects``)."""
+        from steppatch.store import ObjectStore
+
+        return ObjectStore(self.state_dir / "cache" / "objects")
 
     # --- creating and opening -------------------------------------------------------------------
 
@@ -114,6 +116,9 @@ class HomeDir:
 
         Raises :class:`HomeError` if ``root`` is already a home or holds a ``current`` entry.
         """
+        from steppatch.formats import dump_home_state
+        from steppatch.model import HomeState
+
         root = root.absolute()
         if (root / STATE_DIR).exists() or (root / CONFIG_NAME).exists():
             raise HomeError(str(root), "already a steppatch home")
@@ -135,10 +140,8 @@ class HomeDir:
     @classmethod
     def open(cls, root: Path) -> HomeDir:
         """Open an existing home. Raises :class:`HomeError` if ``root`` is not one."""
-        root = root.absolute()
+        root = require_home(root)
         config_path = root / CONFIG_NAME
-        if not (root / STATE_DIR).is_dir() or not config_path.is_file():
-            raise HomeError(str(root), "not a steppatch home (run 'steppatch init' there first)")
         return cls(root, parse_home_config(config_path.read_bytes(), str(config_path)))
 
     def environment_id(self) -> str:
@@ -147,6 +150,8 @@ class HomeDir:
         try:
             return path.read_text().strip()
         except FileNotFoundError:
+            import uuid
+
             value = uuid.uuid4().hex
             atomic_write(path, f"{value}\n".encode())
             return value
@@ -165,6 +170,11 @@ class HomeDir:
             path = self.root / CONFIG_NAME
             fresh = parse_home_config(path.read_bytes(), str(path))
             self.write_config(change(fresh))
+
+    def node_name(self) -> str:
+        """This node's name in a cluster: the config's ``node``, else the host name."""
+        # os.uname, not socket.gethostname: the same name, without loading the socket module
+        return self.config.node or os.uname().nodename
 
     def config_properties(self) -> str | None:
         """The operator's ``HOME/config.properties``, if there is one (undecodable bytes
@@ -214,6 +224,10 @@ class HomeDir:
         tree_id = self.current_tree_id()
         if self._loaded is not None and self._loaded[0] == tree_id:
             return self._loaded[1]
+        from steppatch.formats import parse_home_state, parse_stored_manifest, state_from_records
+        from steppatch.home._scan import gc_paused
+        from steppatch.model import HomeState
+
         path = self.trees / f"{tree_id}.state.json"
         try:
             with gc_paused():
@@ -239,6 +253,9 @@ class HomeDir:
         was checked in full when it was installed), not parsed again in full. Never use the
         result to write. Raises :class:`HomeError` like :meth:`state`.
         """
+        from steppatch.formats import parse_home_state, stored_manifest_entries
+        from steppatch.model import HomeState
+
         tree_id = self.current_tree_id()
         loaded = self._loaded[1] if self._loaded and self._loaded[0] == tree_id else None
         path = self.trees / f"{tree_id}.state.json"
@@ -259,6 +276,8 @@ class HomeDir:
         could match is hashed, by this process and ``workers - 1`` helper processes. Raises
         :class:`HomeError` like :meth:`state`, ``OSError`` if the tree cannot be read.
         """
+        from steppatch.home._scan import check_tree
+
         # The loader runs while helper processes hash: loading and hashing overlap.
         expected = self.expected_entries if against is None else against
         return check_tree(self.current, expected, workers=workers)
@@ -268,6 +287,9 @@ class HomeDir:
 
     def _stored_names(self, tree_id: str) -> set[str] | None:
         """The stored manifests tree ``tree_id``'s state names; ``None`` if it cannot be read."""
+        from steppatch.formats import parse_home_state
+        from steppatch.model import HomeState
+
         path = self.trees / f"{tree_id}.state.json"
         try:
             parsed = parse_home_state(path.read_bytes(), str(path))
@@ -354,6 +376,8 @@ class HomeDir:
     def history_stored(self, entry: Path) -> dict[str, StateRecord] | HomeState | None:
         """What the history entry ``entry`` records of its state's files: its components'
         stored manifests (or an inline state); ``None`` when not recorded or unreadable."""
+        from steppatch.formats import parse_home_state
+
         path = history_state_path(entry)
         try:
             return parse_home_state(path.read_bytes(), str(path))
@@ -362,6 +386,9 @@ class HomeDir:
 
     def _history_stored_names(self) -> set[str]:
         """The stored manifests the history entries' states name (kept while they are)."""
+        from steppatch.formats import parse_home_state
+        from steppatch.model import HomeState
+
         names: set[str] = set()
         if not self.history.is_dir():
             return names
@@ -377,6 +404,8 @@ class HomeDir:
         loader that reads it checked in full against its stored name (``None`` if it is gone or
         damaged). A rollback within the kept history reads its manifests here rather than
         downloading them."""
+        from steppatch.model import HomeState
+
         found: dict[str, Callable[[], Manifest | None]] = {}
         for entry in self.history_entries():
             parsed = self.history_stored(entry)
@@ -396,6 +425,8 @@ class HomeDir:
 
     def load_stored(self, record: StateRecord, source: str) -> Manifest | None:
         """The stored manifest ``record`` names, checked in full; ``None`` if gone or damaged."""
+        from steppatch.formats import parse_stored_manifest
+
         try:
             return parse_stored_manifest(self._stored_bytes(record), record.stored, source)
         except (OSError, MalformedDocument, TooLarge):
@@ -423,6 +454,8 @@ class HomeDir:
     def scratch(self, prefix: str) -> Iterator[Path]:
         """A temporary directory inside the home's state directory (same filesystem as its
         trees and cache), removed afterwards."""
+        import tempfile
+
         with tempfile.TemporaryDirectory(dir=self.state_dir, prefix=prefix) as tmp:
             yield Path(tmp)
 
@@ -443,6 +476,11 @@ class HomeDir:
         only read. Raises :class:`~steppatch.errors.IntegrityError` if a cached object is corrupt
         (it is removed) and ``OSError`` from the filesystem; the partial tree is removed then.
         """
+        from collections import Counter
+
+        from steppatch.home._build import make_entry
+        from steppatch.plan import StepKind
+
         tree_id = self._new_tree_id(now)
         dest = self.trees / tree_id
         live = self.current
@@ -461,7 +499,7 @@ class HomeDir:
                 if target.parent not in made:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     made.add(target.parent)
-                self._make(step, live, target, dirs, uses)
+                make_entry(self.cache, step, live, target, dirs, uses)
                 if step.kind is StepKind.DISPLACE:
                     displaced.append(step.path)
                 if progress is not None and done % 500 == 0:
@@ -479,46 +517,6 @@ class HomeDir:
             raise
         return tree_id, displaced
 
-    def _make(
-        self,
-        step: TreeStep,
-        live: Path,
-        target: Path,
-        dirs: list[tuple[Path, int]],
-        uses: Counter[str | None],
-    ) -> None:
-        e = step.entry
-        source = live / step.path
-        if e.kind is EntryKind.DIR:
-            target.mkdir(exist_ok=True)
-            dirs.append((target, e.mode))
-        elif e.kind is EntryKind.SYMLINK:
-            assert e.target is not None
-            os.symlink(e.target, target)
-        elif step.kind in (StepKind.CARRY, StepKind.DISPLACE):
-            # The operator's own file: keep it as it is, by link when possible.
-            if not _link(source, target):
-                shutil.copy2(source, target, follow_symlinks=False)
-        elif step.kind is StepKind.LINK and _link(source, target):
-            pass
-        else:
-            assert e.sha256 is not None
-            if step.kind is StepKind.LINK and not self.cache.has(e.sha256):
-                # Not downloaded because the live tree has it: copy that, checked.
-                copy_verified(source, e.sha256, e.size, target, e.mode, f"live file {step.path}")
-                return
-            if step.kind is StepKind.FETCH:
-                uses[e.sha256] -= 1
-                # Moved only if stored for this run: what the cache held before (prepared ahead,
-                # kept for a rollback) may be wanted again, and stays.
-                if (
-                    uses[e.sha256] == 0
-                    and e.sha256 in self.cache.added
-                    and self.cache.move_out(e.sha256, e.size, target, e.mode)
-                ):
-                    return
-            self.cache.copy_out(e.sha256, e.size, target, e.mode)
-
     def commit(self, tree_id: str, state: HomeState) -> None:
         """Make tree ``tree_id`` live with ``state``: the one commit point, then clean up.
 
@@ -528,6 +526,8 @@ class HomeDir:
         state says, and the old tree is removed. Raises ``OSError`` from the filesystem (before
         the switch: the old tree stays live).
         """
+        from steppatch.formats import dump_home_state
+
         old = self.current_tree_id()
         try:
             before = _files(self.state())
@@ -554,6 +554,10 @@ class HomeDir:
 
     def _store_manifests(self, state: HomeState) -> dict[str, str]:
         """Store the manifests of ``state`` that are not stored yet; each one's stored name."""
+        import hashlib
+
+        from steppatch.formats import dump_stored_manifest
+
         if not self.manifests.is_dir():
             self.manifests.mkdir()
             fsync_dir(self.state_dir)
@@ -612,6 +616,8 @@ class HomeDir:
         fsync_dir(self.root)
 
     def _new_tree_id(self, now: dt.datetime | None) -> str:
+        import uuid
+
         return f"{tree_stamp(now or utcnow())}-{uuid.uuid4().hex[:8]}"
 
 
@@ -634,24 +640,14 @@ def _joined(root: Path, path: str) -> Path:
 
 
 def _files(state: HomeState) -> dict[str, FileEntry]:
+    from steppatch.model import EntryKind
+
     return {
         e.path: e
         for c in state.components.values()
         for e in c.manifest.entries
         if e.kind is EntryKind.FILE
     }
-
-
-def _link(source: Path, target: Path) -> bool:
-    """Hard-link an unchanged file from the live tree; false if it cannot (then it is copied)."""
-    try:
-        st = source.lstat()
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        os.link(source, target, follow_symlinks=False)
-        return True
-    except OSError:
-        return False
 
 
 def _remove(path: Path) -> None:

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from steppatch.home._hash_helper import (
     BOOTSTRAP,
@@ -23,7 +24,9 @@ from steppatch.home._hash_helper import (
     hash_dirs,
 )
 from steppatch.model import EntryKind, FileEntry
-from steppatch.plan import Drift, drift_from, same_entry
+
+if TYPE_CHECKING:
+    from steppatch.plan import Drift
 
 __all__ = ["check_tree", "gc_paused", "scan_tree"]
 
@@ -242,6 +245,9 @@ def _check(
     expected: Mapping[str, FileEntry] | Callable[[], Mapping[str, FileEntry]],
     workers: int,
 ) -> Drift:
+    # plans load with the first check, not with the home (`status` reads the state only)
+    from steppatch.plan import drift_from, same_entry
+
     others, dirs = _walk(base, lstat_files=False)
     # Loading the manifests takes this process about as long as hashing a fifth of the files
     # (measured, 100,000 files): the helpers take more so that both finish together.
