@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
 from steppatch.errors import InputError
-from steppatch.model import EntryKind, Manifest, RepositoryIndex
+
+if TYPE_CHECKING:
+    # the model only where manifests are read: opening a home (history_number) loads none of it
+    from steppatch.model import Manifest, RepositoryIndex
 
 __all__ = [
     "Collection",
@@ -72,6 +76,8 @@ def split_history(names: Iterable[str], keep: int) -> tuple[list[HistoryName], l
 
 def manifest_objects(manifests: Iterable[Manifest]) -> set[str]:
     """The objects (sha256) the files of ``manifests`` hold."""
+    from steppatch.model import EntryKind
+
     return {
         e.sha256
         for m in manifests
