@@ -162,3 +162,30 @@ def file_lock(path: Path, timeout: float) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def scan_dir(path: str | Path) -> list[os.DirEntry[str]]:
+    """The entries of directory ``path`` (``[]`` if it is gone or not a directory)."""
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def remove_unless_locked(path: Path) -> None:
+    """Remove ``path`` (a partial download or fill) unless a writer holds its ``flock`` now."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return
+            raise
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)

@@ -18,15 +18,13 @@ kept history is whole; the next collection finishes the work. The caller holds t
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 
-from steppatch._fs import checkpoint
+from steppatch._fs import checkpoint, remove_unless_locked, scan_dir
 from steppatch.collect import Collection, manifest_objects, objects_to_remove, split_history
 from steppatch.home._layout import STORED_SUFFIX, HomeDir, history_state_path
 from steppatch.model import HomeState
@@ -194,7 +192,7 @@ def collect_home(
     checkpoint("gc-manifests")
     _unlink_objects(files.cache.root, set(gone))
     for path in partials:
-        _remove_unlocked(path)
+        remove_unless_locked(path)
     checkpoint("gc-done")
     return report
 
@@ -203,10 +201,10 @@ def _held_objects(files: HomeDir) -> dict[str, tuple[int, float]]:
     """Every cached object: sha256 -> (size, modification time)."""
     held: dict[str, tuple[int, float]] = {}
     root = files.cache.root
-    for sub in _scan(str(root)):
+    for sub in scan_dir(str(root)):
         if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
             continue
-        for entry in _scan(sub.path):
+        for entry in scan_dir(sub.path):
             if entry.name.startswith("."):
                 continue
             with contextlib.suppress(OSError):
@@ -221,7 +219,7 @@ def _unlink_objects(root: Path, gone: set[str]) -> None:
     of a large directory, and removing 90,000 objects took four times as long."""
     half = len(gone) // 2
     done = 0
-    for sub in _scan(str(root)):
+    for sub in scan_dir(str(root)):
         if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
             continue
         try:
@@ -229,7 +227,7 @@ def _unlink_objects(root: Path, gone: set[str]) -> None:
         except OSError:
             continue
         try:
-            for entry in _scan(sub.path):
+            for entry in scan_dir(sub.path):
                 if entry.name in gone:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.name, dir_fd=fd)
@@ -240,30 +238,6 @@ def _unlink_objects(root: Path, gone: set[str]) -> None:
             os.close(fd)
 
 
-def _scan(path: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as it:
-            return list(it)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _remove_unlocked(path: Path) -> None:
-    """Remove a partial download unless a download holds it now (its ``flock``)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return
-            raise
-        path.unlink(missing_ok=True)
-    finally:
-        os.close(fd)
 
 
 def _list(directory: Path) -> list[Path]:

@@ -18,14 +18,12 @@ serves every one of them; the next collection finishes the work.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 from pathlib import Path
 
 import attrs
 
-from steppatch._fs import checkpoint
+from steppatch._fs import checkpoint, remove_unless_locked, scan_dir
 from steppatch.collect import Collection, mirror_keeps
 from steppatch.errors import RepositoryError, TooLarge
 from steppatch.formats import index_from_json
@@ -186,7 +184,7 @@ def collect_store(
             checkpoint("mirror-gc-objects")
     _unlink_takeout(store.takeout, inodes)
     for path in partials:
-        _remove_unlocked(path)
+        remove_unless_locked(path)
     checkpoint("mirror-gc-done")
     if removed != len(gone):
         report = attrs.evolve(
@@ -214,40 +212,16 @@ def _unlink_takeout(takeout: Path, inodes: set[tuple[int, int]]) -> None:
 def _held(root: Path) -> dict[str, tuple[int, Path]]:
     """Every stored file: sha256 -> (size, path), in the order the directories list them."""
     held: dict[str, tuple[int, Path]] = {}
-    for sub in _scan(root):
+    for sub in scan_dir(root):
         if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
             continue
-        for f in _scan(Path(sub.path)):
+        for f in scan_dir(Path(sub.path)):
             if not f.name.startswith("."):
                 with contextlib.suppress(OSError):
                     held[f.name] = (f.stat(follow_symlinks=False).st_size, Path(f.path))
     return held
 
 
-def _scan(directory: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(directory) as it:
-            return list(it)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _remove_unlocked(path: Path) -> None:
-    """Remove a partial fill unless a fill holds it now (its ``flock``)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return
-            raise
-        path.unlink(missing_ok=True)
-    finally:
-        os.close(fd)
 
 
 def _tree_bytes(root: Path) -> int:
