@@ -27,7 +27,6 @@ import attrs
 
 from steppatch import configedit
 from steppatch.clock import Clock, utcnow
-from steppatch.collect import Collection
 from steppatch.config import (
     HomeConfig,
     MirrorEntry,
@@ -47,6 +46,7 @@ from steppatch.limits import DEFAULT_LIMITS, Limits
 if TYPE_CHECKING:
     from packaging.version import Version
 
+    from steppatch.collect import Collection
     from steppatch.configcheck import ConfigFinding
     from steppatch.home import HomeSizes, Service
     from steppatch.model import ComponentVersion, HomeState, NodeSnapshot, Recipe

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING
 
 from steppatch._fs import atomic_write, checkpoint, file_lock, fsync_dir, sync_filesystem
 from steppatch.clock import tree_stamp, utcnow
-from steppatch.collect import history_number
 from steppatch.config import CONFIG_NAME, HomeConfig, dump_home_config, parse_home_config
 from steppatch.errors import HomeError, InsufficientSpace, MalformedDocument, TooLarge, UnsafePath
 from steppatch.home._tls import TLS_SUBDIR, HomeTls
@@ -340,6 +339,8 @@ class HomeDir:
         return path
 
     def _next_history_number(self) -> int:
+        from steppatch.collect import history_number
+
         numbers = [n for item in self.history.iterdir() if (n := history_number(item.name))]
         return max([*numbers, self.pruned_history()]) + 1
 
@@ -347,6 +348,8 @@ class HomeDir:
         """The history entries, oldest first."""
         if not self.history.is_dir():
             return []
+        from steppatch.collect import history_number
+
         named = [(n, p) for p in self.history.iterdir() if (n := history_number(p.name))]
         return [p for _n, p in sorted(named)]
 
