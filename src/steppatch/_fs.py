@@ -189,3 +189,33 @@ def remove_unless_locked(path: Path) -> None:
         path.unlink(missing_ok=True)
     finally:
         os.close(fd)
+
+
+def sorted_entries(directory: Path) -> list[Path]:
+    """The entries of ``directory``, sorted (``[]`` if it is gone or not a directory)."""
+    try:
+        return sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def size_of(path: Path) -> int:
+    """``path``'s size, not following a link (0 if it is gone)."""
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
+
+
+def stale_files(directory: Path, now: float, max_age: float) -> list[Path]:
+    """The entries of ``directory`` last modified more than ``max_age`` seconds before ``now``
+    (the system's clock: files' times are), e.g. partial downloads a crash left."""
+    stale = []
+    for path in sorted_entries(directory):
+        try:
+            mtime = path.lstat().st_mtime
+        except OSError:
+            mtime = 0.0  # gone meanwhile: its removal is a no-op
+        if now - mtime > max_age:
+            stale.append(path)
+    return stale

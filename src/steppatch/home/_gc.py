@@ -24,7 +24,14 @@ from pathlib import Path
 
 import attrs
 
-from steppatch._fs import checkpoint, remove_unless_locked, scan_dir
+from steppatch._fs import (
+    checkpoint,
+    remove_unless_locked,
+    scan_dir,
+    size_of,
+    sorted_entries,
+    stale_files,
+)
 from steppatch.collect import Collection, manifest_objects, objects_to_remove, split_history
 from steppatch.home._layout import STORED_SUFFIX, HomeDir, history_state_path
 from steppatch.model import HomeState
@@ -140,11 +147,11 @@ def collect_home(
         if p.name.removesuffix(".state.json") + ".spr" not in entry_names
     ]
     history_bytes = sum(
-        _size(p) + _size(history_state_path(p)) for p in pruned_paths
-    ) + sum(_size(p) for p in orphans)
+        size_of(p) + size_of(history_state_path(p)) for p in pruned_paths
+    ) + sum(size_of(p) for p in orphans)
 
     wanted_stored = {f"{name}{STORED_SUFFIX}" for name in stored_keep}
-    stored_gone = [p for p in _list(files.manifests) if p.name not in wanted_stored]
+    stored_gone = [p for p in sorted_entries(files.manifests) if p.name not in wanted_stored]
 
     held = _held_objects(files)
     gone: list[str] = []
@@ -158,10 +165,7 @@ def collect_home(
             older_than=None if older_than is None else now - older_than,
         )
     objects_bytes = sum(held[sha][0] for sha in gone)
-    partials = [
-        p for p in _list(files.cache.root / PARTIAL_DIR)
-        if now - _mtime(p) > partial_max_age
-    ]
+    partials = stale_files(files.cache.root / PARTIAL_DIR, now, partial_max_age)
     report = Collection(
         dry_run=dry_run,
         history=len(pruned_paths),
@@ -170,9 +174,9 @@ def collect_home(
         objects_bytes=objects_bytes,
         partial=len(partials),
         bytes=history_bytes
-        + sum(_size(p) for p in stored_gone)
+        + sum(size_of(p) for p in stored_gone)
         + objects_bytes
-        + sum(_size(p) for p in partials),
+        + sum(size_of(p) for p in partials),
         kept_history=len(kept),
         unknown_history=unknown,
     )
@@ -236,26 +240,3 @@ def _unlink_objects(root: Path, gone: set[str]) -> None:
                         checkpoint("gc-objects")
         finally:
             os.close(fd)
-
-
-
-
-def _list(directory: Path) -> list[Path]:
-    try:
-        return sorted(directory.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.lstat().st_size
-    except OSError:
-        return 0
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.lstat().st_mtime
-    except OSError:
-        return 0.0

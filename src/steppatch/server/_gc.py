@@ -23,7 +23,14 @@ from pathlib import Path
 
 import attrs
 
-from steppatch._fs import checkpoint, remove_unless_locked, scan_dir
+from steppatch._fs import (
+    checkpoint,
+    remove_unless_locked,
+    scan_dir,
+    size_of,
+    sorted_entries,
+    stale_files,
+)
 from steppatch.collect import Collection, mirror_keeps
 from steppatch.errors import RepositoryError, TooLarge
 from steppatch.formats import index_from_json
@@ -64,9 +71,9 @@ def store_sizes(root: Path) -> StoreSizes:
     """What the store at ``root`` holds, in bytes (walks it: O(files))."""
     objects = root / "objects"
     store = partial = 0
-    for sub in _list(objects):
-        for f in _list(sub):
-            size = _size(f)
+    for sub in sorted_entries(objects):
+        for f in sorted_entries(sub):
+            size = size_of(f)
             if sub.name == PARTIAL_DIR:
                 partial += size
             elif len(sub.name) == 2 and not f.name.startswith("."):
@@ -141,9 +148,7 @@ def collect_store(
     # then no content is removed at all (partial fills still are).
     # In the order the directories list them: see steppatch.home._gc._unlink_objects.
     gone = [] if unknown or unreadable else [sha for sha in held if sha not in keep]
-    partials = [
-        p for p in _list(store.objects.root / PARTIAL_DIR) if now - _mtime(p) > partial_max_age
-    ]
+    partials = stale_files(store.objects.root / PARTIAL_DIR, now, partial_max_age)
     recipes = sum(1 for sha in gone if sha in all_recipes)
     manifests = sum(1 for sha in gone if sha in all_manifests and sha not in all_recipes)
     objects_bytes = sum(held[sha][0] for sha in gone)
@@ -154,7 +159,7 @@ def collect_store(
         objects=len(gone) - recipes - manifests,
         objects_bytes=objects_bytes,
         partial=len(partials),
-        bytes=objects_bytes + sum(_size(p) for p in partials),
+        bytes=objects_bytes + sum(size_of(p) for p in partials),
         kept_indexes=keeps.indexes,
         unknown_history=unknown + len(unreadable),
     )
@@ -191,7 +196,7 @@ def collect_store(
             report,
             objects=max(report.objects - (len(gone) - removed), 0),
             objects_bytes=freed,
-            bytes=freed + sum(_size(p) for p in partials),
+            bytes=freed + sum(size_of(p) for p in partials),
         )
     return report
 
@@ -222,32 +227,9 @@ def _held(root: Path) -> dict[str, tuple[int, Path]]:
     return held
 
 
-
-
 def _tree_bytes(root: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            total += _size(Path(dirpath) / name)
+            total += size_of(Path(dirpath) / name)
     return total
-
-
-def _list(directory: Path) -> list[Path]:
-    try:
-        return sorted(directory.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.lstat().st_size
-    except OSError:
-        return 0
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.lstat().st_mtime
-    except OSError:
-        return 0.0
