@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from steppatch._lazy import attach
 
 if TYPE_CHECKING:
+    from steppatch._record import evolve
     from steppatch.errors import (
         InputError,
         IntegrityError,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = attach(
     __name__,
     {
+        "steppatch._record": ("evolve",),
         "steppatch.errors": (
             "InputError",
             "IntegrityError",
@@ -96,6 +98,7 @@ __all__ = [
     "SteppatchError",
     "Update",
     "dump_recipe",
+    "evolve",
     "parse_recipe",
     "solve",
 ]

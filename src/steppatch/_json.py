@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-import attrs
+from steppatch import _record as record
 
 __all__ = [
     "DEFAULT_JSON_LIMITS",
@@ -29,7 +29,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-@attrs.frozen
+@record.frozen
 class JsonLimits:
     """Bounds on a JSON document's shape (its size is the caller's limit).
 

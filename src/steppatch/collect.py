@@ -17,8 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.errors import InputError
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def parse_age(text: str) -> int:
     return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
-@attrs.frozen(order=True)
+@record.frozen(order=True)
 class HistoryName:
     """A history entry's file name ``NNNNNN-STAMP.spr`` and its number."""
 
@@ -111,7 +110,7 @@ def objects_to_remove(
     return [sha for _mtime, sha in sorted(gone)]
 
 
-@attrs.frozen
+@record.frozen
 class Collection:
     """What one collection removed (or, with ``dry_run``, would remove).
 
@@ -174,7 +173,7 @@ class Collection:
         return line
 
 
-@attrs.frozen
+@record.frozen
 class MirrorKeeps:
     """What a mirror's collection keeps: index versions, recipe and manifest sha256s."""
 

@@ -11,8 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._toml import TomlProblem, parse_toml
 from steppatch.errors import ConfigError, InputError
 from steppatch.paths import CONFIG_NAME
@@ -35,7 +34,7 @@ DEFAULT_KEEP_HISTORY = 5
 GC_MODES = ("auto", "manual")
 
 
-@attrs.frozen
+@record.frozen
 class ServiceConfig:
     """Shell commands that stop, start and check the application (empty: none)."""
 
@@ -44,7 +43,7 @@ class ServiceConfig:
     status: str = ""
 
 
-@attrs.frozen
+@record.frozen
 class MirrorEntry:
     """A mirror the home may read from; a higher ``priority`` is tried first."""
 
@@ -54,7 +53,7 @@ class MirrorEntry:
     name: str = ""
 
 
-@attrs.frozen
+@record.frozen
 class NodeEntry:
     """Another node of the home's cluster: ``location`` is a local path or
     ``ssh://USER@HOST[:PORT]/PATH``; ``command`` the steppatch to run there over SSH (default
@@ -73,7 +72,7 @@ _SSH = re.compile(
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
-@attrs.frozen
+@record.frozen
 class Location:
     """Where a node's home is: a local ``path``, or ``path`` on ``host`` over SSH."""
 
@@ -121,7 +120,7 @@ def check_node_name(name: str) -> str:
     return name
 
 
-@attrs.frozen
+@record.frozen
 class HomeConfig:
     """``updates``: the selected mirror's URL (tried first); ``mirrors``: every mirror, by
     priority; ``system``: this environment's system name; ``service``: how to stop and start the

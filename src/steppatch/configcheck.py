@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.model import ConfigChecks
 
 __all__ = ["ConfigFinding", "check_config", "property_keys"]
 
 
-@attrs.frozen
+@record.frozen
 class ConfigFinding:
     """One setting to correct: where it is and what to do."""
 

@@ -7,8 +7,7 @@ the one locked edit that applies them to ``steppatch.toml``.
 
 from __future__ import annotations
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.config import HomeConfig, MirrorEntry, NodeEntry, check_node_name, parse_location
 from steppatch.errors import InputError
 
@@ -19,7 +18,7 @@ def add_mirror(config: HomeConfig, mirror: MirrorEntry) -> HomeConfig:
     """``config`` with ``mirror`` listed. Raises :class:`InputError` if its id is taken."""
     if any(m.id == mirror.id for m in config.mirrors):
         raise InputError(f"a mirror with id {mirror.id!r} exists already")
-    return attrs.evolve(config, mirrors=(*config.mirrors, mirror))
+    return record.evolve(config, mirrors=(*config.mirrors, mirror))
 
 
 def remove_mirror(config: HomeConfig, mirror_id: str) -> HomeConfig:
@@ -34,7 +33,7 @@ def remove_mirror(config: HomeConfig, mirror_id: str) -> HomeConfig:
     updates = config.updates
     if not any(m.url == updates for m in kept):
         updates = max(kept, key=lambda m: m.priority).url
-    return attrs.evolve(config, mirrors=kept, updates=updates)
+    return record.evolve(config, mirrors=kept, updates=updates)
 
 
 def select_mirror(config: HomeConfig, url: str) -> HomeConfig:
@@ -45,7 +44,7 @@ def select_mirror(config: HomeConfig, url: str) -> HomeConfig:
         taken = {m.id for m in mirrors}
         new_id = next(f"mirror{i}" for i in range(1, len(taken) + 2) if f"mirror{i}" not in taken)
         mirrors = (*mirrors, MirrorEntry(new_id, url, 0))
-    return attrs.evolve(config, updates=url, mirrors=mirrors)
+    return record.evolve(config, updates=url, mirrors=mirrors)
 
 
 def add_node(config: HomeConfig, node: NodeEntry) -> HomeConfig:
@@ -58,7 +57,7 @@ def add_node(config: HomeConfig, node: NodeEntry) -> HomeConfig:
         raise InputError(f"a node named {node.name!r} exists already")
     if any(parse_location(n.location) == location for n in config.nodes):
         raise InputError(f"{location} is listed already")
-    return attrs.evolve(config, nodes=(*config.nodes, node))
+    return record.evolve(config, nodes=(*config.nodes, node))
 
 
 def remove_node(config: HomeConfig, name: str) -> HomeConfig:
@@ -66,7 +65,7 @@ def remove_node(config: HomeConfig, name: str) -> HomeConfig:
     kept = tuple(n for n in config.nodes if n.name != name)
     if len(kept) == len(config.nodes):
         raise InputError(f"no node named {name!r}")
-    return attrs.evolve(config, nodes=kept)
+    return record.evolve(config, nodes=kept)
 
 
 def name_node(config: HomeConfig, name: str) -> HomeConfig:
@@ -75,4 +74,4 @@ def name_node(config: HomeConfig, name: str) -> HomeConfig:
     check_node_name(name)
     if any(n.name == name for n in config.nodes):
         raise InputError(f"another node is named {name!r}")
-    return attrs.evolve(config, node=name)
+    return record.evolve(config, node=name)

@@ -19,8 +19,7 @@ import contextlib
 import os
 from pathlib import Path
 
-import attrs
-
+from steppatch import _record as record
 from steppatch import pki
 from steppatch._fs import file_lock, fsync_dir, write_new
 from steppatch.clock import Clock, utcnow
@@ -51,7 +50,7 @@ class EnrollmentPending(InputError):
         self.request = request
 
 
-@attrs.frozen
+@record.frozen
 class PendingRequest:
     """What :func:`request_certificate` made: the request to give to the CA's operator."""
 
@@ -60,7 +59,7 @@ class PendingRequest:
     key: Path
 
 
-@attrs.frozen
+@record.frozen
 class InstalledCertificate:
     """What :func:`install_certificate` installed; ``renewal`` when the key was the installed
     one."""

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, NoReturn
 
-import attrs
 from packaging.version import Version
 
+from steppatch import _record as record
 from steppatch._json import Fields, load_json_object
 from steppatch.errors import RecipeError
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -67,7 +67,7 @@ class FleetState(StrEnum):
     STALE = "stale"
 
 
-@attrs.frozen
+@record.frozen
 class Upload:
     """One stored upload: when the mirror received it, the version of each component, and the
     nodes of a cluster snapshot."""
@@ -90,7 +90,7 @@ class Upload:
         return cls(time, versions, snapshot.nodes)
 
 
-@attrs.frozen
+@record.frozen
 class SystemUploads:
     """What the store keeps of one system: ``name`` (its path under ``snapshots/``, a relay's
     name first), its uploads oldest first (the last one is the latest; only the latest needs
@@ -102,7 +102,7 @@ class SystemUploads:
     kept: int = 0
 
 
-@attrs.frozen
+@record.frozen
 class Available:
     """A newer version of an installed component: the ``apply`` line takes it."""
 
@@ -110,14 +110,10 @@ class Available:
     hot: bool
     recipe: str
     #: the command that takes it (made once: a fleet shows it on every system that lacks it)
-    apply: str = attrs.field(init=False)
-
-    @apply.default
-    def _apply(self) -> str:
-        return apply_line([self.recipe], self.hot)
+    apply: str = record.field(init=False, derive=lambda a: apply_line([a.recipe], a.hot))
 
 
-@attrs.frozen
+@record.frozen
 class ComponentView:
     """One installed component: ``listed`` is whether the index has that version; ``patch`` the
     newest version of the same major.minor, ``latest`` the newest overall (each ``None`` when it
@@ -136,7 +132,7 @@ class ComponentView:
         return self.latest is not None
 
 
-@attrs.frozen
+@record.frozen
 class ReleaseView:
     """A release recipe of the index this system ``matches`` (runs every pinned version) or
     ``trails`` (older on some pinned component, newer on none)."""
@@ -151,7 +147,7 @@ class ReleaseView:
         return apply_line([self.path], False)
 
 
-@attrs.frozen
+@record.frozen
 class NodeView:
     """One node of a cluster snapshot."""
 
@@ -161,7 +157,7 @@ class NodeView:
     differs: tuple[str, ...] = ()
 
 
-@attrs.frozen
+@record.frozen
 class Change:
     """A component that changed between two uploads (``old``/``new`` ``None``: added/removed)."""
 
@@ -170,7 +166,7 @@ class Change:
     new: Version | None
 
 
-@attrs.frozen
+@record.frozen
 class HistoryEntry:
     """One upload and what changed since the one before (``None`` for the oldest kept)."""
 
@@ -179,7 +175,7 @@ class HistoryEntry:
     changes: tuple[Change, ...] | None
 
 
-@attrs.frozen
+@record.frozen
 class SystemView:
     """One system in the fleet."""
 
@@ -217,7 +213,7 @@ class SystemView:
         return tuple(lines)
 
 
-@attrs.frozen
+@record.frozen
 class Fleet:
     """Every system, sorted by name; when the fleet was computed and against which index."""
 
@@ -499,7 +495,7 @@ def compute_fleet(
             if memo is not None and not history:
                 memo.put(s, found)
         if now - found.last_upload > stale_after:
-            found = attrs.evolve(found, state=FleetState.STALE)
+            found = record.evolve(found, state=FleetState.STALE)
         result.append(found)
     return Fleet(now, stale_after, index_version, tuple(result), index is not None)
 

@@ -13,9 +13,9 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import attrs
 from packaging.version import Version
 
+from steppatch import _record as record
 from steppatch._json import Fields, dump_json, load_json_object
 from steppatch.errors import MalformedDocument, TooLarge, UnsafePath
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -615,14 +615,14 @@ def stored_manifest_entries(
     return entries
 
 
-@attrs.frozen
+@record.frozen
 class StateRecord:
     """One component as a ``steppatch-state/2`` file records it: its stored manifest by name."""
 
     manifest_sha256: str
     stored: str
     hot: bool = False
-    config: ConfigChecks = attrs.field(factory=ConfigChecks)
+    config: ConfigChecks = record.field(factory=ConfigChecks)
 
 
 def dump_home_state(state: HomeState, stored: Mapping[str, str]) -> bytes:

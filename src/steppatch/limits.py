@@ -6,10 +6,7 @@ unbounded memory, disk or time; each such bound lives here so that it is visible
 
 from __future__ import annotations
 
-from typing import Any
-
-import attrs
-
+from steppatch import _record as record
 from steppatch._json import JsonLimits
 from steppatch.trust.limits import TrustLimits
 
@@ -18,12 +15,17 @@ __all__ = ["DEFAULT_LIMITS", "DEFAULT_TRANSPORT_LIMITS", "Limits", "TransportLim
 MiB = 1024 * 1024
 
 
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+def _positive(instance: object, attribute: record.Field, value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, not {value}")
 
 
-@attrs.frozen
+def _not_negative(instance: object, attribute: record.Field, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, not {value}")
+
+
+@record.frozen
 class TransportLimits:
     """Time, parallelism and retry bounds of downloads.
 
@@ -34,17 +36,17 @@ class TransportLimits:
     times out, answers 5xx or 404, or sends wrong bytes fails at once.
     """
 
-    connect_timeout_seconds: float = attrs.field(default=10.0, validator=_positive)
-    read_timeout_seconds: float = attrs.field(default=30.0, validator=_positive)
-    deadline_seconds: float = attrs.field(default=120.0, validator=_positive)
-    min_bytes_per_second: float = attrs.field(default=256 * 1024.0, validator=_positive)
-    parallel_downloads: int = attrs.field(default=8, validator=_positive)
-    retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
-    chunk_bytes: int = attrs.field(default=256 * 1024, validator=_positive)
+    connect_timeout_seconds: float = record.field(default=10.0, validator=_positive)
+    read_timeout_seconds: float = record.field(default=30.0, validator=_positive)
+    deadline_seconds: float = record.field(default=120.0, validator=_positive)
+    min_bytes_per_second: float = record.field(default=256 * 1024.0, validator=_positive)
+    parallel_downloads: int = record.field(default=8, validator=_positive)
+    retries: int = record.field(default=2, validator=_not_negative)
+    chunk_bytes: int = record.field(default=256 * 1024, validator=_positive)
     #: how much of an error response's body is read to explain it
-    max_error_body_bytes: int = attrs.field(default=4096, validator=_positive)
+    max_error_body_bytes: int = record.field(default=4096, validator=_positive)
     #: how much of an answer that is not a repository file (the admin port's JSON) is read
-    max_answer_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    max_answer_bytes: int = record.field(default=1024 * 1024, validator=_positive)
 
     def deadline_for(self, length: int | None) -> float:
         """Seconds allowed for one download of ``length`` bytes (``None``: unknown, small)."""
@@ -54,7 +56,7 @@ class TransportLimits:
 DEFAULT_TRANSPORT_LIMITS = TransportLimits()
 
 
-@attrs.frozen
+@record.frozen
 class Limits:
     """Size, count and time bounds.
 
@@ -127,7 +129,7 @@ class Limits:
     max_json_int_digits: int = 20
 
     #: network bounds: timeouts, deadlines, retries, parallel downloads
-    network: TransportLimits = attrs.field(factory=TransportLimits)
+    network: TransportLimits = record.field(factory=TransportLimits)
 
     def transport(self) -> TransportLimits:
         """The bounds the transport edge enforces."""

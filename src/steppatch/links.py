@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.model import EntryKind, FileEntry
 
 __all__ = ["LinkProblem", "LinkProblemKind", "symlinks_of", "unsafe_links"]
@@ -38,7 +37,7 @@ class LinkProblemKind(StrEnum):
     TOO_MANY_HOPS = "too-many-hops"
 
 
-@attrs.frozen
+@record.frozen
 class LinkProblem:
     """The symlink at ``path`` (to ``target``) is refused for ``kind``.
 

@@ -12,8 +12,9 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from packaging.version import Version
+
+from steppatch import _record as record
 
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
@@ -49,7 +50,7 @@ class EntryKind(StrEnum):
     DIR = "dir"
 
 
-@attrs.frozen
+@record.frozen
 class FileEntry:
     """One entry of a manifest: a regular file, a symlink or a directory, at a safe relative path.
 
@@ -64,7 +65,7 @@ class FileEntry:
     target: str | None = None
 
 
-@attrs.frozen
+@record.frozen
 class Manifest:
     """The files of one component version, sorted by path."""
 
@@ -82,7 +83,7 @@ class Manifest:
         return sum(e.size for e in self.files())
 
 
-@attrs.frozen
+@record.frozen
 class FileRef:
     """Where a document lies in a repository and the length and hash it must have."""
 
@@ -91,7 +92,7 @@ class FileRef:
     length: int
 
 
-@attrs.frozen
+@record.frozen
 class ConfigChecks:
     """Settings of the home's ``config.properties`` that a component version no longer accepts.
 
@@ -99,13 +100,13 @@ class ConfigChecks:
     """
 
     deprecated: tuple[str, ...] = ()
-    renamed: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+    renamed: Mapping[str, str] = record.field(factory=dict, converter=_frozen_map)
 
     def __bool__(self) -> bool:
         return bool(self.deprecated or self.renamed)
 
 
-@attrs.frozen
+@record.frozen
 class ComponentVersion:
     """A published component version as the repository index lists it."""
 
@@ -116,7 +117,7 @@ class ComponentVersion:
     summary: str = ""
     notes: str = ""
     hot: bool = False
-    dependencies: Mapping[str, SpecifierSet] = attrs.field(
+    dependencies: Mapping[str, SpecifierSet] = record.field(
         factory=dict, converter=_frozen_map
     )
     config: ConfigChecks = ConfigChecks()
@@ -124,7 +125,7 @@ class ComponentVersion:
     transfers: FileRef | None = None
 
 
-@attrs.frozen
+@record.frozen
 class Encoded:
     """A delta (``base`` set: the sha256 of the object it starts from) or a compressed form
     (``base`` is ``None``) of an object, stored under its own ``sha256`` in ``deltas/``."""
@@ -141,7 +142,7 @@ class Encoded:
         return f"deltas/{self.sha256[:2]}/{self.sha256}"
 
 
-@attrs.frozen
+@record.frozen
 class ObjectTransfers:
     """The cheaper ways to an object of ``size`` bytes than downloading it whole."""
 
@@ -150,24 +151,24 @@ class ObjectTransfers:
     deltas: tuple[Encoded, ...] = ()
 
 
-@attrs.frozen
+@record.frozen
 class Transfers:
     """What a component version's transfers document lists: for objects (by sha256) of its
     manifest, their compressed forms and deltas from objects of earlier versions."""
 
     component: str
     version: Version
-    objects: Mapping[str, ObjectTransfers] = attrs.field(factory=dict, converter=_frozen_map)
+    objects: Mapping[str, ObjectTransfers] = record.field(factory=dict, converter=_frozen_map)
 
 
-@attrs.frozen
+@record.frozen
 class RepositoryIndex:
     """Every component version and every recipe a repository publishes."""
 
-    components: Mapping[str, Mapping[Version, ComponentVersion]] = attrs.field(
+    components: Mapping[str, Mapping[Version, ComponentVersion]] = record.field(
         factory=dict, converter=_frozen_map
     )
-    recipes: Mapping[str, FileRef] = attrs.field(factory=dict, converter=_frozen_map)
+    recipes: Mapping[str, FileRef] = record.field(factory=dict, converter=_frozen_map)
 
     def get(self, name: str, version: Version) -> ComponentVersion | None:
         """The listed component version, or ``None``."""
@@ -190,17 +191,17 @@ class RecipeKind(StrEnum):
     SNAPSHOT = "snapshot"
 
 
-@attrs.frozen
+@record.frozen
 class NodeSnapshot:
     """One node's part of a cluster snapshot: what it had installed when the snapshot was taken."""
 
     name: str
-    versions: Mapping[str, Version] = attrs.field(converter=_frozen_map)
+    versions: Mapping[str, Version] = record.field(converter=_frozen_map)
     environment: str = ""
     fingerprint: str = ""
 
 
-@attrs.frozen
+@record.frozen
 class Recipe:
     """A document naming component requirements.
 
@@ -209,7 +210,7 @@ class Recipe:
     """
 
     kind: RecipeKind
-    components: Mapping[str, SpecifierSet] = attrs.field(converter=_frozen_map)
+    components: Mapping[str, SpecifierSet] = record.field(converter=_frozen_map)
     name: str = ""
     system: str = ""
     created: str = ""
@@ -217,7 +218,7 @@ class Recipe:
     environment: str = ""
     fingerprint: str = ""
     #: a full snapshot: every managed entry as it was on disk (path -> entry)
-    files: Mapping[str, FileEntry] = attrs.field(factory=dict, converter=_frozen_map)
+    files: Mapping[str, FileEntry] = record.field(factory=dict, converter=_frozen_map)
     #: a cluster snapshot: every node as it was (``components`` are the versions to bring
     #: every node to)
     nodes: tuple[NodeSnapshot, ...] = ()
@@ -228,7 +229,7 @@ class Recipe:
         return self.kind is RecipeKind.SNAPSHOT
 
 
-@attrs.frozen
+@record.frozen
 class InstalledComponent:
     """A component version installed in a home, with the manifest it was installed from."""
 
@@ -246,11 +247,11 @@ class InstalledComponent:
         return self.manifest.version
 
 
-@attrs.frozen
+@record.frozen
 class HomeState:
     """What a home has installed."""
 
-    components: Mapping[str, InstalledComponent] = attrs.field(
+    components: Mapping[str, InstalledComponent] = record.field(
         factory=dict, converter=_frozen_map
     )
 

@@ -31,9 +31,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-import attrs
 from packaging.version import Version
 
+from steppatch import _record as record
 from steppatch._fs import temp_path
 from steppatch._json import Fields, dump_json, load_json_object
 from steppatch.errors import InputError, UnsafePath
@@ -70,7 +70,7 @@ class PatchError(InputError):
         self.problem = problem
 
 
-@attrs.frozen
+@record.frozen
 class PatchInfo:
     """What a patch is for and what it does (``patch.json``).
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.errors import InputError, StalePatch, WrongEnvironment
 from steppatch.model import Manifest, ObjectTransfers, Recipe, RecipeKind
 from steppatch.offline import PatchFile, PatchInfo, write_patch
@@ -84,7 +83,7 @@ def prepare_offline(
                 # rebuild the archive, and a patch has no whole object to fall back to.
                 for sha, ot in found.objects.items():
                     plain = tuple(d for d in ot.deltas if d.expanded is None)
-                    offers[sha] = attrs.evolve(ot, deltas=plain)
+                    offers[sha] = record.evolve(ot, deltas=plain)
                 members[cv.transfers.path] = _raw(client, cv.transfers.path, cv.transfers.length)
         fetches = choose_routes(sorted(needed.items()), offers, held)
         encoded = [f for f in fetches if f.encoded is not None]

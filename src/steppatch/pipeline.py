@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import attrs
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from steppatch import _record as record
 from steppatch._fs import checkpoint
 from steppatch.clock import Clock, history_stamp, utcnow
 from steppatch.collect import Collection
@@ -93,7 +93,7 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     pass
 
 
-@attrs.frozen
+@record.frozen
 class ApplyReport:
     """What an apply did.
 
@@ -114,7 +114,7 @@ class ApplyReport:
     collected: Collection | None = None
 
 
-@attrs.frozen
+@record.frozen
 class StagedApply:
     """A staged apply: ``token`` names it for :meth:`Home.switch_staged` (empty: nothing to
     do); ``plan`` is what switching it does.
@@ -140,7 +140,7 @@ class ApplyStartFailed(LocalEnvironmentError):
         self.cause = cause
 
 
-@attrs.frozen
+@record.frozen
 class Resolution:
     """What :meth:`ApplyPipeline.resolve` decided: the plan, the state it makes and the one it
     replaces, the steps that build the new tree and the objects the cache lacks for them."""
@@ -469,7 +469,7 @@ class ApplyPipeline:
         result = self.client.fetch_routed(
             fetches, self.cache, scratch, base_of, progress=self.progress
         )
-        return attrs.evolve(
+        return record.evolve(
             plan, routes=_route_table(result.done), fallbacks=len(result.fallbacks)
         )
 
@@ -526,7 +526,7 @@ class ApplyPipeline:
             restarted=restart,
             snapshot_drift=_snapshot_drift(recipes, self.files),
         )
-        report = attrs.evolve(report, upload=self._upload_snapshot(state))
+        report = record.evolve(report, upload=self._upload_snapshot(state))
         if restart:
             try:
                 self.service.start()
@@ -556,7 +556,7 @@ class ApplyPipeline:
         # environment id and fingerprint stay home too).
         payload = pinned_recipe(RecipeKind.SNAPSHOT, versions, system=system)
         if nodes:
-            payload = attrs.evolve(
+            payload = record.evolve(
                 payload, nodes=tuple(NodeSnapshot(n.name, n.versions) for n in nodes)
             )
         try:

@@ -22,7 +22,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from steppatch import _record as record
 from steppatch._fs import atomic_write, file_lock, write_new
 from steppatch.errors import InputError, LocalEnvironmentError, WouldOverwrite
 from steppatch.pki_defaults import CA_DAYS, CRL_DAYS, LEAF_DAYS
@@ -153,23 +153,23 @@ class InvalidSystemName(InputError):
         self.name = name
 
 
-@attrs.frozen
+@record.frozen
 class KeyAndCert:
     """A certificate and its private key, both PEM."""
 
     cert_pem: bytes
-    key_pem: bytes = attrs.field(repr=False)
+    key_pem: bytes = record.field(repr=False)
 
 
-@attrs.frozen
+@record.frozen
 class KeyAndRequest:
     """A certificate signing request and its private key, both PEM."""
 
     csr_pem: bytes
-    key_pem: bytes = attrs.field(repr=False)
+    key_pem: bytes = record.field(repr=False)
 
 
-@attrs.frozen
+@record.frozen
 class CertificateInfo:
     """What steppatch reads from a certificate.
 
@@ -597,7 +597,7 @@ _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _LOCK_SECONDS = 30.0
 
 
-@attrs.frozen
+@record.frozen
 class RevokedCert:
     """One entry of ``revoked.json``: the serial (what a CRL names) and, for people, the subject
     and the end of the certificate's validity."""
@@ -608,7 +608,7 @@ class RevokedCert:
     not_after: dt.datetime
 
 
-@attrs.frozen
+@record.frozen
 class Revocation:
     """What :func:`revoke` did: ``added`` is false when the certificate was revoked already."""
 
@@ -617,7 +617,7 @@ class Revocation:
     record: Path
 
 
-@attrs.frozen
+@record.frozen
 class CrlInfo:
     """What a CRL says: its issuer, number, validity and the revoked serials."""
 
@@ -850,7 +850,7 @@ def _crl_signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) ->
 # certificates with 0644; neither ever replaces a file (``_fs.write_new``).
 
 
-@attrs.frozen
+@record.frozen
 class IssuedFiles:
     """Files a CA operation wrote: the certificate, its key (``None`` for a signed request, whose
     key stays with the home) and what the certificate says."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from enum import StrEnum
 
-import attrs
 from packaging.version import Version
 
+from steppatch import _record as record
 from steppatch.errors import PathConflict, UnsafeSymlink
 from steppatch.model import EntryKind, FileEntry, Manifest
 
@@ -42,7 +42,7 @@ class ChangeReason(StrEnum):
     REMOVED = "removed"
 
 
-@attrs.frozen
+@record.frozen
 class ComponentChange:
     """One component moving from ``old`` to ``new`` (``None``: not installed / removed)."""
 
@@ -57,7 +57,7 @@ class ComponentChange:
         return f"{self.name}: {old} -> {new}"
 
 
-@attrs.frozen
+@record.frozen
 class Plan:
     """What an apply will do.
 
@@ -75,7 +75,7 @@ class Plan:
     repairs: int = 0
     #: how the missing objects come: route (``delta``, ``compressed``, ``whole``) to (objects,
     #: bytes downloaded); after a download, what was done, fallbacks counted as ``whole``
-    routes: Mapping[str, tuple[int, int]] = attrs.field(factory=dict)
+    routes: Mapping[str, tuple[int, int]] = record.field(factory=dict)
     #: deltas or compressed forms that failed (downloaded whole instead)
     fallbacks: int = 0
 
@@ -106,7 +106,7 @@ def component_changes(
     return tuple(changes)
 
 
-@attrs.frozen
+@record.frozen
 class TreeEntry:
     """A manifest entry placed in the merged managed tree, with the component that owns it."""
 
@@ -176,7 +176,7 @@ def _check_dirs(tree: dict[str, TreeEntry]) -> None:
             parent = parent.rpartition("/")[0]
 
 
-@attrs.frozen
+@record.frozen
 class Drift:
     """How a tree on disk differs from what it should hold (paths, sorted)."""
 
@@ -257,7 +257,7 @@ class StepKind(StrEnum):
     DISPLACE = "displace"  # an added file in the way of a new entry: kept aside, reported
 
 
-@attrs.frozen
+@record.frozen
 class TreeStep:
     """One step of building a new managed tree: ``entry`` says what the path must become."""
 

@@ -15,8 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._fs import atomic_write, checkpoint
 from steppatch.clock import Clock, utcnow
 from steppatch.delta import decode
@@ -69,7 +68,7 @@ T = TypeVar("T")
 log = logging.getLogger("steppatch.routes")
 
 
-@attrs.frozen
+@record.frozen
 class RoutedResult:
     """What :meth:`RepositoryClient.fetch_routed` did: the route each object came by (a
     fallback counted as ``whole``) and, for each fallback, why."""

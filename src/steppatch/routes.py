@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from enum import StrEnum
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.model import Encoded, ObjectTransfers
 
 __all__ = ["Fetch", "Route", "RouteTotals", "choose_routes", "route_of", "route_totals"]
@@ -25,7 +24,7 @@ class Route(StrEnum):
     WHOLE = "whole"
 
 
-@attrs.frozen
+@record.frozen
 class Fetch:
     """One object to get: by ``route``, downloading ``encoded`` (a delta or compressed form)
     or, for ``whole``, the object itself."""
@@ -43,7 +42,7 @@ class Fetch:
         return self.encoded.length if self.encoded is not None else self.size
 
 
-@attrs.frozen
+@record.frozen
 class RouteTotals:
     """Objects and bytes of one route."""
 

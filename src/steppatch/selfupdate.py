@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-import attrs
 from packaging.version import InvalidVersion, Version
 
+from steppatch import _record as record
 from steppatch._fs import atomic_write, checkpoint
 from steppatch.channel import DEFAULT_CHANNEL, DEFAULT_REF, TOOL_COMPONENT, TOOL_HOME_VARIABLE
 from steppatch.errors import InputError, LocalEnvironmentError
@@ -78,7 +78,7 @@ LAUNCHER = "bin/steppatch"
 ENVS_DIR = "envs"
 
 
-@attrs.frozen
+@record.frozen
 class SelfUpdateLimits:
     """Time bounds of a self-update and of a server restart, in seconds."""
 
@@ -111,7 +111,7 @@ class ToolCheckFailed(LocalEnvironmentError):
 # --- publishing ----------------------------------------------------------------------------------
 
 
-@attrs.frozen
+@record.frozen
 class Published:
     """What :func:`publish_self` did: the component, the foothold built for it, the channel."""
 
@@ -168,7 +168,7 @@ def _component_toml(built: Foothold) -> str:
 # --- updating a tool home ------------------------------------------------------------------------
 
 
-@attrs.frozen
+@record.frozen
 class ToolCheck:
     """What the new version said about itself when it was tried."""
 
@@ -178,7 +178,7 @@ class ToolCheck:
     platform: str
 
 
-@attrs.frozen
+@record.frozen
 class SelfUpdate:
     """What :func:`self_update` did. ``check`` and ``applied`` are ``None`` when the installed
     version was already the one asked for."""
@@ -364,7 +364,7 @@ def _prune_envs(envs: Path, keep: set[str | None]) -> None:
 # --- upgrading a mirror: self-update, then restart its server in place (server._restart) ------
 
 
-@attrs.frozen
+@record.frozen
 class MirrorUpgrade:
     """What :func:`upgrade_mirror` did; ``restart`` is ``None`` when no server was running."""
 

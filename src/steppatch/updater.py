@@ -23,8 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import attrs
-
+from steppatch import _record as record
 from steppatch import configedit
 from steppatch.clock import Clock, utcnow
 from steppatch.config import (
@@ -105,7 +104,7 @@ def split_refs(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-@attrs.frozen
+@record.frozen
 class Update:
     """Newer versions of an installed component (oldest first), with their notes."""
 
@@ -260,7 +259,7 @@ class Home:
             Mirror(m.id, m.url, m.priority, m.name) for m in self.files.config.mirror_list()
         ]
         # Keep the configured order (the selected mirror first): priorities are not re-sorted.
-        ranked = [attrs.evolve(m, priority=len(mirrors) - i) for i, m in enumerate(mirrors)]
+        ranked = [record.evolve(m, priority=len(mirrors) - i) for i, m in enumerate(mirrors)]
         if self._fetchers is not None:
             connect = self._fetchers
             return MirrorPool(ranked, lambda m: connect(m.url), self.limits.transport())
@@ -641,7 +640,7 @@ class Home:
             collected = self._collect(None, None, False)
         except (SteppatchError, OSError):
             return report
-        return attrs.evolve(report, collected=collected)
+        return record.evolve(report, collected=collected)
 
     # --- internals -------------------------------------------------------------------------------
 

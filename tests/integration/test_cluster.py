@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NoReturn
 
-import attrs
 import pytest
 from packaging.version import Version
 
-from steppatch import Home, Repository
+from steppatch import Home, Repository, evolve
 from steppatch.cluster import Cluster
 from steppatch.config import MirrorEntry, NodeEntry, ServiceConfig
 from steppatch.errors import (
@@ -60,7 +59,7 @@ def versions(path: Path) -> dict[str, Version]:
 
 def configure(path: Path, **changes: object) -> None:
     files = HomeDir.open(path)
-    files.write_config(attrs.evolve(files.config, **changes))
+    files.write_config(evolve(files.config, **changes))
 
 
 def staged_dirs(paths: list[Path]) -> list[Path]:

@@ -18,7 +18,7 @@ import attrs
 import pytest
 from packaging.version import Version
 
-from steppatch import Home, Repository
+from steppatch import Home, Repository, evolve
 from steppatch.cluster import Cluster, SshNode
 from steppatch.config import Location, MirrorEntry, NodeEntry, ServiceConfig
 from steppatch.errors import ClusterPartiallyApplied, NodeError, NodeFailed
@@ -150,7 +150,7 @@ def test_ssh_node_failing_during_prepare_switches_nothing(pair: tuple[Path, Path
     gone = (b.parent / "gone").as_uri()
     files = HomeDir.open(b)
     files.write_config(
-        attrs.evolve(files.config, updates=gone, mirrors=(MirrorEntry("primary", gone),))
+        evolve(files.config, updates=gone, mirrors=(MirrorEntry("primary", gone),))
     )
     before = tree(a / "current"), tree(b / "current")
     with pytest.raises(NodeFailed) as caught:
@@ -164,7 +164,7 @@ def test_ssh_node_failing_during_prepare_switches_nothing(pair: tuple[Path, Path
 def test_ssh_node_failing_during_switch(pair: tuple[Path, Path]) -> None:
     a, b = pair
     files = HomeDir.open(b)
-    files.write_config(attrs.evolve(files.config, service=ServiceConfig(stop="exit 7")))
+    files.write_config(evolve(files.config, service=ServiceConfig(stop="exit 7")))
     with pytest.raises(ClusterPartiallyApplied) as caught:
         Cluster(Home.open(a)).apply(["to:app/latest.spr"])
     assert caught.value.failed == "b" and caught.value.switched == ("a",)

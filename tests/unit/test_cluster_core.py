@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-import attrs
 import pytest
 from packaging.version import Version
 
+from steppatch import evolve
 from steppatch.cluster import (
     ClusterStatus,
     Location,
@@ -123,7 +123,7 @@ def test_a_cluster_snapshot_round_trips_and_only_snapshots_list_nodes() -> None:
         NodeSnapshot("a", {"app": Version("2")}, "e1", "f" * 64),
         NodeSnapshot("b", {"app": Version("1")}),
     )
-    recipe = attrs.evolve(recipe, nodes=nodes)
+    recipe = evolve(recipe, nodes=nodes)
     assert parse_recipe(dump_recipe(recipe), "t") == recipe
     doc = json.loads(dump_recipe(recipe))
     doc["kind"] = "release"

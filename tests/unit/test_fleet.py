@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import attrs
 import pytest
 from packaging.version import Version
 
+from steppatch import evolve
 from steppatch.errors import RecipeError
 from steppatch.fleet import (
     FLEET_FORMAT,
@@ -59,7 +59,7 @@ INDEX = index(
 def snap(versions: dict[str, str], **fields: object):  # type: ignore[no-untyped-def]
     r = pinned_recipe(RecipeKind.SNAPSHOT, {n: Version(v) for n, v in versions.items()},
                       system="x")
-    return attrs.evolve(r, **fields) if fields else r
+    return evolve(r, **fields) if fields else r
 
 
 def system(name: str, *uploads: tuple[dt.datetime, dict[str, str]]) -> SystemUploads:

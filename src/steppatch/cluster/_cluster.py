@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._fs import checkpoint
 from steppatch.clock import snapshot_stamp
 from steppatch.cluster._core import ClusterStatus, NodeStatus, versions_text
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Cluster", "ClusterReport", "NodeOutcome"]
 
 
-@attrs.frozen
+@record.frozen
 class NodeOutcome:
     """One node after a cluster apply: its plan and whether its application was restarted."""
 
@@ -46,7 +45,7 @@ class NodeOutcome:
     restarted: bool = False
 
 
-@attrs.frozen
+@record.frozen
 class ClusterReport:
     """What a cluster apply did: this node's plan, and every node's outcome (this one first)."""
 
@@ -105,7 +104,7 @@ class Cluster:
             environment=mine.environment,
             fingerprint=mine.fingerprint,
         )
-        recipe = attrs.evolve(
+        recipe = record.evolve(
             recipe,
             nodes=tuple(
                 NodeSnapshot(n.name, n.versions or {}, n.environment, n.fingerprint)

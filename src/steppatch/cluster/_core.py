@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
-import attrs
 from packaging.version import Version
 
+from steppatch import _record as record
 from steppatch import formats
 from steppatch._json import Fields, load_json_object
 from steppatch.config import Location, check_node_name, parse_location
@@ -45,7 +45,7 @@ def _maybe_map(value: Mapping[str, Version] | None) -> Mapping[str, Version] | N
     return None if value is None else _frozen_map(value)
 
 
-@attrs.frozen
+@record.frozen
 class NodeStatus:
     """One node as seen from the node running the command.
 
@@ -55,13 +55,13 @@ class NodeStatus:
     name: str
     location: str
     is_self: bool = False
-    versions: Mapping[str, Version] | None = attrs.field(default=None, converter=_maybe_map)
+    versions: Mapping[str, Version] | None = record.field(default=None, converter=_maybe_map)
     environment: str = ""
     fingerprint: str = ""
     error: str = ""
 
 
-@attrs.frozen
+@record.frozen
 class ClusterStatus:
     """Every node of a cluster, this one first."""
 
@@ -87,7 +87,7 @@ class ClusterStatus:
         return tuple((text, tuple(names)) for text, names in groups.items())
 
 
-@attrs.frozen
+@record.frozen
 class SwitchResult:
     """What switching one node did: whether its application was restarted."""
 

@@ -29,11 +29,11 @@ from importlib.util import MAGIC_NUMBER, source_hash
 from pathlib import Path
 from typing import Any
 
-import attrs
 from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from steppatch import _record as record
 from steppatch._fs import atomic_write
 from steppatch.errors import InputError
 from steppatch.foothold._bootstrap import (
@@ -74,7 +74,7 @@ class Layout(enum.Enum):
     DIR = "dir"
 
 
-@attrs.frozen
+@record.frozen
 class Part:
     """One distribution in a foothold (one row per wheel file for compiled ones).
 
@@ -89,7 +89,7 @@ class Part:
     size: int
 
 
-@attrs.frozen
+@record.frozen
 class Foothold:
     """A built foothold: where, what version and build, its total size and its contents.
 
@@ -112,14 +112,14 @@ class Foothold:
         return self.path if self.layout is Layout.PYZ else self.path / PYZ_NAME
 
 
-@attrs.frozen
+@record.frozen
 class _Wheel:
     name: str  # canonical
     version: str
     file: str
     tags: tuple[str, ...]
     sha256: str
-    data: bytes = attrs.field(repr=False)
+    data: bytes = record.field(repr=False)
 
     @property
     def modules(self) -> list[str]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._json import Fields, load_json_object
 from steppatch.foothold._errors import BadFootholdInfo
 
@@ -27,7 +26,7 @@ INFO_FORMAT = "steppatch-foothold-info/1"
 T = TypeVar("T")
 
 
-@attrs.frozen
+@record.frozen
 class FootholdSummary:
     """The foothold a steppatch runs from: the archive, its version and build, its layout, the
     private environment (``None`` when it needs none) and the wheels chosen for the host."""
@@ -41,7 +40,7 @@ class FootholdSummary:
     wheels: tuple[str, ...]
 
 
-@attrs.frozen
+@record.frozen
 class InfoCheck:
     """What ``--check`` found good: the modules that import, the files hashed as recorded."""
 
@@ -49,7 +48,7 @@ class InfoCheck:
     files: int
 
 
-@attrs.frozen
+@record.frozen
 class FootholdInfo:
     """What runs: the foothold (``None`` for an installed steppatch), steppatch's version, the
     interpreter (version, executable, most specific wheel tag) and, with ``--check``, what the

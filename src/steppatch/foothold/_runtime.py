@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.foothold._bootstrap import RUNTIME_MODULE, env_drift, read_env_record
 from steppatch.foothold._errors import EnvironmentDrift, FootholdError
 from steppatch.foothold._info import FootholdInfo, FootholdSummary, InfoCheck
@@ -31,7 +30,7 @@ __all__ = [
 CORE_MODULES = ("steppatch", "steppatch.pki", "steppatch.server", "steppatch_cli.app")
 
 
-@attrs.frozen
+@record.frozen
 class RunningFoothold:
     """The foothold this process runs from.
 
@@ -49,7 +48,7 @@ class RunningFoothold:
     wheels: tuple[str, ...]
     platform: str
     #: the archive's ``_foothold/build.json``
-    info: dict[str, Any] = attrs.field(eq=False, repr=False)
+    info: dict[str, Any] = record.field(eq=False, repr=False)
     #: the name the archive is imported under (``/proc/self/fd/N``)
     pinned: str = ""
 
@@ -120,7 +119,7 @@ def check_env(env: Path | None) -> int:
     return len(recorded[0]) if recorded is not None else 0
 
 
-@attrs.frozen
+@record.frozen
 class Host:
     """The interpreter this steppatch runs on: versions, executable and its most specific
     wheel tag."""

@@ -22,8 +22,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._fs import (
     checkpoint,
     remove_unless_locked,
@@ -40,7 +39,7 @@ from steppatch.store import PARTIAL_DIR
 __all__ = ["HomeSizes", "collect_home", "home_sizes"]
 
 
-@attrs.frozen
+@record.frozen
 class HomeSizes:
     """Bytes held by a home's parts: managed trees (the live one, staged ones, displaced files),
     the object cache (with partial downloads), the history entries and the stored manifests.

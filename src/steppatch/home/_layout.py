@@ -189,8 +189,10 @@ class HomeDir:
         with file_lock(self.state_dir / "lock", timeout):
             self.recover()
             # Objects count as downloaded for this run (build_tree may move them) only if they
-            # were stored while this lock is held.
-            self.cache.forget_added()
+            # were stored while this lock is held. (A cache not opened yet has added nothing:
+            # commands that only read, like `status`, never load the object store.)
+            if "cache" in self.__dict__:
+                self.cache.forget_added()
             yield
 
     # --- state -----------------------------------------------------------------------------------
@@ -223,8 +225,8 @@ class HomeDir:
         tree_id = self.current_tree_id()
         if self._loaded is not None and self._loaded[0] == tree_id:
             return self._loaded[1]
+        from steppatch._heap import gc_paused
         from steppatch.formats import parse_home_state, parse_stored_manifest, state_from_records
-        from steppatch.home._scan import gc_paused
         from steppatch.model import HomeState
 
         path = self.trees / f"{tree_id}.state.json"
@@ -314,7 +316,7 @@ class HomeDir:
                 # Objects an interrupted build moved in from the cache go back (each hashed).
                 self._return_objects(item)
             _remove(item)
-        staging = self.cache.root.parent / "tmp"
+        staging = self.state_dir / "cache" / "tmp"  # the cache's temporary files
         if staging.exists():
             shutil.rmtree(staging)
         if self.manifests.is_dir():

@@ -5,14 +5,13 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping, Sequence
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.errors import LocalEnvironmentError
 
 __all__ = ["ProgramResult", "run_program"]
 
 
-@attrs.frozen
+@record.frozen
 class ProgramResult:
     """A finished program: its exit code and what it printed."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import os
 import stat
@@ -14,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from steppatch._heap import gc_paused
 from steppatch.home._hash_helper import (
     BOOTSTRAP,
     NOT_A_FILE,
@@ -37,20 +37,6 @@ _HELPER_MIN_FILES = 2000
 _SMALL = 1024 * 1024
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a tree's entries are made and compared.
-
-    They are many small objects, none in a cycle: the collector would only traverse the growing
-    heap again and again (measured: a third of the time of loading 100,000 entries).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _walk(base: str, lstat_files: bool) -> tuple[dict[str, FileEntry], list[_Dir]]:

@@ -19,8 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._fs import atomic_write
 from steppatch._json import Fields, dump_json, load_json_object
 from steppatch.errors import InputError, StagedApplyMissing
@@ -35,7 +34,7 @@ STAGED_DIR = "staged"
 STAGED_FORMAT = "steppatch-staged/1"
 
 
-@attrs.frozen
+@record.frozen
 class StagedRecord:
     """What a staged apply holds: its tree (back among the trees once taken), the state it
     makes, the history entry for the state it replaces, and what the apply was asked."""
@@ -145,7 +144,7 @@ class StagedApplies:
         shutil.rmtree(staged, ignore_errors=True)
 
 
-@attrs.frozen
+@record.frozen
 class StagedFields:
     """The fields of a ``staged.json`` record, checked."""
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._fs import atomic_write
 from steppatch.errors import InputError
 
@@ -25,7 +24,7 @@ __all__ = ["TLS_SUBDIR", "HomeTls"]
 TLS_SUBDIR = "tls"
 
 
-@attrs.frozen
+@record.frozen
 class HomeTls:
     """The paths of a home's TLS files (``dir`` is ``HOME/.steppatch/tls``), and reading and
     writing them as the transport uses them."""

@@ -25,9 +25,9 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import attrs
 from packaging.version import Version
 
+from steppatch import _record as record
 from steppatch._fs import atomic_write, file_lock
 from steppatch.errors import (
     ConfigError,
@@ -105,7 +105,7 @@ def index_path(version: int) -> str:
     return f"indexes/{version}.index.json"
 
 
-@attrs.frozen
+@record.frozen
 class Expiry:
     """How long each role's metadata stays valid after signing (days)."""
 
@@ -118,7 +118,7 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-@attrs.frozen
+@record.frozen
 class AddResult:
     """What :meth:`Repository.add` did for one source."""
 
@@ -272,7 +272,7 @@ class Repository:
         )
         with self._locked():
             existing = self.index.get(source.name, source.version)
-            if existing is not None and attrs.evolve(existing, transfers=None) == entry:
+            if existing is not None and record.evolve(existing, transfers=None) == entry:
                 return AddResult(source.name, source.version, False, recipe_path)
             if existing is not None:
                 raise RepositoryConflict(
@@ -280,7 +280,7 @@ class Repository:
                     f"{_difference(existing, entry)}; publish a new version instead"
                 )
             self._write_objects(source)
-            entry = attrs.evolve(entry, transfers=self._write_transfers(source))
+            entry = record.evolve(entry, transfers=self._write_transfers(source))
             self._write_file(entry.manifest.path, manifest_bytes)
             recipe_bytes = dump_recipe(component_recipe(source.name, source.version))
             recipes = dict(self.index.recipes)
@@ -435,7 +435,7 @@ class Repository:
             atomic_write(self.root / root_path(new_root.version), data)
             atomic_write(self.root / ROOT_PATH, data)
             ring.retire(role, old_keys)
-            self._published = attrs.evolve(self._published, root=new_root)
+            self._published = record.evolve(self._published, root=new_root)
             self._commit(self.index)
         return self._published.root
 
@@ -469,7 +469,7 @@ class Repository:
         )
 
 
-@attrs.frozen
+@record.frozen
 class _Published:
     root: Root
     index: RepositoryIndex

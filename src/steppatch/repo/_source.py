@@ -7,10 +7,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import attrs
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from steppatch import _record as record
 from steppatch._toml import TomlProblem, parse_toml
 from steppatch.errors import ComponentSourceError, UnsafeSourceSymlink
 from steppatch.limits import DEFAULT_LIMITS, Limits
@@ -25,7 +25,7 @@ __all__ = ["ComponentSource", "read_source"]
 _KNOWN_KEYS = {"name", "version", "summary", "notes", "hot", "dependencies", "config"}
 
 
-@attrs.frozen
+@record.frozen
 class ComponentSource:
     """A component version read from its source directory, ready to publish."""
 

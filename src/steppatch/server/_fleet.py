@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.clock import utcnow
 from steppatch.errors import SteppatchError
 from steppatch.fleet import (
@@ -67,7 +66,7 @@ def upload_time(name: str) -> dt.datetime | None:
         return None
 
 
-@attrs.frozen
+@record.frozen
 class _Folder:
     name: str
     path: Path

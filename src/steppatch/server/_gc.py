@@ -21,8 +21,7 @@ import contextlib
 import os
 from pathlib import Path
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._fs import (
     checkpoint,
     remove_unless_locked,
@@ -42,7 +41,7 @@ from steppatch.trust.metadata import index_from, read_envelope
 __all__ = ["StoreSizes", "collect_store", "held_indexes", "store_sizes"]
 
 
-@attrs.frozen
+@record.frozen
 class StoreSizes:
     """Bytes a mirror's store holds: verified content (``store``: recipes, manifests, objects),
     partial fills, signed metadata and uploaded snapshots. The takeout view links the same
@@ -192,7 +191,7 @@ def collect_store(
         remove_unless_locked(path)
     checkpoint("mirror-gc-done")
     if removed != len(gone):
-        report = attrs.evolve(
+        report = record.evolve(
             report,
             objects=max(report.objects - (len(gone) - removed), 0),
             objects_bytes=freed,

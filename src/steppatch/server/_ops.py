@@ -11,8 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.collect import Collection
 from steppatch.errors import InputError, LockedError, SteppatchError, TooLarge
 from steppatch.limits import DEFAULT_LIMITS
@@ -30,7 +29,7 @@ from steppatch.transport import DEFAULT_TRANSPORT_LIMITS
 __all__ = ["MirrorStatus", "collect_mirror", "mirror_status", "sync_once"]
 
 
-@attrs.frozen
+@record.frozen
 class MirrorStatus:
     """What a store holds and how the server on it is doing (``health`` is ``None`` when no
     server answers on the admin port)."""
@@ -42,11 +41,11 @@ class MirrorStatus:
     bytes: int
     state: dict[str, Any]
     health: dict[str, Any] | None
-    sizes: dict[str, int] = attrs.field(factory=dict)
+    sizes: dict[str, int] = record.field(factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return attrs.asdict(self)
+        return record.asdict(self)
 
 
 def _admin(

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 
-import attrs
+from steppatch import _record as record
 
 __all__ = ["ByteRange", "Unsatisfiable", "etag_matches", "parse_range"]
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
-@attrs.frozen
+@record.frozen
 class ByteRange:
     """Bytes ``start`` to ``end`` inclusive, as in ``Content-Range: bytes start-end/length``."""
 

@@ -21,8 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.errors import LocalEnvironmentError
 
 if TYPE_CHECKING:
@@ -89,7 +88,7 @@ def _int(text: str | None) -> int:
         return 0
 
 
-@attrs.frozen
+@record.frozen
 class ServerRestart:
     """A server restarted in place: its pid, its new generation and its command line."""
 

@@ -34,8 +34,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._fs import atomic_write, temp_path
 from steppatch._json import JsonProblem, parse_json
 from steppatch.delta import decode
@@ -87,7 +86,7 @@ OPTIONAL_KINDS = frozenset({"transfers", "delta"})
 STATE_FORMAT = "steppatch-mirror-state/1"
 
 
-@attrs.frozen
+@record.frozen
 class Held:
     """What the server can send, verified: a file on disk, or (small documents that are
     replaced while being read, such as ``timestamp.json``) the bytes themselves."""
@@ -99,7 +98,7 @@ class Held:
     data: bytes | None = None
 
 
-@attrs.frozen
+@record.frozen
 class Item:
     """Content a fill can fetch: the upstream ``path`` and the length and hash it must have."""
 
@@ -113,17 +112,17 @@ class Stopped(Exception):
     """A fill was stopped because the server is shutting down (its partial file is kept)."""
 
 
-@attrs.define
+@record.mutable
 class FillControl:
     """How one fill runs: capped by ``limiter`` unless a client waits on it (``urgent``)."""
 
     limiter: TokenBucket | None = None
     urgent: bool = False
-    stop: threading.Event = attrs.field(factory=threading.Event)
+    stop: threading.Event = record.field(factory=threading.Event)
     process: str = "client"
 
 
-@attrs.define
+@record.mutable
 class _Meta:
     root: Root
     root_versions: dict[int, bytes]

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import attrs
-
+from steppatch import _record as record
 from steppatch._toml import TomlProblem, parse_toml
 from steppatch.server.errors import MirrorConfigError
 
@@ -40,7 +39,7 @@ class DownloadMode(enum.Enum):
     ON_DEMAND = "ON_DEMAND"
 
 
-@attrs.frozen
+@record.frozen
 class Address:
     """A host and port to listen on."""
 
@@ -51,7 +50,7 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-@attrs.frozen
+@record.frozen
 class ServerTls:
     """The service port's certificate, the CA its clients' certificates must be issued by, and
     the CRL they are checked against (reloaded when it changes, looked at every ``crl_poll_s``)."""
@@ -63,7 +62,7 @@ class ServerTls:
     crl_poll_s: float = 5.0
 
 
-@attrs.frozen
+@record.frozen
 class UpstreamTls:
     """What a mirror presents to its upstreams (``cert``, ``key``) and the CA it pins them to."""
 
@@ -72,14 +71,14 @@ class UpstreamTls:
     ca: Path
 
 
-@attrs.frozen
+@record.frozen
 class OriginConfig:
     """Origin mode: the published repository directory served read-only."""
 
     repository: Path
 
 
-@attrs.frozen
+@record.frozen
 class Upstream:
     """One server a mirror relays; a higher ``priority`` is tried first."""
 
@@ -89,7 +88,7 @@ class Upstream:
     name: str = ""
 
 
-@attrs.frozen
+@record.frozen
 class MirrorConfig:
     """The whole of ``mirror.toml``. Exactly one of ``origin`` and ``upstreams`` is set."""
 
@@ -126,7 +125,7 @@ class MirrorConfig:
     origin: OriginConfig | None = None
     upstreams: tuple[Upstream, ...] = ()
     upstream_tls: UpstreamTls | None = None
-    admin_token: str | None = attrs.field(default=None, repr=False)
+    admin_token: str | None = record.field(default=None, repr=False)
 
     @property
     def is_mirror(self) -> bool:

@@ -6,8 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.errors import IntegrityError, MissingFile, NetworkError, TooLarge
 from steppatch.store import ObjectStore
 from steppatch.transport._base import Fetcher
@@ -24,7 +23,7 @@ DownloadProgress = Callable[[str, int, int], None]
 _PROGRESS_INTERVAL = 0.1
 
 
-@attrs.frozen
+@record.frozen
 class ObjectRequest:
     """One object to download: its path in the repository, and the hash and exact length signed
     metadata gives for it."""
@@ -34,7 +33,7 @@ class ObjectRequest:
     length: int
 
 
-@attrs.frozen
+@record.frozen
 class DownloadResult:
     """What :func:`download_objects` did.
 

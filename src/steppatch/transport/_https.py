@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import attrs
 import requests
 import requests.adapters
 import urllib3.exceptions
 
+from steppatch import _record as record
 from steppatch import pki
 from steppatch.errors import ConfigError, MissingFile, NetworkError
 from steppatch.paths import safe_relpath
@@ -61,7 +61,7 @@ _X509_HOSTNAME_MISMATCH = 62
 _X509_IP_MISMATCH = 64
 
 
-@attrs.frozen
+@record.frozen
 class TlsConfig:
     """The private CA a home trusts for its mirrors, and its client certificate (both or none)."""
 
@@ -69,7 +69,7 @@ class TlsConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
 
-    def __attrs_post_init__(self) -> None:
+    def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError(
                 str(self.cert_file or self.key_file),
@@ -77,7 +77,7 @@ class TlsConfig:
             )
 
 
-@attrs.frozen
+@record.frozen
 class TlsIdentity:
     """Who answered a TLS handshake: its verified certificate and the connection's parameters."""
 

@@ -4,8 +4,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.errors import (
     MissingFile,
     NetworkError,
@@ -22,7 +21,7 @@ __all__ = ["Mirror", "MirrorPool"]
 T = TypeVar("T")
 
 
-@attrs.frozen
+@record.frozen
 class Mirror:
     """One place a repository can be read from. A higher ``priority`` is tried first."""
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.errors import SteppatchError
 from steppatch.transport._base import Fetcher
 from steppatch.transport.errors import TlsError
@@ -11,7 +10,7 @@ from steppatch.transport.errors import TlsError
 __all__ = ["PingCheck", "probe_connection"]
 
 
-@attrs.frozen
+@record.frozen
 class PingCheck:
     """One check of ``ping``: ``name`` (reachable, tls, signed metadata), passed, and detail."""
 

@@ -11,11 +11,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from steppatch import _record as record
 from steppatch.trust.canonical import canonical_bytes
 from steppatch.trust.errors import BadKeyFile, BadMetadata
 from steppatch.trust.hashing import sha256_hex
@@ -32,21 +32,21 @@ def _public_json(raw: bytes) -> dict[str, Any]:
     return {"keytype": KEYTYPE, "scheme": KEYTYPE, "keyval": {"public": raw.hex()}}
 
 
-@attrs.frozen
+def _check_raw(_key: object, _field: record.Field, value: bytes) -> None:
+    if len(value) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(value)}")
+
+
+def _keyid(key: PublicKey) -> str:
+    return sha256_hex(canonical_bytes(_public_json(key.raw)))
+
+
+@record.frozen
 class PublicKey:
     """An Ed25519 public key (32 raw bytes) and its key id."""
 
-    raw: bytes = attrs.field(repr=False)
-    keyid: str = attrs.field(init=False, eq=False)
-
-    @raw.validator
-    def _check_raw(self, _attribute: object, value: bytes) -> None:
-        if len(value) != 32:
-            raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(value)}")
-
-    @keyid.default
-    def _keyid(self) -> str:
-        return sha256_hex(canonical_bytes(_public_json(self.raw)))
+    raw: bytes = record.field(repr=False, validator=_check_raw)
+    keyid: str = record.field(init=False, eq=False, derive=_keyid)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form that root lists under its key id."""

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import attrs
+from steppatch import _record as record
 
 __all__ = ["TrustLimits"]
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _positive(_instance: object, attribute: record.Field, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
-@attrs.frozen
+@record.frozen
 class TrustLimits:
     """Caps on metadata documents and on root rotations per update session.
 
@@ -20,10 +20,10 @@ class TrustLimits:
     bytes it is given. The defaults follow python-tuf's ``UpdaterConfig`` where it has one.
     """
 
-    max_root_bytes: int = attrs.field(default=512_000, validator=_positive)
-    max_timestamp_bytes: int = attrs.field(default=16_384, validator=_positive)
-    max_index_bytes: int = attrs.field(default=32_000_000, validator=_positive)
-    max_root_rotations: int = attrs.field(default=32, validator=_positive)
+    max_root_bytes: int = record.field(default=512_000, validator=_positive)
+    max_timestamp_bytes: int = record.field(default=16_384, validator=_positive)
+    max_index_bytes: int = record.field(default=32_000_000, validator=_positive)
+    max_root_rotations: int = record.field(default=32, validator=_positive)
 
     def max_bytes(self, role: str) -> int:
         """The cap for ``role`` (root, timestamp, index). Raises KeyError for another role."""

@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import attrs
-
+from steppatch import _record as record
 from steppatch.trust._time import parse_time
 from steppatch.trust.canonical import canonical_bytes, read_json, show
 from steppatch.trust.errors import BadMetadata, MetadataTooLarge, ThresholdNotMet
@@ -49,15 +48,15 @@ _HEX128 = re.compile(r"[0-9a-f]{128}")
 _HEADER = ("_type", "spec", "version", "expires")
 
 
-@attrs.frozen
+@record.frozen
 class Signature:
     """One entry of ``signatures``: a key id and the raw signature bytes."""
 
     keyid: str
-    sig: bytes = attrs.field(repr=False)
+    sig: bytes = record.field(repr=False)
 
 
-@attrs.frozen
+@record.frozen
 class RoleKeys:
     """The key ids a role trusts and how many of them must sign."""
 
@@ -65,7 +64,7 @@ class RoleKeys:
     threshold: int
 
 
-@attrs.frozen
+@record.frozen
 class IndexPin:
     """What a timestamp pins: the index version, and length and sha256 of its published bytes."""
 
@@ -74,7 +73,7 @@ class IndexPin:
     sha256: str
 
 
-@attrs.frozen
+@record.frozen
 class Root:
     """Verified root metadata. ``canonical`` is the signed form, ``raw`` the published bytes."""
 
@@ -84,8 +83,8 @@ class Root:
     root_role: RoleKeys
     timestamp_role: RoleKeys
     index_role: RoleKeys
-    canonical: bytes = attrs.field(repr=False)
-    raw: bytes = attrs.field(repr=False, eq=False)
+    canonical: bytes = record.field(repr=False)
+    raw: bytes = record.field(repr=False, eq=False)
 
     def role(self, name: str) -> RoleKeys:
         """The keys of role ``name``. Raises KeyError for an unknown role."""
@@ -113,25 +112,25 @@ class Root:
         return result
 
 
-@attrs.frozen
+@record.frozen
 class Timestamp:
     """Verified timestamp metadata: it pins the current index."""
 
     version: int
     expires: datetime
     index: IndexPin
-    canonical: bytes = attrs.field(repr=False)
-    raw: bytes = attrs.field(repr=False, eq=False)
+    canonical: bytes = record.field(repr=False)
+    raw: bytes = record.field(repr=False, eq=False)
 
 
-@attrs.frozen
+@record.frozen
 class Index:
     """Verified index metadata. :attr:`payload` is the repository's index, uninterpreted."""
 
     version: int
     expires: datetime
-    canonical: bytes = attrs.field(repr=False)
-    raw: bytes = attrs.field(repr=False, eq=False)
+    canonical: bytes = record.field(repr=False)
+    raw: bytes = record.field(repr=False, eq=False)
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -144,15 +143,15 @@ class Index:
 # --- reading -----------------------------------------------------------------------------------
 
 
-@attrs.frozen
+@record.frozen
 class Envelope:
     """A parsed document whose signatures have not been checked yet. Internal to the package."""
 
     role: str
-    signed: Mapping[str, Any] = attrs.field(eq=False, repr=False)
-    canonical: bytes = attrs.field(repr=False)
+    signed: Mapping[str, Any] = record.field(eq=False, repr=False)
+    canonical: bytes = record.field(repr=False)
     signatures: tuple[Signature, ...]
-    raw: bytes = attrs.field(repr=False, eq=False)
+    raw: bytes = record.field(repr=False, eq=False)
 
 
 def _fields(value: object, expected: Sequence[str], role: str, where: str) -> Mapping[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
+from steppatch import evolve
 from steppatch.model import Recipe, RecipeKind
 from steppatch.recipe import dump_recipe, pinned_recipe
 from steppatch.server import SnapshotRefused
@@ -31,9 +32,7 @@ def snap(system: str = "prod-eu", **changes: object) -> bytes:
     recipe = pinned_recipe(RecipeKind.SNAPSHOT, {"restapi": Version("7.0.40")},
                            name="s", system=system)
     if changes:
-        import attrs
-
-        recipe = attrs.evolve(recipe, **changes)
+        recipe = evolve(recipe, **changes)
     return dump_recipe(recipe)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
+from steppatch import evolve
 from steppatch.limits import DEFAULT_LIMITS
 from steppatch.model import FileEntry, NodeSnapshot, RecipeKind
 from steppatch.recipe import dump_recipe, pinned_recipe
@@ -100,20 +101,19 @@ def test_the_4_mib_name_of_the_report_is_refused_unread(tmp_path: Path) -> None:
 
 
 def test_a_full_snapshot_is_not_thin_a_cluster_snapshot_is(tmp_path: Path) -> None:
-    import attrs
 
     from steppatch.model import EntryKind
 
     thin = pinned_recipe(RecipeKind.SNAPSHOT, {"restapi": Version("7.0.40")}, system="prod-eu")
     entry = FileEntry("bin/x", EntryKind.FILE, 0o755, 1, "0" * 64)
-    full = attrs.evolve(thin, files={"bin/x": entry})
+    full = evolve(thin, files={"bin/x": entry})
     s = store(tmp_path)
     with pytest.raises(SnapshotRefused) as info:
         s.put("prod-eu.spr", "prod-eu", dump_recipe(full))
     assert (info.value.status, info.value.field) == (400, "files")
     assert files_of(s.root) == {}
     # A cluster snapshot's nodes are names and versions too: taken (the fleet shows them).
-    cluster = attrs.evolve(thin, nodes=(NodeSnapshot("n1", {"restapi": Version("7.0.40")}),))
+    cluster = evolve(thin, nodes=(NodeSnapshot("n1", {"restapi": Version("7.0.40")}),))
     s.put("prod-eu.spr", "prod-eu", dump_recipe(cluster))
     assert (s.root / "prod-eu/latest.spr").read_bytes() == dump_recipe(cluster)
 
