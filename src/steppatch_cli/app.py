@@ -4,22 +4,21 @@ Exit codes: 0 success, 1 other steppatch error, 2 bad input, 3 repository, 4 net
 5 local environment, 6 drift found by ``verify``.
 """
 
+import copy
 import errno
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
+from typer.models import TyperInfo
 
 from steppatch.errors import InputError, LocalEnvironmentError, NetworkError, SteppatchError
-from steppatch_cli import cluster, render
-from steppatch_cli.ca import ca_app, enroll_cli, rewrite_enroll_alias
+from steppatch_cli import render
 from steppatch_cli.context import CliOptions, home_opener, home_path, open_home, options
-from steppatch_cli.foothold import foothold_app, repo_add_self, self_update_command
-from steppatch_cli.mirror import mirror_app
-from steppatch_cli.parsing import KeysOption, SyncModeName, parse_expiry
-from steppatch_cli.spot import register as register_spot
+from steppatch_cli.parsing import KeysOption, SyncModeName, parse_expiry, rewrite_enroll_alias
 
 if TYPE_CHECKING:
     from typer._click import Context
@@ -73,15 +72,97 @@ def _new_root() -> typer.Typer:
     )
 
 
+# The commands of this module; the groups and commands of the other CLI modules are added in
+# their places when they run, or for the whole command line (`_Deferred`).
 app = _new_root()
 repo_app = typer.Typer(
     help="Build and publish a repository (the release side).", no_args_is_help=True
 )
 app.add_typer(repo_app, name="repo")
-app.add_typer(mirror_app, name="mirror")
-app.add_typer(ca_app, name="ca")
-app.add_typer(foothold_app, name="foothold")
-app.command("self-update")(self_update_command)
+
+
+class _Deferred:
+    """A group or command another module defines, loaded only by a run that needs it: the run of
+    the top-level command ``needed_by``, or one that builds the whole command line (``--help``).
+
+    Start-up: each of those modules costs its imports and its options' objects (a few ms all
+    together), which a run of ``status`` would otherwise pay for nothing.
+    """
+
+    parts: list["_Deferred"] = []  # noqa: RUF012 -- the one registry, in declaration order
+
+    def __init__(
+        self, target: typer.Typer, needed_by: str, group: bool, add: Callable[[typer.Typer], None]
+    ) -> None:
+        self.target, self.needed_by, self.group, self._add = target, needed_by, group, add
+        # its place among the target's commands (or groups): --help lists them in that order
+        self.place = len(target.registered_groups if group else target.registered_commands)
+        self._items: list[Any] | None = None
+        _Deferred.parts.append(self)
+
+    def items(self) -> list[Any]:
+        """What ``add`` registers (a CommandInfo or TyperInfo), loaded once per process."""
+        if self._items is None:
+            holder = typer.Typer()
+            self._add(holder)
+            self._items = holder.registered_groups if self.group else holder.registered_commands
+        return self._items
+
+
+def _merged(target: typer.Typer, needed_by: str | None) -> typer.Typer:
+    """A copy of ``target`` with its deferred parts in their places: all of them, or those the
+    command ``needed_by`` needs; its groups merged the same way."""
+    merged = copy.copy(target)
+    commands, groups = list(target.registered_commands), list(target.registered_groups)
+    # from the last place back, so that each place is still where it was declared
+    for part in reversed(_Deferred.parts):
+        if part.target is target and needed_by in (None, part.needed_by):
+            into = groups if part.group else commands
+            into[part.place:part.place] = part.items()
+    merged.registered_commands = commands
+    merged.registered_groups = [
+        _merged_group(g, needed_by)
+        if any(p.target is g.typer_instance for p in _Deferred.parts) else g
+        for g in groups
+    ]
+    return merged
+
+
+def _merged_group(info: TyperInfo, needed_by: str | None) -> TyperInfo:
+    merged = copy.copy(info)
+    assert info.typer_instance is not None
+    merged.typer_instance = _merged(info.typer_instance, needed_by)
+    return merged
+
+
+def _add_mirror(t: typer.Typer) -> None:
+    from steppatch_cli.mirror import mirror_app
+
+    t.add_typer(mirror_app, name="mirror")
+
+
+def _add_ca(t: typer.Typer) -> None:
+    from steppatch_cli.ca import ca_app
+
+    t.add_typer(ca_app, name="ca")
+
+
+def _add_foothold(t: typer.Typer) -> None:
+    from steppatch_cli.foothold import foothold_app
+
+    t.add_typer(foothold_app, name="foothold")
+
+
+def _add_self_update(t: typer.Typer) -> None:
+    from steppatch_cli.foothold import self_update_command
+
+    t.command("self-update")(self_update_command)
+
+
+_Deferred(app, "mirror", True, _add_mirror)
+_Deferred(app, "ca", True, _add_ca)
+_Deferred(app, "foothold", True, _add_foothold)
+_Deferred(app, "self-update", False, _add_self_update)
 
 
 DRIFT_EXIT = 6
@@ -218,7 +299,13 @@ def repo_rotate_keys(
     render.out.print(f"Published root version {root.version}; {role} key(s) now: {ids}")
 
 
-repo_app.command("add-self")(repo_add_self)
+def _add_repo_add_self(t: typer.Typer) -> None:
+    from steppatch_cli.foothold import repo_add_self
+
+    t.command("add-self")(repo_add_self)
+
+
+_Deferred(repo_app, "repo", False, _add_repo_add_self)
 
 
 # --- a home -------------------------------------------------------------------------------------
@@ -595,7 +682,9 @@ def status(
         else:
             render.show_cluster_status(cluster_status)
         if not cluster_status.consistent:
-            raise typer.Exit(cluster.MIXED_EXIT)
+            from steppatch_cli.cluster import MIXED_EXIT
+
+            raise typer.Exit(MIXED_EXIT)
         return
     state = home.status()
     if json_out:
@@ -643,10 +732,34 @@ def showupdates(
         render.show_updates(updates)
 
 
-app.command("enroll")(enroll_cli(home_path))
-register_spot(app)  # `steppatch spot --apply=...`: docs/spot.md
-app.add_typer(cluster.make_nodes_app(open_home), name="nodes")
-app.add_typer(cluster.make_node_app(open_home), name="node")
+def _add_enroll(t: typer.Typer) -> None:
+    from steppatch_cli.ca import enroll_cli
+
+    t.command("enroll")(enroll_cli(home_path))
+
+
+def _add_spot(t: typer.Typer) -> None:
+    from steppatch_cli.spot import register
+
+    register(t)  # `steppatch spot --apply=...`: docs/spot.md
+
+
+def _add_nodes(t: typer.Typer) -> None:
+    from steppatch_cli.cluster import make_nodes_app
+
+    t.add_typer(make_nodes_app(open_home), name="nodes")
+
+
+def _add_node(t: typer.Typer) -> None:
+    from steppatch_cli.cluster import make_node_app
+
+    t.add_typer(make_node_app(open_home), name="node")
+
+
+_Deferred(app, "enroll", False, _add_enroll)
+_Deferred(app, "spot", False, _add_spot)
+_Deferred(app, "nodes", True, _add_nodes)
+_Deferred(app, "node", True, _add_node)
 
 
 _ROOT_FLAGS = frozenset({"-v", "--verbose", "-V", "--version"})
@@ -667,6 +780,11 @@ def _command_name(args: list[str]) -> str | None:
     return None
 
 
+def full_app() -> typer.Typer:
+    """The whole command line: every command and group, in the order ``--help`` lists them."""
+    return _merged(app, None)
+
+
 def app_for(args: list[str]) -> typer.Typer:
     """The app reduced to the one command ``args`` runs (the whole app for ``--help``, an
     unknown name or a command that runs others).
@@ -677,15 +795,16 @@ def app_for(args: list[str]) -> typer.Typer:
     name = _command_name(args)
     version_only = name is None and bool(_ROOT_FLAGS.intersection(args)) and "--help" not in args
     if name in _NEEDS_ALL or (name is None and not version_only):
-        return app
+        return full_app()
+    whole = _merged(app, name)
     commands = [
-        c for c in app.registered_commands
+        c for c in whole.registered_commands
         if (c.name or typer.main.get_command_name(c.callback.__name__ if c.callback else ""))
         == name
     ]
-    groups = [g for g in app.registered_groups if g.name == name]
+    groups = [g for g in whole.registered_groups if g.name == name]
     if not (commands or groups or version_only):
-        return app  # let the whole app say what is wrong, with its suggestions
+        return full_app()  # let the whole app say what is wrong, with its suggestions
     reduced = _new_root()
     reduced.registered_callback = app.registered_callback
     reduced.registered_commands = commands

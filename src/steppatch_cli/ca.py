@@ -6,7 +6,7 @@ directory's files are :mod:`steppatch.pki`'s (``init_ca``, ``issue_files``, ``si
 names are :class:`steppatch.home.HomeTls`'s. See ``docs/pki.md``.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +15,7 @@ import typer
 from steppatch.pki_defaults import CA_DAYS, CRL_DAYS, LEAF_DAYS
 from steppatch_cli import render
 from steppatch_cli.context import home_path as run_home_path
+from steppatch_cli.parsing import rewrite_enroll_alias
 
 if TYPE_CHECKING:
     from typer._click import Context
@@ -194,22 +195,6 @@ def parse_enroll_alias(value: str) -> tuple[str, str]:
     from steppatch.commands import parse_enroll_alias
 
     return parse_enroll_alias(value)
-
-
-def rewrite_enroll_alias(argv: Sequence[str]) -> list[str]:
-    """Turn the manuals' top-level ``--enroll=mirror:NAME:HOST`` into ``enroll --enroll=...``.
-
-    For ``main()``: global options before it (``--home``, ``-v``) stay in front.
-    """
-    args = list(argv)
-    for i, arg in enumerate(args):
-        if arg.startswith("--enroll="):
-            return [*args[:i], "enroll", arg, *args[i + 1 :]]
-        if arg == "--enroll" and i + 1 < len(args):
-            return [*args[:i], "enroll", f"--enroll={args[i + 1]}", *args[i + 2 :]]
-        if not arg.startswith("-"):
-            break  # a command: its options are its own
-    return args
 
 
 def enroll_command(

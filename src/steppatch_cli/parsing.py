@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,7 +17,7 @@ from steppatch.errors import InputError
 if TYPE_CHECKING:
     from steppatch.plan import SyncMode
 
-__all__ = ["KeysOption", "SyncModeName", "parse_expiry"]
+__all__ = ["KeysOption", "SyncModeName", "parse_expiry", "rewrite_enroll_alias"]
 
 
 class SyncModeName(StrEnum):
@@ -61,3 +62,19 @@ def parse_expiry(text: str, now: dt.datetime | None = None) -> dt.datetime:
     except ValueError:
         raise InputError(f"--expires {text!r}: expected 7d, 12h, 30m or an ISO 8601 time") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def rewrite_enroll_alias(argv: Sequence[str]) -> list[str]:
+    """Turn the manuals' top-level ``--enroll=mirror:NAME:HOST`` into ``enroll --enroll=...``.
+
+    For ``main()``: global options before it (``--home``, ``-v``) stay in front.
+    """
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg.startswith("--enroll="):
+            return [*args[:i], "enroll", arg, *args[i + 1 :]]
+        if arg == "--enroll" and i + 1 < len(args):
+            return [*args[:i], "enroll", f"--enroll={args[i + 1]}", *args[i + 2 :]]
+        if not arg.startswith("-"):
+            break  # a command: its options are its own
+    return args

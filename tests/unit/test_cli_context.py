@@ -27,7 +27,7 @@ def root_logger_kept() -> Iterator[None]:
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli.app, list(args), env=env)
+    result = CliRunner().invoke(cli.full_app(), list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
 
 
