@@ -1,5 +1,5 @@
 """``python -m steppatch_cli``."""
 
-from steppatch_cli.app import main
+from steppatch_cli.launch import main
 
 main()

@@ -812,9 +812,18 @@ def app_for(args: list[str]) -> typer.Typer:
     return reduced
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The console script: run a command; its errors become one line on stderr and an exit
-    code (:class:`_Root`)."""
-    # Typer handles usage errors and exits itself (standalone mode), and so do ours (_Root).
+def command_for(argv: list[str] | None = None) -> tuple["TyperGroup", list[str]]:
+    """The click command that runs ``argv`` (default: this process's arguments), and the
+    arguments to give it."""
     args = rewrite_enroll_alias(sys.argv[1:] if argv is None else argv)
-    app_for(args)(args=args)
+    command = typer.main.get_command(app_for(args))
+    assert isinstance(command, TyperGroup)
+    return command, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a command; its errors become one line on stderr and an exit code (:class:`_Root`).
+    The console script is :func:`steppatch_cli.launch.main`, which calls this."""
+    # Typer handles usage errors and exits itself (standalone mode), and so do ours (_Root).
+    command, args = command_for(argv)
+    command(args=args)
