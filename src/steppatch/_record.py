@@ -46,27 +46,14 @@ class Field:
     __slots__ = ("converter", "default", "derive", "eq", "factory", "init", "name", "repr",
                  "validator")
 
-    def __init__(
-        self,
-        *,
-        default: Any = NOTHING,
-        factory: Callable[[], Any] | None = None,
-        converter: Callable[[Any], Any] | None = None,
-        validator: Callable[[Any, Field, Any], None] | None = None,
-        derive: Callable[[Any], Any] | None = None,
-        init: bool = True,
-        eq: bool = True,
-        repr: bool = True,
-    ) -> None:
+    def __init__(self) -> None:
         self.name = ""
-        self.default = default
-        self.factory = factory
-        self.converter = converter
-        self.validator = validator
-        self.derive = derive
-        self.init = init
-        self.eq = eq
-        self.repr = repr
+        self.default: Any = NOTHING
+        self.factory: Callable[[], Any] | None = None
+        self.converter: Callable[[Any], Any] | None = None
+        self.validator: Callable[[Any, Field, Any], None] | None = None
+        self.derive: Callable[[Any], Any] | None = None
+        self.init = self.eq = self.repr = True
 
     @property
     def alias(self) -> str:
@@ -101,8 +88,11 @@ def field(
         raise TypeError("a field takes a default or a factory, not both")
     if derive is not None and (init or default is not NOTHING or factory is not None):
         raise TypeError("a derived field is init=False and has no default")
-    return Field(default=default, factory=factory, converter=converter, validator=validator,
-                 derive=derive, init=init, eq=eq, repr=repr)
+    spec = Field()
+    spec.default, spec.factory, spec.converter = default, factory, converter
+    spec.validator, spec.derive = validator, derive
+    spec.init, spec.eq, spec.repr = init, eq, repr
+    return spec
 
 
 def _is_classvar(annotation: object) -> bool:
@@ -118,7 +108,11 @@ def _collect(cls: type) -> tuple[Field, ...]:
         if _is_classvar(annotation):
             continue
         value = cls.__dict__.get(name, NOTHING)
-        spec = value if isinstance(value, Field) else Field(default=value)
+        if isinstance(value, Field):
+            spec = value
+        else:
+            spec = Field()
+            spec.default = value
         spec.name = name
         if spec.mandatory and seen_default:
             raise TypeError(
