@@ -155,16 +155,47 @@ def test_one_large_directory_is_shared_among_helpers(
     expected = scan_tree(tmp_path, hashes=True, workers=1)
     monkeypatch.setattr(_scan, "_HELPER_MIN_FILES", 1)
     started: list[int] = []
-    helper = _scan._Helper
+    give = _scan._Helper.give
 
-    def counting(base: str, share: list[tuple[str, list[str]]]) -> object:
+    def counting(self: _scan._Helper, base: str, share: list[tuple[str, list[str]]]) -> None:
         started.append(sum(len(names) for _prefix, names in share))
-        return helper(base, share)
+        give(self, base, share)
 
-    monkeypatch.setattr(_scan, "_Helper", counting)
+    monkeypatch.setattr(_scan._Helper, "give", counting)
     (tmp_path / "f07").write_bytes(b"changed")
     assert check_tree(tmp_path, expected, workers=3).changed == ("f07",)
     assert len(started) == 2 and sum(started) < 50 and min(started) > 10
+
+
+def test_helpers_start_during_the_walk_of_a_large_tree_and_never_for_a_small_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.mkdir()
+    large.mkdir()
+    small_expected = big_tree(small, 20)
+    large_expected = big_tree(large, _scan._HELPER_MIN_FILES + 10)
+    spawned: list[int] = []
+    walked: list[int] = []
+    init, walk = _scan._Helper.__init__, _scan._walk
+
+    def counting_init(self: _scan._Helper) -> None:
+        spawned.append(len(walked))
+        init(self)
+
+    def counting_walk(*args: object, **kwargs: object) -> object:
+        result = walk(*args, **kwargs)  # type: ignore[arg-type]
+        walked.append(1)
+        return result
+
+    monkeypatch.setattr(_scan._Helper, "__init__", counting_init)
+    monkeypatch.setattr(_scan, "_walk", counting_walk)
+    (small / "d1/f00001").write_bytes(b"changed")
+    assert check_tree(small, small_expected, workers=2).changed == ("d1/f00001",)
+    assert spawned == []
+    (large / "d1/f00001").write_bytes(b"changed")
+    assert check_tree(large, lambda: large_expected, workers=2).changed == ("d1/f00001",)
+    assert spawned == [1]  # one helper, started before the walk had returned
 
 
 def test_a_helper_that_cannot_start_or_fails_is_done_in_process(

@@ -39,16 +39,20 @@ _SMALL = 1024 * 1024
 
 
 
-def _walk(base: str, lstat_files: bool) -> tuple[dict[str, FileEntry], list[_Dir]]:
+def _walk(
+    base: str, lstat_files: bool, many: Callable[[], None] | None = None
+) -> tuple[dict[str, FileEntry], list[_Dir]]:
     """Every entry below ``base`` that is not a regular file, and the regular files by directory.
 
     With ``lstat_files`` the files are also returned as entries (mode and size from ``lstat``,
     no hash). The file type comes from the directory listing (``d_type``): a regular file costs
-    no system call here. Links are never followed. Raises ``OSError``.
+    no system call here. Links are never followed. ``many`` is called once, as soon as the walk
+    has found enough files to share them with helpers. Raises ``OSError``.
     """
     entries: dict[str, FileEntry] = {}
     dirs: list[_Dir] = []
     stack = [""]
+    found = 0
     while stack:
         prefix = stack.pop()
         names: list[str] = []
@@ -74,6 +78,10 @@ def _walk(base: str, lstat_files: bool) -> tuple[dict[str, FileEntry], list[_Dir
                     entries[rel] = FileEntry(rel, EntryKind.FILE, mode, 0, "special")
         if names:
             dirs.append((prefix, names))
+            found += len(names)
+            if many is not None and found >= _HELPER_MIN_FILES:
+                many()
+                many = None
     return entries, dirs
 
 
@@ -84,15 +92,22 @@ def _paths(dirs: Sequence[_Dir]) -> Iterator[str]:
 
 
 class _Helper:
-    """A helper process hashing one share of the files (see ``_hash_helper``)."""
+    """A helper process hashing one share of the files (see ``_hash_helper``): started first,
+    given its share once the walk has found the files (its interpreter starts meanwhile)."""
 
-    def __init__(self, base: str, share: list[_Dir]) -> None:
-        self.share = share
-        self.count = sum(len(names) for _prefix, names in share)
+    def __init__(self) -> None:
+        self.share: list[_Dir] = []
+        self.count = 0
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", BOOTSTRAP, str(Path(__file__).parent)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
+        self._feeder: threading.Thread | None = None
+
+    def give(self, base: str, share: list[_Dir]) -> None:
+        """Send the helper its share of the files."""
+        self.share = share
+        self.count = sum(len(names) for _prefix, names in share)
         # Fed from a thread: the helper reads its work only once its interpreter has started.
         self._feeder = threading.Thread(target=self._feed, args=(encode_work(base, share),))
         self._feeder.start()
@@ -108,7 +123,8 @@ class _Helper:
         assert self.proc.stdout is not None
         out = self.proc.stdout.read()
         self.proc.wait()
-        self._feeder.join()
+        if self._feeder is not None:
+            self._feeder.join()
         if self.proc.returncode != 0 or len(out) != RECORD.size * self.count:
             return None
         return list(RECORD.iter_unpack(out))
@@ -118,27 +134,55 @@ class _Helper:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self._feeder.join()
+        if self._feeder is not None:
+            self._feeder.join()
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
 
 
+class _Helpers:
+    """The helper processes of one scan, started as soon as the walk finds many files."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.started: list[_Helper] = []
+        self.failed = False
+
+    def start(self) -> None:
+        """Start ``workers - 1`` helpers, unless there is no interpreter to run (a frozen
+        program) or one cannot start (then none is used)."""
+        if self.workers < 2 or getattr(sys, "frozen", False) or not sys.executable:
+            return
+        try:
+            for _ in range(self.workers - 1):
+                self.started.append(_Helper())
+        except OSError:
+            self.failed = True
+            self.stop()
+
+    def stop(self) -> None:
+        """End the helpers still running."""
+        for helper in self.started:
+            helper.stop()
+        self.started = []
+
+
 def _start_helpers(
-    base: str, dirs: list[_Dir], workers: int, own_weight: float
+    base: str, dirs: list[_Dir], helpers: _Helpers, own_weight: float
 ) -> tuple[list[_Dir], list[_Helper]]:
-    """Split the files among this process and ``workers - 1`` helpers; start the helpers.
+    """Split the files among this process and the started helpers; give each its share.
 
     This process's share is ``own_weight`` times a helper's (it has other work meanwhile).
-    Returns this process's share and the helpers; none when there are few files, or no
-    interpreter to run (a frozen program), or it cannot start: then this process does it all.
+    Returns this process's share and the helpers given work; none when there are few files or
+    no helper started: then this process does it all.
     """
     total = sum(len(names) for _prefix, names in dirs)
-    if workers < 2 or total < _HELPER_MIN_FILES or getattr(sys, "frozen", False):
+    if total < _HELPER_MIN_FILES or not helpers.started:
+        helpers.stop()
         return dirs, []
-    if not sys.executable:
-        return dirs, []
+    workers = len(helpers.started) + 1
     own_count = round(total * own_weight / (own_weight + workers - 1))
     sizes = [own_count, *_split(total - own_count, workers - 1)]
     shares: list[list[_Dir]] = [[] for _ in sizes]
@@ -154,16 +198,9 @@ def _start_helpers(
             shares[at].append((prefix, names[start : start + take]))
             start += take
             room -= take
-    helpers: list[_Helper] = []
-    try:
-        for share in shares[1:]:
-            if share:
-                helpers.append(_Helper(base, share))
-    except OSError:
-        for helper in helpers:
-            helper.stop()
-        return dirs, []
-    return shares[0], helpers
+    for helper, share in zip(helpers.started, shares[1:], strict=True):
+        helper.give(base, share)
+    return shares[0], helpers.started
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -185,16 +222,18 @@ def scan_tree(root: Path, *, hashes: bool, workers: int = 2) -> dict[str, FileEn
 
 
 def _scan(base: str, hashes: bool, workers: int) -> dict[str, FileEntry]:
-    entries, dirs = _walk(base, lstat_files=not hashes)
+    pool = _Helpers(workers)
+    try:
+        entries, dirs = _walk(base, lstat_files=not hashes, many=pool.start if hashes else None)
+        if not hashes:
+            return dict(sorted(entries.items()))
+        own, helpers = _start_helpers(base, dirs, pool, own_weight=1.0)
+        found = [(own, hash_dirs(base, own))]
+        for helper in helpers:
+            found.append((helper.share, helper.results() or hash_dirs(base, helper.share)))
+    finally:
+        pool.stop()
     if hashes:
-        own, helpers = _start_helpers(base, dirs, workers, own_weight=1.0)
-        try:
-            found = [(own, hash_dirs(base, own))]
-            for helper in helpers:
-                found.append((helper.share, helper.results() or hash_dirs(base, helper.share)))
-        finally:
-            for helper in helpers:
-                helper.stop()
         for share, records in found:
             for rel, (mode, size, digest) in zip(_paths(share), records, strict=True):
                 if mode == NOT_A_FILE:
@@ -234,13 +273,15 @@ def _check(
     # plans load with the first check, not with the home (`status` reads the state only)
     from steppatch.plan import drift_from, same_entry
 
-    others, dirs = _walk(base, lstat_files=False)
-    # Loading the manifests takes this process about as long as hashing a fifth of the files
-    # (measured, 100,000 files): the helpers take more so that both finish together.
-    own, helpers = _start_helpers(
-        base, dirs, workers, own_weight=0.6 if callable(expected) else 1.0
-    )
+    pool = _Helpers(workers)
     try:
+        # The helpers' interpreters start while the walk goes on.
+        others, dirs = _walk(base, lstat_files=False, many=pool.start)
+        # Loading the manifests takes this process about as long as hashing a fifth of the files
+        # (measured, 100,000 files): the helpers take more so that both finish together.
+        own, helpers = _start_helpers(
+            base, dirs, pool, own_weight=0.6 if callable(expected) else 1.0
+        )
         wanted = expected() if callable(expected) else expected
         changed: list[str] = []
         extra: list[str] = []
@@ -258,8 +299,7 @@ def _check(
             records = helper.results() or hash_dirs(base, helper.share)
             seen += _check_records(helper.share, records, wanted, changed, extra)
     finally:
-        for helper in helpers:
-            helper.stop()
+        pool.stop()
     if seen == len(wanted):
         missing: Sequence[str] = ()
     else:
@@ -338,19 +378,20 @@ def _check_records(
     extra: list[str],
 ) -> int:
     """As :func:`_check_own`, for files a helper hashed (``records``, in the order of ``dirs``)."""
+    # The loop every file a helper hashed goes through: names bound locally.
     seen = 0
-    file_kind = EntryKind.FILE
+    file_kind, get, imode = EntryKind.FILE, expected.get, stat.S_IMODE
     for rel, (mode, size, digest) in zip(_paths(dirs), records, strict=True):
-        want = expected.get(rel)
+        want = get(rel)
         if want is None:
             extra.append(rel)
             continue
         seen += 1
         if (
-            want.kind is not file_kind
+            size != want.size
+            or want.kind is not file_kind
             or mode == NOT_A_FILE
-            or stat.S_IMODE(mode) != want.mode
-            or size != want.size
+            or imode(mode) != want.mode
             or digest.hex() != want.sha256
         ):
             changed.append(rel)
