@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--big-runs", type=int, default=3)
     parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--commands-only", action="store_true",
+                        help="only the first table (the commands' start-up)")
     args = parser.parse_args()
     # As installed: bytecode written and used (a shell with PYTHONDONTWRITEBYTECODE would have
     # every command compile steppatch's sources again; an installed wheel has its .pyc files).
@@ -139,6 +141,8 @@ def main() -> None:
         table("command", {label: statistics.median(s) for label, s in cpu.items()},
               'python -c "import typer" (floor)')
 
+        if args.commands_only:
+            return
         big = make_source(work, "big", "1.0", args.files, (1024, 30 * 1024))
         size = sum(f.stat().st_size for f in (big / "files").rglob("*") if f.is_file())
         repo.add(big)

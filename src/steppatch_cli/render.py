@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 _RICH_SYNTAX = re.compile(r"\[|:[\w+-]+:")
 
 
+#: The width off a terminal (a pipe, a file) when COLUMNS is not set: lines are not wrapped, so a
+#: table row stays one line for grep and awk, and a table with a long URL needs no wrapping
+#: (rich would wrap at 80 columns, and importing it is a third of a command's start).
+UNWRAPPED_WIDTH = 100_000
+
+
 class Output:
     """A terminal stream that imports rich only for what needs it (tables, markup, progress):
     a plain line is written as it is, which is what rich would print for it, and start-up is
@@ -53,7 +59,10 @@ class Output:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+            self._console = Console(
+                stderr=self._stderr, highlight=False, soft_wrap=True,
+                width=None if self.is_terminal or os.environ.get("COLUMNS") else UNWRAPPED_WIDTH,
+            )
         return self._console
 
     @property
@@ -77,7 +86,8 @@ class Output:
 
     @property
     def width(self) -> int:
-        """The width rich would use: ``COLUMNS``, else the terminal's, else 80."""
+        """The width of a line: ``COLUMNS``, else the terminal's, else (a pipe, a file) no limit
+        (:data:`UNWRAPPED_WIDTH`)."""
         if self._console is not None:
             return self._console.width
         try:
@@ -87,7 +97,8 @@ class Output:
         if self.is_terminal:
             with contextlib.suppress(OSError):
                 return os.get_terminal_size(self.stream.fileno()).columns
-        return 80
+            return 80
+        return UNWRAPPED_WIDTH
 
 
 out = Output()
