@@ -137,9 +137,12 @@ def encode(
                 os.close(fd)
 
 
-def decode(data: Path, out: Path, *, base: Path | None, length: int) -> None:
+def decode(
+    data: Path, out: Path, *, base: Path | None, length: int, offset: int = 0
+) -> None:
     """Decode ``data`` (a delta from ``base``, or a compressed form) into ``out``, which ends
-    exactly ``length`` bytes long.
+    exactly ``length`` bytes long. ``offset``: where the frame starts in ``data`` (a zip delta's
+    frame follows its header, ``steppatch.zipdelta``).
 
     Raises :class:`DeltaError` when ``data`` is not one zstd frame declaring ``length`` bytes of
     content, needs a window over ``MAX_WINDOW_LOG``, or does not decode (a wrong base, damaged
@@ -149,16 +152,17 @@ def decode(data: Path, out: Path, *, base: Path | None, length: int) -> None:
     ffi, lib = _zstd()
     what = f"delta {data.name}"
     with contextlib.ExitStack() as stack:
-        src = stack.enter_context(_mapped(data))
-        if not len(src):
+        mapped = stack.enter_context(_mapped(data))
+        if offset < 0 or offset >= len(mapped):
             raise DeltaError(what, "empty")
-        src_buf = _buffer(stack, ffi, src)
-        declared = lib.ZSTD_getFrameContentSize(src_buf, len(src))
+        size = len(mapped) - offset
+        src_buf = _buffer(stack, ffi, mapped) + offset
+        declared = lib.ZSTD_getFrameContentSize(src_buf, size)
         if declared != length:
             shown = "no or a bad" if declared >= lib.ZSTD_CONTENTSIZE_ERROR - 1 else declared
             raise DeltaError(what, f"declares {shown} bytes of content, the metadata {length}")
-        frame = lib.ZSTD_findFrameCompressedSize(src_buf, len(src))
-        if lib.ZSTD_isError(frame) or frame != len(src):
+        frame = lib.ZSTD_findFrameCompressedSize(src_buf, size)
+        if lib.ZSTD_isError(frame) or frame != size:
             raise DeltaError(what, "not exactly one zstd frame")
         pre = stack.enter_context(_mapped(base)) if base is not None else b""
         pre_buf = _buffer(stack, ffi, pre)
@@ -175,12 +179,12 @@ def decode(data: Path, out: Path, *, base: Path | None, length: int) -> None:
         fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             if length == 0:
-                code = lib.ZSTD_decompressDCtx(dctx, ffi.NULL, 0, src_buf, len(src))
+                code = lib.ZSTD_decompressDCtx(dctx, ffi.NULL, 0, src_buf, size)
             else:
                 os.ftruncate(fd, length)
                 with mmap.mmap(fd, length) as dst, contextlib.ExitStack() as views:
                     dst_buf = _buffer(views, ffi, dst)
-                    code = lib.ZSTD_decompressDCtx(dctx, dst_buf, length, src_buf, len(src))
+                    code = lib.ZSTD_decompressDCtx(dctx, dst_buf, length, src_buf, size)
             _check(lib, ffi, code, what)
             if code != length:
                 raise DeltaError(what, f"decoded {code} bytes, the metadata says {length}")
