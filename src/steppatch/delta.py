@@ -138,11 +138,17 @@ def encode(
 
 
 def decode(
-    data: Path, out: Path, *, base: Path | None, length: int, offset: int = 0
+    data: Path,
+    out: Path,
+    *,
+    base: Path | None,
+    length: int,
+    offset: int = 0,
+    size: int | None = None,
 ) -> None:
     """Decode ``data`` (a delta from ``base``, or a compressed form) into ``out``, which ends
-    exactly ``length`` bytes long. ``offset``: where the frame starts in ``data`` (a zip delta's
-    frame follows its header, ``steppatch.zipdelta``).
+    exactly ``length`` bytes long. ``offset`` and ``size``: where the frame lies in ``data``
+    (by default all of it; a zip delta's frames follow its header, ``steppatch.zipdelta``).
 
     Raises :class:`DeltaError` when ``data`` is not one zstd frame declaring ``length`` bytes of
     content, needs a window over ``MAX_WINDOW_LOG``, or does not decode (a wrong base, damaged
@@ -153,9 +159,10 @@ def decode(
     what = f"delta {data.name}"
     with contextlib.ExitStack() as stack:
         mapped = stack.enter_context(_mapped(data))
-        if offset < 0 or offset >= len(mapped):
+        if size is None:
+            size = len(mapped) - offset
+        if offset < 0 or size <= 0 or offset + size > len(mapped):
             raise DeltaError(what, "empty")
-        size = len(mapped) - offset
         src_buf = _buffer(stack, ffi, mapped) + offset
         declared = lib.ZSTD_getFrameContentSize(src_buf, size)
         if declared != length:

@@ -41,7 +41,6 @@ from steppatch.errors import DeltaError
 __all__ = [
     "DELTA_MAGIC",
     "MAGIC",
-    "MAGIC2",
     "Candidate",
     "apply_delta",
     "choose_redeflate",
@@ -153,12 +152,8 @@ def _expand(
         body.unlink(missing_ok=True)
 
 
-def _segments(
-    f: BinaryIO, what: str, length: int, body: int, *, magic: bytes = MAGIC, old_size: int = 0
-) -> list[list[Any]]:
-    """The segments of an expanded form (``magic``: its version; ``old_size``: the length of
-    the archive its ``c`` segments copy from, version 2 only)."""
-    if f.read(len(magic)) != magic:
+def _segments(f: BinaryIO, what: str, length: int, body: int) -> list[list[Any]]:
+    if f.read(len(MAGIC)) != MAGIC:
         raise DeltaError(what, "not an expanded archive")
     raw = f.read(8)
     if len(raw) != 8:
@@ -186,11 +181,9 @@ def _segments(
         elif ok and s[0] == "z" and len(s) == 4 and 1 <= s[2] <= 9:
             total_in += s[1]
             total_out += s[3]
-        elif ok and s[0] == "c" and len(s) == 3 and magic == MAGIC2 and s[1] + s[2] <= old_size:
-            total_out += s[2]
         else:
             raise DeltaError(what, f"bad segment {str(s)[:80]}")
-    if total_out != length or total_in != body - len(magic) - 8 - n:
+    if total_out != length or total_in != body - len(MAGIC) - 8 - n:
         raise DeltaError(what, "segments do not add up")
     return segments
 
@@ -266,25 +259,29 @@ def expanded_pair(base: Path, work: Path, max_member_bytes: int) -> Iterator[Pat
         out.unlink(missing_ok=True)
 
 
-# --- zip deltas, version 2: a member re-deflated only where it pays -------------------------------
+# --- zip deltas, version 2: members re-deflated only where it pays ------------------------------
 #
-# Delta (``steppatch-zipdelta/2``)::
+# A version 1 zip delta is rebuilt by deflating every changed member again: the fewest bytes,
+# but tens of MB/s of archive. A version 2 delta (``steppatch-zipdelta/2``) re-deflates only
+# the changed members chosen when it is made (:func:`choose_redeflate`, within a budget of
+# inflated bytes); every other changed member travels as its deflated bytes, delta-compressed
+# against the old archive as a plain delta is:
 #
-#     b"SPZD2\n", header length (8 bytes, big-endian), header (one zstd frame of JSON), frame
+#     b"SPZD2\n", header length (8 bytes, big-endian), header (one zstd frame of JSON),
+#     frame 1, frame 2 (absent when no member is re-deflated)
 #
-# The header is ``{"pieces": [[OFFSET, LENGTH] | [OFFSET, LENGTH, SIZE], ...]}``: the *prefix*
-# of the delta is those pieces of the base archive one after the other, a two-number piece as
-# its LENGTH bytes are, a three-number one (a deflated member) inflated to exactly SIZE bytes.
-# The frame decodes, with that prefix, to the target's form (``steppatch-zipx/2``): as
-# ``steppatch-zipx/1`` with ``["c", OFFSET, LENGTH]`` segments more, LENGTH bytes copied from
-# the base archive (members both archives hold byte for byte). So a home inflates only the old
-# members that changed members are re-deflated from, and re-deflates only the members chosen
-# when the delta was made (:func:`choose_redeflate`); every other changed member travels as
-# its deflated bytes, delta-compressed against the old member's.
+# The header is ``{"frames": [F1, F2], "members": [[OFFSET, SIZE, LEVEL, DEFLATED], ...],
+# "pieces": [[OFFSET, LENGTH, SIZE], ...]}``. Frame 1 (F1 bytes) decodes, with the base archive
+# as its prefix, to the new archive except that each re-deflated member's DEFLATED bytes at
+# OFFSET are zeros. Frame 2 (F2 bytes) decodes to the re-deflated members' inflated contents one
+# after the other (SIZE bytes each), with as its prefix the base archive's deflated bytes at
+# each piece's OFFSET (LENGTH bytes) inflated to exactly SIZE bytes, one after the other (the
+# old versions of those members). Each member's content deflated at LEVEL (raw deflate) must be
+# exactly DEFLATED bytes; it is written at OFFSET. So a home inflates only the old members the
+# re-deflated ones are made from, and the rest of the archive is decoded in one pass.
 
 DELTA_MAGIC = b"SPZD2\n"
-MAGIC2 = b"SPZX2\n"
-_MAX_PIECES = 1_000_000
+_MAX_ENTRIES = 1_000_000
 
 
 @attrs.frozen
@@ -313,19 +310,20 @@ def choose_redeflate(candidates: Sequence[Candidate], budget: int) -> list[int]:
     return sorted(chosen)
 
 
-def _remove(*paths: Path) -> None:
-    for p in paths:
-        p.unlink(missing_ok=True)
-
-
 def is_delta2(path: Path) -> bool:
     """Whether ``path`` starts as a version 2 zip delta does."""
     with open(path, "rb") as f:
         return f.read(len(DELTA_MAGIC)) == DELTA_MAGIC
 
 
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
 def _zip_members(f: BinaryIO, data: mmap.mmap) -> list[tuple[zipfile.ZipInfo, int, int]] | None:
-    """The members of the zip in ``data``, by offset: (info, start and end of its data)."""
+    """The members of the zip in ``data`` by offset, each with where its data starts and ends;
+    ``None`` when it is not a zip this reads."""
     try:
         infos = sorted(zipfile.ZipFile(f).infolist(), key=lambda i: i.header_offset)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
@@ -345,7 +343,7 @@ def _zip_members(f: BinaryIO, data: mmap.mmap) -> list[tuple[zipfile.ZipInfo, in
 
 
 def _zstd_length(data: bytes, prefix: bytes, level: int) -> int:
-    """The length of ``data`` compressed by zstd with ``prefix``: an estimate of a delta."""
+    """The length of ``data`` compressed by zstd with ``prefix``: a delta's, estimated."""
     import zstandard
 
     from steppatch.delta import window_log_for
@@ -353,20 +351,9 @@ def _zstd_length(data: bytes, prefix: bytes, level: int) -> int:
     params = zstandard.ZstdCompressionParameters.from_level(
         level, window_log=window_log_for(len(prefix) + len(data)), enable_ldm=bool(prefix)
     )
-    d = (
-        zstandard.ZstdCompressionDict(prefix, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        if prefix
-        else None
-    )
+    raw = zstandard.DICT_TYPE_RAWCONTENT
+    d = zstandard.ZstdCompressionDict(prefix, dict_type=raw) if prefix else None
     return len(zstandard.ZstdCompressor(compression_params=params, dict_data=d).compress(data))
-
-
-def _header_frame(obj: object) -> bytes:
-    import zstandard
-
-    return bytes(zstandard.ZstdCompressor(level=19).compress(
-        json.dumps(obj, separators=(",", ":")).encode()
-    ))  # fmt: skip
 
 
 def make_delta(
@@ -380,18 +367,22 @@ def make_delta(
     level: int,
 ) -> tuple[int, int] | None:
     """Write the version 2 zip delta from the archive ``base`` to the archive ``target`` to
-    ``out``: its length and the length its frame decodes to, or ``None`` (nothing left) when
-    either is not a zip this reads or the delta would not be shorter than ``max_length``.
+    ``out``: its length and how many bytes its frames decode to, or ``None`` (nothing left)
+    when either is not a zip this reads or the delta would not be shorter than ``max_length``.
 
-    Members re-deflated at the home: those :func:`choose_redeflate` picks within ``budget``
-    bytes inflated in all, among the changed members that inflate (to at most
-    ``max_member_bytes``) and that some zlib level deflates back to their exact bytes. Work
-    files beside ``out``, removed. The caller checks the delta by applying it."""
+    Re-deflated at the home: the members :func:`choose_redeflate` picks within ``budget``
+    inflated bytes in all, among the changed members that inflate (to at most
+    ``max_member_bytes``) and that a zlib level deflates back to their exact bytes. Work files
+    beside ``out``, removed. The caller checks the delta by applying it."""
+    import zstandard
+
     from steppatch.delta import encode
 
-    body, prefix, frame = (out.with_name(out.name + s) for s in (".body", ".prefix", ".frame"))
+    layout, plains, prefix, f1, f2 = (
+        out.with_name(out.name + s) for s in (".layout", ".plain", ".prefix", ".f1", ".f2")
+    )
     with contextlib.ExitStack() as stack:
-        stack.callback(_remove, body, prefix, frame)
+        stack.callback(_remove, layout, plains, prefix, f1, f2)
         fb = stack.enter_context(open(base, "rb"))
         ft = stack.enter_context(open(target, "rb"))
         if os.fstat(fb.fileno()).st_size == 0 or os.fstat(ft.fileno()).st_size == 0:
@@ -402,103 +393,88 @@ def make_delta(
         if old_members is None or new_members is None:
             return None
         by_name = {i.filename: (i, s, e) for i, s, e in old_members}
-        by_bytes = {(i.CRC, i.compress_size): (s, e) for i, s, e in old_members}
-        # Per member of the target: ("c", start in base) | ("r",) | ("z", plain, level, old)
-        plan: list[tuple[Any, ...]] = []
+        old_bytes = {(i.CRC, i.compress_size, bytes(old[s:e])) for i, s, e in old_members}
+        # The changed members that could be re-deflated: (start, end, level, size, old piece)
+        found: list[tuple[int, int, int, int, list[int] | None]] = []
         candidates: list[Candidate] = []
-        where: list[int] = []  # the plan index of each candidate
         for info, start, end in new_members:
-            raw = new[start:end]
-            same = by_bytes.get((info.CRC, info.compress_size))
-            if same is not None and old[same[0] : same[1]] == raw:
-                plan.append(("c", same[0]))
-                continue
-            plan.append(("r",))
             if info.compress_type != zipfile.ZIP_DEFLATED or info.file_size > max_member_bytes:
                 continue
+            raw = new[start:end]
+            if (info.CRC, info.compress_size, raw) in old_bytes:
+                continue  # unchanged: frame 1 copies it from the old archive
             plain = _inflated(raw, info.file_size)
-            if plain is None or not plain:
+            if not plain:
                 continue
             lv = next((lv for lv in _LEVELS if _deflated(plain, lv) == raw), 0)
             if not lv:
                 continue
             was = by_name.get(info.filename)
-            old_raw, old_plain = b"", b""
+            old_raw, old_plain, piece = b"", b"", None
             if was is not None and was[0].compress_type == zipfile.ZIP_DEFLATED:
                 old_raw = old[was[1] : was[2]]
                 if was[0].file_size <= max_member_bytes:
                     old_plain = _inflated(old_raw, was[0].file_size) or b""
+                    if old_plain:
+                        piece = [was[1], was[2] - was[1], len(old_plain)]
             saving = _zstd_length(raw, old_raw, level) - _zstd_length(plain, old_plain, level)
             candidates.append(Candidate(saving, len(plain)))
-            where.append(len(plan) - 1)
-            base_piece = None
-            if was is not None and old_plain:
-                base_piece = (was[1], was[2] - was[1], len(old_plain))
-            plan[-1] = ("r", lv, base_piece)
-        chosen = {where[i] for i in choose_redeflate(candidates, budget)}
-        # The prefix: what a changed member's delta draws on, in the target's order, then the
-        # old central directory (the new local headers and central directory draw on it).
-        pieces: list[list[int]] = []
-        segments: list[list[Any]] = []
-        with open(body, "wb") as bw, open(prefix, "wb") as pw:
+            found.append((start, end, lv, len(plain), piece))
+        chosen = [found[i] for i in choose_redeflate(candidates, budget)]
+        members = [[start, size, lv, end - start] for start, end, lv, size, _ in chosen]
+        pieces = [piece for *_, piece in chosen if piece is not None]
+        with open(layout, "wb") as lw, open(plains, "wb") as plw, open(prefix, "wb") as pw:
             pos = 0
-
-            def raw_upto(stop: int) -> None:
-                if stop > pos:
-                    if segments and segments[-1][0] == "r":
-                        segments[-1][1] += stop - pos
-                    else:
-                        segments.append(["r", stop - pos])
-                    bw.write(new[pos:stop])
-
-            for k, ((info, start, end), step) in enumerate(zip(new_members, plan, strict=True)):
-                if step[0] == "c":
-                    raw_upto(start)
-                    segments.append(["c", step[1], end - start])
-                    pos = end
-                elif k in chosen:
-                    _, lv, was = step
-                    plain = _inflated(new[start:end], info.file_size) or b""
-                    raw_upto(start)
-                    segments.append(["z", len(plain), lv, end - start])
-                    bw.write(plain)
-                    pos = end
-                    if was is not None:
-                        pieces.append(list(was))
-                        pw.write(_inflated(old[was[0] : was[0] + was[1]], was[2]) or b"")
-                else:
-                    was = by_name.get(info.filename)
-                    if was is not None:
-                        pieces.append([was[1], was[2] - was[1]])
-                        pw.write(old[was[1] : was[2]])
-            raw_upto(len(new))
-            tail = old_members[-1][2] if old_members else 0
-            if tail < len(old):
-                pieces.append([tail, len(old) - tail])
-                pw.write(old[tail:])
-            header = json.dumps({"size": len(new), "segments": segments}, separators=(",", ":"))
-        with open(frame, "wb") as fw:
-            fw.write(MAGIC2 + struct.pack(">Q", len(header)) + header.encode())
-            with open(body, "rb") as src:
-                while chunk := src.read(_CHUNK):
-                    fw.write(chunk)
-        body.unlink()
-        expanded = frame.stat().st_size
-        head = _header_frame({"pieces": pieces})
-        room = max_length - len(DELTA_MAGIC) - 8 - len(head)
-        length = encode(frame, body, base=prefix, max_length=room, level=level)
-        if length is None:
+            for start, end, _lv, size, _piece in chosen:
+                lw.write(new[pos:start])
+                lw.write(bytes(end - start))
+                pos = end
+                plw.write(_inflated(new[start:end], size) or b"")
+            lw.write(new[pos:])
+            for off, n, size in pieces:
+                pw.write(_inflated(old[off : off + n], size) or b"")
+        expanded = len(new) + sum(m[1] for m in members)
+        len1 = encode(layout, f1, base=base, max_length=max_length, level=level)
+        if len1 is None:
             return None
-        with open(out, "wb") as o, open(body, "rb") as src:
+        len2 = 0
+        if members:
+            len2 = encode(plains, f2, base=prefix, max_length=max_length, level=level) or 0
+            if not len2:
+                return None
+        header = {"frames": [len1, len2], "members": members, "pieces": pieces}
+        text = json.dumps(header, separators=(",", ":")).encode()
+        head = zstandard.ZstdCompressor(level=19).compress(text)
+        if len(DELTA_MAGIC) + 8 + len(head) + len1 + len2 >= max_length:
+            return None
+        with open(out, "wb") as o:
             o.write(DELTA_MAGIC + struct.pack(">Q", len(head)) + head)
-            while chunk := src.read(_CHUNK):
-                o.write(chunk)
+            for frame in (f1, f2) if members else (f1,):
+                with open(frame, "rb") as src:
+                    while chunk := src.read(_CHUNK):
+                        o.write(chunk)
         return out.stat().st_size, expanded
 
 
-def _pieces(f: BinaryIO, what: str, base_size: int, max_prefix: int) -> tuple[list[Any], int]:
-    """A version 2 delta's prefix pieces, checked against the base's length; and where its
-    frame starts."""
+def _entries(value: object, width: int, what: str, name: str) -> list[list[int]]:
+    if not isinstance(value, list) or len(value) > _MAX_ENTRIES:
+        raise DeltaError(what, f"no {name}")
+    for e in value:
+        ok = (
+            isinstance(e, list)
+            and len(e) == width
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in e)
+        )
+        if not ok:
+            raise DeltaError(what, f"bad {name} entry {str(e)[:80]}")
+    return value
+
+
+def _header(
+    f: BinaryIO, what: str, delta_size: int, base_size: int, length: int, expanded: int,
+    max_expanded: int,
+) -> tuple[list[int], list[list[int]], list[list[int]], int]:  # fmt: skip
+    """A version 2 delta's frames, members and pieces, checked; and where frame 1 starts."""
     import zstandard
 
     if f.read(len(DELTA_MAGIC)) != DELTA_MAGIC:
@@ -507,28 +483,38 @@ def _pieces(f: BinaryIO, what: str, base_size: int, max_prefix: int) -> tuple[li
     if len(raw) != 8:
         raise DeltaError(what, "truncated header")
     (n,) = struct.unpack(">Q", raw)
-    if n > _MAX_HEADER:
+    if n > min(_MAX_HEADER, delta_size):
         raise DeltaError(what, f"a header of {n} bytes")
-    head = f.read(n)
     try:
-        text = zstandard.ZstdDecompressor().decompress(head, max_output_size=_MAX_HEADER)
+        text = zstandard.ZstdDecompressor().decompress(f.read(n), max_output_size=_MAX_HEADER)
         header = parse_json(text)
     except (zstandard.ZstdError, JsonProblem) as e:
         raise DeltaError(what, f"header: {e}") from None
-    pieces = header.get("pieces") if isinstance(header, dict) else None
-    if not isinstance(pieces, list) or len(pieces) > _MAX_PIECES:
-        raise DeltaError(what, "no pieces")
+    if not isinstance(header, dict):
+        raise DeltaError(what, "header is not an object")
+    (frames,) = _entries([header.get("frames")], 2, what, "frames")
+    members = _entries(header.get("members"), 4, what, "members")
+    pieces = _entries(header.get("pieces"), 3, what, "pieces")
+    start = len(DELTA_MAGIC) + 8 + n
+    if not frames[0] or start + frames[0] + frames[1] != delta_size or (
+        bool(frames[1]) != bool(members)
+    ):
+        raise DeltaError(what, "frames do not add up")
+    pos = 0
+    for off, size, lv, deflated in members:
+        if off < pos or off + deflated > length or not 1 <= lv <= 9 or not size:
+            raise DeltaError(what, f"bad member at {off}")
+        pos = off + deflated
+    if length + sum(m[1] for m in members) != expanded or expanded > max_expanded:
+        raise DeltaError(what, f"members do not add up to {expanded} bytes")
     total = 0
-    for p in pieces:
-        ok = isinstance(p, list) and len(p) in (2, 3) and all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in p
-        )
-        if not ok or p[0] + p[1] > base_size or (len(p) == 3 and not p[2]):
-            raise DeltaError(what, f"bad piece {str(p)[:80]}")
-        total += p[2] if len(p) == 3 else p[1]
-    if total > max_prefix:
-        raise DeltaError(what, f"a prefix of {total} bytes, over {max_prefix}")
-    return pieces, len(DELTA_MAGIC) + 8 + n
+    for off, n_, size in pieces:
+        if off + n_ > base_size or not size:
+            raise DeltaError(what, f"bad piece at {off}")
+        total += size
+    if total > max_expanded:
+        raise DeltaError(what, f"a prefix of {total} bytes, over {max_expanded}")
+    return frames, members, pieces, start
 
 
 def apply_delta(
@@ -542,95 +528,74 @@ def apply_delta(
     threads: int,
     max_pending_bytes: int,
 ) -> None:
-    """Write the archive of ``length`` bytes that the version 2 zip ``delta`` (whose frame
-    decodes to ``expanded`` bytes) makes from the archive ``base`` to ``out``. Raises
+    """Write the archive of ``length`` bytes that the version 2 zip ``delta`` (whose frames
+    decode to ``expanded`` bytes) makes from the archive ``base`` to ``out``. Raises
     :class:`DeltaError` when the delta is malformed, does not fit the base or does not give
-    exactly ``length`` bytes (checked while writing), ``OSError``. The caller checks the sha256.
+    exactly ``length`` bytes, ``OSError``. The caller checks the sha256.
 
     Work files beside ``out``, removed. Memory: one old member inflated at a time while the
-    prefix is written; members are deflated again by ``threads`` threads, at most
-    ``max_pending_bytes`` of inflated input (or one member) waiting to be written."""
+    prefix of frame 2 is written; the re-deflated members are deflated by ``threads`` threads
+    while frame 1 decodes, at most ``max_pending_bytes`` of their deflated bytes (or one
+    member's) held until they are written."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from steppatch.delta import decode
 
     what = f"zip delta {delta.name}"
-    if expanded > max_expanded:
-        raise DeltaError(what, f"a form of {expanded} bytes, over {max_expanded}")
-    prefix, body = (out.with_name(out.name + s) for s in (".prefix", ".body"))
+    prefix, plains = (out.with_name(out.name + s) for s in (".prefix", ".plain"))
     with contextlib.ExitStack() as stack:
-        stack.callback(_remove, prefix, body)
+        stack.callback(_remove, prefix, plains)
         fb = stack.enter_context(open(base, "rb"))
         base_size = os.fstat(fb.fileno()).st_size
         if base_size == 0:
             raise DeltaError(what, "an empty base")
-        old = stack.enter_context(mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ))
         with open(delta, "rb") as fd:
-            pieces, start = _pieces(fd, what, base_size, max_expanded)
-        with open(prefix, "wb") as pw:
-            for p in pieces:
-                if len(p) == 2:
-                    pw.write(old[p[0] : p[0] + p[1]])
-                    continue
-                plain = _inflated(old[p[0] : p[0] + p[1]], p[2])
-                if plain is None or len(plain) != p[2]:
-                    raise DeltaError(what, f"a piece at {p[0]} does not inflate to {p[2]} bytes")
-                pw.write(plain)
-        decode(delta, body, base=prefix, length=expanded, offset=start)
-        prefix.unlink()
-        _rebuild2(body, out, length, old, threads, max_pending_bytes)
-
-
-def _rebuild2(
-    body: Path, out: Path, length: int, old: mmap.mmap, threads: int, max_pending: int
-) -> None:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    what = f"expanded archive {body.name}"
-    size = body.stat().st_size
-    with contextlib.ExitStack() as stack:
-        f = stack.enter_context(open(body, "rb"))
-        segments = _segments(f, what, length, size, magic=MAGIC2, old_size=len(old))
-        data = stack.enter_context(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
-        view = memoryview(data)
-        stack.callback(view.release)
-        o = stack.enter_context(open(out, "wb"))
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, threads)))
-        pos = f.tell()
-        batch: list[tuple[list[Any], int]] = []
-        waiting = 0
-
-        def flush() -> None:
-            # The batch's members deflated largest first (the threads end together), written
-            # in order.
-            futures: dict[int, Future[bytes]] = {}
-            for k, (s, at) in sorted(
-                enumerate(batch), key=lambda e: -e[1][0][1] if e[1][0][0] == "z" else 0
-            ):
-                if s[0] == "z":
-                    futures[k] = pool.submit(_deflated_view, view[at : at + s[1]], s[2])
-            for k, (s, at) in enumerate(batch):
-                if s[0] == "r":
-                    o.write(view[at : at + s[1]])
-                elif s[0] == "c":
-                    o.write(old[s[1] : s[1] + s[2]])
-                else:
-                    deflated = futures.pop(k).result()
-                    if len(deflated) != s[3]:
+            size = os.fstat(fd.fileno()).st_size
+            frames, members, pieces, start = _header(
+                fd, what, size, base_size, length, expanded, max_expanded
+            )
+        pending: list[tuple[list[int], Future[bytes]]] = []
+        if members:
+            old = stack.enter_context(mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ))
+            with open(prefix, "wb") as pw:
+                for off, n, want in pieces:
+                    plain = _inflated(old[off : off + n], want)
+                    if plain is None or len(plain) != want:
+                        raise DeltaError(what, f"a piece at {off} does not inflate to {want}")
+                    pw.write(plain)
+            decode(delta, plains, base=prefix, length=expanded - length,
+                   offset=start + frames[0], size=frames[1])  # fmt: skip
+            fp = stack.enter_context(open(plains, "rb"))
+            data = stack.enter_context(mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ))
+            view = memoryview(data)
+            stack.callback(view.release)
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, threads)))
+            # Largest first, so that the threads end together; the first batch deflates while
+            # frame 1 decodes.
+            at, spans = 0, []
+            for m in members:
+                spans.append((m, at))
+                at += m[1]
+            queue = sorted(spans, key=lambda e: -e[0][1])
+            held = 0
+            while queue and (not pending or held + queue[0][0][3] <= max_pending_bytes):
+                m, at = queue.pop(0)
+                pending.append((m, pool.submit(_deflated_view, view[at : at + m[1]], m[2])))
+                held += m[3]
+        decode(delta, out, base=base, length=length, offset=start, size=frames[0])
+        if members:
+            fo = stack.enter_context(open(out, "r+b"))
+            while pending:
+                for m, fut in pending:
+                    deflated = fut.result()
+                    if len(deflated) != m[3]:
                         raise DeltaError(what, "a member deflates to another length here")
-                    o.write(deflated)
-            batch.clear()
-
-        for s in segments:
-            batch.append((s, pos))
-            if s[0] != "c":
-                pos += s[1]
-            if s[0] == "z":
-                waiting += s[1]
-                if waiting >= max_pending:
-                    flush()
-                    waiting = 0
-        flush()
-        if o.tell() != length:
-            raise DeltaError(what, f"rebuilt {o.tell()} bytes, expected {length}")
+                    os.pwrite(fo.fileno(), deflated, m[0])
+                pending, held = [], 0
+                while queue and (not pending or held + queue[0][0][3] <= max_pending_bytes):
+                    m, at = queue.pop(0)
+                    pending.append((m, pool.submit(_deflated_view, view[at : at + m[1]], m[2])))
+                    held += m[3]
 
 
 def _deflated_view(data: memoryview, level: int) -> bytes:
