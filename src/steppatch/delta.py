@@ -29,7 +29,7 @@ from typing import Any
 
 from steppatch.errors import DeltaError
 
-__all__ = ["MAX_WINDOW_LOG", "decode", "encode", "window_log_for"]
+__all__ = ["MAX_WINDOW_LOG", "decode", "encode", "encoded_length", "window_log_for"]
 
 #: libzstd's largest window on 64-bit systems: base plus target at most 2 GiB
 MAX_WINDOW_LOG = 31
@@ -135,6 +135,34 @@ def encode(
         finally:
             if fd >= 0:
                 os.close(fd)
+
+
+def encoded_length(data: bytes, prefix: bytes, *, level: int = 9) -> int:
+    """How long ``data`` is as a delta from ``prefix`` (both in memory: the caller bounds
+    them), the way :func:`encode` makes deltas: an estimate for choosing, nothing written."""
+    ffi, lib = _zstd()
+    wlog = window_log_for(len(prefix) + len(data))
+    if wlog > MAX_WINDOW_LOG:
+        raise ValueError(f"prefix plus data is {len(prefix) + len(data)} bytes: over 2 GiB")
+    with contextlib.ExitStack() as stack:
+        src_buf = _buffer(stack, ffi, data)
+        pre_buf = _buffer(stack, ffi, prefix)
+        cctx = lib.ZSTD_createCCtx()
+        stack.callback(lib.ZSTD_freeCCtx, cctx)
+        for param, value in (
+            (lib.ZSTD_c_compressionLevel, level),
+            (lib.ZSTD_c_windowLog, wlog),
+            (lib.ZSTD_c_enableLongDistanceMatching, 1 if prefix or wlog > 27 else 0),
+            (lib.ZSTD_c_contentSizeFlag, 1),
+            (lib.ZSTD_c_checksumFlag, 0),
+        ):
+            _check(lib, ffi, lib.ZSTD_CCtx_setParameter(cctx, param, value), "zstd parameter")
+        if prefix:
+            _check(lib, ffi, lib.ZSTD_CCtx_refPrefix(cctx, pre_buf, len(prefix)), "zstd prefix")
+        capacity = lib.ZSTD_compressBound(len(data))
+        dst = ffi.new("char[]", capacity)
+        code = lib.ZSTD_compress2(cctx, dst, capacity, src_buf, len(data))
+        return _check(lib, ffi, code, "estimating a delta")
 
 
 def decode(

@@ -118,6 +118,20 @@ class Limits:
     max_zip_member_bytes: int = 64 * MiB
     #: zip deltas: the expanded form a home decodes, at most
     max_zip_expanded_bytes: int = 2048 * MiB
+    #: zip deltas (version 2): the changed members a home deflates again, in inflated bytes, at
+    #: most this fraction of the archive's length; the others travel deflated. Machine
+    #: independent on purpose (``repo add`` may run on a faster or slower machine than the
+    #: homes): zlib level 6 deflates this machine's binaries at about 25 MB/s of input per core,
+    #: so with 2 threads 0.15 of the archive is about 0.15 * 200 / 50 = 0.6 of a 200 MB/s
+    #: rebuild's time, the rest for decoding and inflating (bench/README.md, "Deltas")
+    zip_redeflate_fraction: float = 0.15
+    #: ... and at least this many bytes, whatever the archive's length: about 10 ms of deflating,
+    #: which a small archive's rebuild can afford whatever its rate
+    zip_redeflate_min_bytes: int = 256 * 1024
+    #: zip deltas: threads deflating members at a home (CPython's zlib releases the GIL)
+    zip_rebuild_threads: int = 2
+    #: zip deltas: deflated members held in memory until written, at most (or one member)
+    zip_rebuild_pending_bytes: int = 64 * MiB
     #: a transfers document (``steppatch-transfers/1``)
     max_transfers_bytes: int = 64 * MiB
 

@@ -43,6 +43,7 @@ __all__ = [
     "MAGIC",
     "Candidate",
     "apply_delta",
+    "apply_zip_delta",
     "choose_redeflate",
     "expand",
     "is_delta2",
@@ -63,7 +64,7 @@ def is_zip(path: Path) -> bool:
         return f.read(4) == b"PK\x03\x04"
 
 
-def _deflated(data: bytes, level: int) -> bytes:
+def _deflated(data: bytes | memoryview, level: int) -> bytes:
     c = zlib.compressobj(level, zlib.DEFLATED, -15)
     return c.compress(data) + c.flush()
 
@@ -342,20 +343,6 @@ def _zip_members(f: BinaryIO, data: mmap.mmap) -> list[tuple[zipfile.ZipInfo, in
     return found
 
 
-def _zstd_length(data: bytes, prefix: bytes, level: int) -> int:
-    """The length of ``data`` compressed by zstd with ``prefix``: a delta's, estimated."""
-    import zstandard
-
-    from steppatch.delta import window_log_for
-
-    params = zstandard.ZstdCompressionParameters.from_level(
-        level, window_log=window_log_for(len(prefix) + len(data)), enable_ldm=bool(prefix)
-    )
-    raw = zstandard.DICT_TYPE_RAWCONTENT
-    d = zstandard.ZstdCompressionDict(prefix, dict_type=raw) if prefix else None
-    return len(zstandard.ZstdCompressor(compression_params=params, dict_data=d).compress(data))
-
-
 def make_delta(
     base: Path,
     target: Path,
@@ -376,7 +363,7 @@ def make_delta(
     beside ``out``, removed. The caller checks the delta by applying it."""
     import zstandard
 
-    from steppatch.delta import encode
+    from steppatch.delta import encode, encoded_length
 
     layout, plains, prefix, f1, f2 = (
         out.with_name(out.name + s) for s in (".layout", ".plain", ".prefix", ".f1", ".f2")
@@ -417,7 +404,9 @@ def make_delta(
                     old_plain = _inflated(old_raw, was[0].file_size) or b""
                     if old_plain:
                         piece = [was[1], was[2] - was[1], len(old_plain)]
-            saving = _zstd_length(raw, old_raw, level) - _zstd_length(plain, old_plain, level)
+            saving = encoded_length(raw, old_raw, level=level) - encoded_length(
+                plain, old_plain, level=level
+            )
             candidates.append(Candidate(saving, len(plain)))
             found.append((start, end, lv, len(plain), piece))
         chosen = [found[i] for i in choose_redeflate(candidates, budget)]
@@ -580,7 +569,7 @@ def apply_delta(
             held = 0
             while queue and (not pending or held + queue[0][0][3] <= max_pending_bytes):
                 m, at = queue.pop(0)
-                pending.append((m, pool.submit(_deflated_view, view[at : at + m[1]], m[2])))
+                pending.append((m, pool.submit(_deflated, view[at : at + m[1]], m[2])))
                 held += m[3]
         decode(delta, out, base=base, length=length, offset=start, size=frames[0])
         if members:
@@ -594,10 +583,43 @@ def apply_delta(
                 pending, held = [], 0
                 while queue and (not pending or held + queue[0][0][3] <= max_pending_bytes):
                     m, at = queue.pop(0)
-                    pending.append((m, pool.submit(_deflated_view, view[at : at + m[1]], m[2])))
+                    pending.append((m, pool.submit(_deflated, view[at : at + m[1]], m[2])))
                     held += m[3]
 
 
-def _deflated_view(data: memoryview, level: int) -> bytes:
-    c = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return c.compress(data) + c.flush()
+def apply_zip_delta(
+    delta: Path,
+    base: Path,
+    out: Path,
+    *,
+    length: int,
+    expanded: int,
+    max_member_bytes: int,
+    max_expanded: int,
+    threads: int,
+    max_pending_bytes: int,
+) -> None:
+    """Write the archive of ``length`` bytes that the zip ``delta`` of either version makes
+    from the archive ``base`` to ``out`` (``expanded``: what its frames decode to). Raises
+    :class:`DeltaError`, ``OSError``; the caller checks the sha256. Work files beside ``out``,
+    removed."""
+    from steppatch.delta import decode
+
+    if is_delta2(delta):
+        apply_delta(
+            delta, base, out, length=length, expanded=expanded, max_expanded=max_expanded,
+            threads=threads, max_pending_bytes=max_pending_bytes,
+        )  # fmt: skip
+        return
+    # Version 1: the base expanded, the target's expanded form decoded, rebuilt.
+    if expanded > max_expanded:
+        raise DeltaError(f"zip delta {delta.name}", f"{expanded} bytes, over {max_expanded}")
+    form, target = (out.with_name(out.name + s) for s in (".base", ".target"))
+    try:
+        if expand(base, form, max_member_bytes=max_member_bytes, levels=False) is None:
+            raise DeltaError(f"base {base}", "not an archive this can expand")
+        decode(delta, target, base=form, length=expanded)
+        form.unlink()
+        rebuild(target, out, length, base)
+    finally:
+        _remove(form, target)
