@@ -32,7 +32,8 @@ from pathlib import Path
 
 from steppatch.delta import decode, encode
 from steppatch.limits import Limits
-from steppatch.zipdelta import expand, is_zip, rebuild
+from steppatch.repo._deltas import redeflate_budget
+from steppatch.zipdelta import apply_zip_delta, expand, is_zip, make_delta, rebuild
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -132,8 +133,34 @@ def rsync(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
 
 
 def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
-    """The zip delta ``repo add`` also publishes for archives: make (expand both, delta) and
-    apply (expand the base, decode, deflate the changed and unchanged members again)."""
+    """The version 2 zip delta ``repo add`` also publishes for archives: make (choose the
+    members to re-deflate within the budget, two frames) and apply as a home does
+    (``apply_zip_delta``: inflate the old members re-deflated ones are made from, decode,
+    deflate those members in threads)."""
+    if not (is_zip(old) and is_zip(new)):
+        return 0, 0.0, 0.0
+    limits, size = Limits(), new.stat().st_size
+    made: list[tuple[int, int] | None] = []
+    enc = timed(lambda: made.append(make_delta(
+        old, new, work / "zd", max_length=size, max_member_bytes=limits.max_zip_member_bytes,
+        budget=redeflate_budget(size, limits), level=limits.delta_level,
+    )))  # fmt: skip
+    assert made[0] is not None
+    length, expanded = made[0]
+    dec = timed(lambda: apply_zip_delta(
+        work / "zd", old, work / "rebuilt", length=size, expanded=expanded,
+        max_member_bytes=limits.max_zip_member_bytes, max_expanded=limits.max_zip_expanded_bytes,
+        threads=limits.zip_rebuild_threads, max_pending_bytes=limits.zip_rebuild_pending_bytes,
+    ))  # fmt: skip
+    assert (work / "rebuilt").read_bytes() == new.read_bytes()
+    for p in ("zd", "rebuilt"):
+        drop(work / p)
+    return length, enc, dec
+
+
+def ours_zip_v1(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
+    """The version 1 zip delta (published before 2026-12-06, still applied): make (expand
+    both, delta) and apply (expand the base, decode, deflate every changed member again)."""
     if not (is_zip(old) and is_zip(new)):
         return 0, 0.0, 0.0
     size, level, member = new.stat().st_size, Limits().delta_level, Limits().max_zip_member_bytes
@@ -163,6 +190,7 @@ def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
 METHODS = {
     "steppatch delta": ours,
     "steppatch zip delta": ours_zip,
+    "zip delta v1": ours_zip_v1,
     "zstd --patch-from": zstd_patch,
     "rsync": rsync,
 }

@@ -543,48 +543,53 @@ def apply_delta(
             frames, members, pieces, start = _header(
                 fd, what, size, base_size, length, expanded, max_expanded
             )
-        pending: list[tuple[list[int], Future[bytes]]] = []
-        if members:
-            old = stack.enter_context(mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ))
-            with open(prefix, "wb") as pw:
-                for off, n, want in pieces:
-                    plain = _inflated(old[off : off + n], want)
-                    if plain is None or len(plain) != want:
-                        raise DeltaError(what, f"a piece at {off} does not inflate to {want}")
-                    pw.write(plain)
-            decode(delta, plains, base=prefix, length=expanded - length,
-                   offset=start + frames[0], size=frames[1])  # fmt: skip
-            fp = stack.enter_context(open(plains, "rb"))
-            data = stack.enter_context(mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ))
-            view = memoryview(data)
-            stack.callback(view.release)
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, threads)))
-            # Largest first, so that the threads end together; the first batch deflates while
-            # frame 1 decodes.
-            at, spans = 0, []
-            for m in members:
-                spans.append((m, at))
-                at += m[1]
-            queue = sorted(spans, key=lambda e: -e[0][1])
+        # Frame 1 (the archive, most of the work that is not deflating) decodes in a thread of
+        # its own from the start; the members deflate in the others as soon as frame 2 is in.
+        pool = ThreadPoolExecutor(max_workers=1 + max(1, threads))
+        stack.callback(pool.shutdown)
+        whole = pool.submit(
+            decode, delta, out, base=base, length=length, offset=start, size=frames[0]
+        )
+        if not members:
+            whole.result()
+            return
+        old = stack.enter_context(mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ))
+        with open(prefix, "wb") as pw:
+            for off, n, want in pieces:
+                plain = _inflated(old[off : off + n], want)
+                if plain is None or len(plain) != want:
+                    raise DeltaError(what, f"a piece at {off} does not inflate to {want}")
+                pw.write(plain)
+        decode(delta, plains, base=prefix, length=expanded - length,
+               offset=start + frames[0], size=frames[1])  # fmt: skip
+        fp = stack.enter_context(open(plains, "rb"))
+        data = stack.enter_context(mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ))
+        view = memoryview(data)
+        stack.callback(view.release)
+        stack.callback(pool.shutdown)  # before the view is released
+        # Largest first, so that the threads end together; in batches of at most
+        # max_pending_bytes deflated (or one member), written once frame 1 is.
+        at, spans = 0, []
+        for m in members:
+            spans.append((m, at))
+            at += m[1]
+        queue = sorted(spans, key=lambda e: -e[0][1])
+        fo: BinaryIO | None = None
+        while queue:
+            pending: list[tuple[list[int], Future[bytes]]] = []
             held = 0
             while queue and (not pending or held + queue[0][0][3] <= max_pending_bytes):
                 m, at = queue.pop(0)
                 pending.append((m, pool.submit(_deflated, view[at : at + m[1]], m[2])))
                 held += m[3]
-        decode(delta, out, base=base, length=length, offset=start, size=frames[0])
-        if members:
-            fo = stack.enter_context(open(out, "r+b"))
-            while pending:
-                for m, fut in pending:
-                    deflated = fut.result()
-                    if len(deflated) != m[3]:
-                        raise DeltaError(what, "a member deflates to another length here")
-                    os.pwrite(fo.fileno(), deflated, m[0])
-                pending, held = [], 0
-                while queue and (not pending or held + queue[0][0][3] <= max_pending_bytes):
-                    m, at = queue.pop(0)
-                    pending.append((m, pool.submit(_deflated, view[at : at + m[1]], m[2])))
-                    held += m[3]
+            whole.result()
+            if fo is None:
+                fo = stack.enter_context(open(out, "r+b"))
+            for m, fut in pending:
+                deflated = fut.result()
+                if len(deflated) != m[3]:
+                    raise DeltaError(what, "a member deflates to another length here")
+                os.pwrite(fo.fileno(), deflated, m[0])
 
 
 def apply_zip_delta(
