@@ -119,12 +119,14 @@ class Limits:
     #: zip deltas: the expanded form a home decodes, at most
     max_zip_expanded_bytes: int = 2048 * MiB
     #: zip deltas (version 2): the changed members a home deflates again, in inflated bytes, at
-    #: most this fraction of the archive's length; the others travel deflated. Machine
-    #: independent on purpose (``repo add`` may run on a faster or slower machine than the
-    #: homes): zlib level 6 deflates this machine's binaries at about 25 MB/s of input per core,
-    #: so with 2 threads 0.15 of the archive is about 0.15 * 200 / 50 = 0.6 of a 200 MB/s
-    #: rebuild's time, the rest for decoding and inflating (bench/README.md, "Deltas")
-    zip_redeflate_fraction: float = 0.15
+    #: most this fraction of the archive's length; the other changed members travel deflated.
+    #: In bytes, not seconds, on purpose: ``repo add`` may run on a faster or slower machine
+    #: than the homes, and deltas should not depend on its load. From the goal of rebuilding at
+    #: 200 MB/s of archive or more: zlib level 6 deflates wheels' binaries at about 25 MB/s of
+    #: input per core on a 2-core machine, 35 MB/s with 2 threads when it is shared, and
+    #: decoding and inflating the old members take about 40% of the time, so
+    #: 35 / 200 * 0.6 = 0.1 (bench/README.md, "Deltas")
+    zip_redeflate_fraction: float = 0.1
     #: ... and at least this many bytes, whatever the archive's length: about 10 ms of deflating,
     #: which a small archive's rebuild can afford whatever its rate
     zip_redeflate_min_bytes: int = 256 * 1024

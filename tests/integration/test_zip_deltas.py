@@ -14,7 +14,7 @@ from packaging.version import Version
 
 from steppatch.errors import DeltaError
 from steppatch.formats import parse_transfers
-from steppatch.zipdelta import MAGIC, expand, rebuild
+from steppatch.zipdelta import DELTA_MAGIC, MAGIC, expand, rebuild
 from tests.builders import component, home_for, repository
 
 
@@ -106,3 +106,39 @@ def zlib_other(data: bytes, level: int) -> bytes:
 
     c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_FILTERED)
     return c.compress(data) + c.flush()
+
+
+def test_a_home_older_than_version_2_falls_back_to_the_whole_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A home that knows only version 1 zip deltas refuses a version 2 one (``DeltaError``)
+    and, the plain delta being gone from the repository, downloads the whole archive."""
+    old, new = _jar(4), _jar(4, changed=3)
+    src = tmp_path / "src"
+    repo = repository(
+        tmp_path,
+        component(src, "app", "1.0", {"lib/app.jar": old}),
+        component(src, "app", "1.1", {"lib/app.jar": new}),
+    )
+    cv = repo.index.components["app"][Version("1.1")]
+    assert cv.transfers is not None
+    (item,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    (zipped,) = [d for d in item.deltas if d.expanded is not None]
+    assert (repo.root / zipped.path).read_bytes().startswith(DELTA_MAGIC)
+    for d in item.deltas:
+        if d.expanded is None:
+            (repo.root / d.path).unlink()
+    home = home_for(repo, tmp_path / "home")
+    home.apply(["to:app/1.0/app-1.0.spr"])
+    import steppatch.zipdelta as zd
+
+    monkeypatch.setattr(zd, "is_delta2", lambda path: False)  # a version 1 reader
+    with caplog.at_level(logging.INFO, logger="steppatch.routes"):
+        plan = home.prepare(["to:app/1.1/app-1.1.spr"])
+    assert plan.fallbacks == 1 and plan.routes["whole"] == (1, len(new))
+    assert plan.routes["delta"] == (0, 0)
+    sha = hashlib.sha256(new).hexdigest()
+    cached = tmp_path / "home/.steppatch/cache/objects" / sha[:2] / sha
+    assert cached.read_bytes() == new
+    (item2,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    assert item2 == item  # the repository is as it was published
