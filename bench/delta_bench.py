@@ -30,6 +30,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
+
 from steppatch.delta import decode, encode
 from steppatch.limits import Limits
 from steppatch.repo._deltas import redeflate_budget
@@ -140,6 +142,8 @@ def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
     if not (is_zip(old) and is_zip(new)):
         return 0, 0.0, 0.0
     limits, size = Limits(), new.stat().st_size
+    if ZIP_FRACTION is not None:
+        limits = attrs.evolve(limits, zip_redeflate_fraction=ZIP_FRACTION)
     made: list[tuple[int, int] | None] = []
     enc = timed(lambda: made.append(make_delta(
         old, new, work / "zd", max_length=size, max_member_bytes=limits.max_zip_member_bytes,
@@ -186,6 +190,9 @@ def ours_zip_v1(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
         drop(work / p)
     return length, enc, dec
 
+
+#: ``--zip-fraction``: another ``Limits.zip_redeflate_fraction`` for the zip delta
+ZIP_FRACTION: float | None = None
 
 METHODS = {
     "steppatch delta": ours,
@@ -273,7 +280,11 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--memory-gib", type=int, default=0)
     parser.add_argument("--only", default="", help="a, b or c")
+    parser.add_argument("--zip-fraction", type=float, default=None,
+                        help="Limits.zip_redeflate_fraction for the zip delta (default: Limits())")
     args = parser.parse_args()
+    global ZIP_FRACTION
+    ZIP_FRACTION = args.zip_fraction
     for tool in ("rsync", "zstd"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (apt-get install {tool})")
