@@ -2,10 +2,12 @@
 (``--no-whole-file --stats`` between two directories: the rsync algorithm, as over a network)
 and ``zstd --patch-from``. Bytes and seconds, medians of ``--runs``.
 
-Cases: (a) a random file of ``--size-mib`` (256 MiB) with 1% changed in one run, and in 100
-scattered places; (b) two consecutive releases of large wheels (``pip download --no-deps``,
-cached under ``bench/.cache``), each wheel taken as one component file; (c) text: the ``.py``
-files of the two pandas wheels, concatenated (a text file of a release and its successor).
+"apply cpu s": the CPU seconds of the apply, all threads and child processes (wall seconds
+depend on what else the machine runs; this much less). Cases: (a) a random file of
+``--size-mib`` (256 MiB) with 1% changed in one run, and in 100 scattered places; (b) two
+consecutive releases of large wheels (``pip download --no-deps``, cached under
+``bench/.cache``), each wheel taken as one component file; (c) text: the ``.py`` files of the
+two pandas wheels, concatenated (a text file of a release and its successor).
 
 ``--memory-gib N`` instead measures the peak anonymous memory (RssAnon, sampled) of a delta
 between two random files of N GiB, made and applied in a child process.
@@ -20,6 +22,7 @@ import io
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -67,9 +70,19 @@ def text_of(whl: Path) -> bytes:
         return b"".join(z.read(n) for n in sorted(z.namelist()) if n.endswith(".py"))
 
 
+#: the CPU seconds (this process's threads and its children) of the last ``timed`` call
+LAST_CPU = [0.0]
+
+
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     fn()
+    LAST_CPU[0] = _cpu() - c0
     return time.perf_counter() - t0
 
 
@@ -207,23 +220,30 @@ def run_case(name: str, old: Path, new: Path, work: Path, runs: int) -> list[str
     size = new.stat().st_size
     results = {}
     for method, fn in METHODS.items():
-        samples = [fn(old, new, work) for _ in range(runs)]
+        samples = []
+        for _ in range(runs):
+            length, enc, dec = fn(old, new, work)
+            # the apply is each method's last timed call (rsync's is in its make)
+            samples.append((length, enc, dec, LAST_CPU[0] if dec else 0.0))
         results[method] = (
             statistics.median(s[0] for s in samples),
             statistics.median(s[1] for s in samples),
             statistics.median(s[2] for s in samples),
+            statistics.median(s[3] for s in samples),
         )
     base = results["rsync"][0]
     lines = [f"{name}  ({size / MiB:.1f} MiB)"]
     lines.append(f"  {'method':22}{'bytes':>12}{'x rsync':>9}{'make s':>9}{'apply s':>9}"
-                 f"{'apply MB/s':>12}")  # fmt: skip
-    lines.append(f"  {'whole file':22}{size:>12}{size / base:>9.2f}{'':>9}{'':>9}{'':>12}")
-    for method, (length, enc, dec) in results.items():
+                 f"{'apply MB/s':>12}{'apply cpu s':>12}")  # fmt: skip
+    lines.append(f"  {'whole file':22}{size:>12}{size / base:>9.2f}")
+    for method, (length, enc, dec, cpu) in results.items():
         if not length:
             continue  # not an archive
         rate = f"{size / dec / 1e6:>12.0f}" if dec else f"{'':>12}"
         apply = f"{dec:>9.3f}" if dec else f"{'(in make)':>9}"
-        lines.append(f"  {method:22}{int(length):>12}{length / base:>9.2f}{enc:>9.3f}{apply}{rate}")
+        used = f"{cpu:>12.3f}" if dec else ""
+        lines.append(f"  {method:22}{int(length):>12}{length / base:>9.2f}{enc:>9.3f}{apply}{rate}"
+                     f"{used}")  # fmt: skip
     return lines
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
+from steppatch.delta import encode
 from steppatch.errors import DeltaError
 from steppatch.formats import parse_transfers
-from steppatch.zipdelta import DELTA_MAGIC, MAGIC, expand, rebuild
+from steppatch.zipdelta import DELTA_MAGIC, MAGIC, apply_zip_delta, expand, is_delta2, rebuild
 from tests.builders import component, home_for, repository
 
 
@@ -142,3 +143,33 @@ def test_a_home_older_than_version_2_falls_back_to_the_whole_object(
     assert cached.read_bytes() == new
     (item2,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
     assert item2 == item  # the repository is as it was published
+
+
+def test_a_version_1_zip_delta_still_applies(tmp_path: Path) -> None:
+    """Repositories published before version 2 hold version 1 zip deltas: a bare zstd frame
+    between expanded forms. ``apply_zip_delta`` applies them as before."""
+    old, new = _jar(5), _jar(5, changed=11)
+    (tmp_path / "old.zip").write_bytes(old)
+    (tmp_path / "new.zip").write_bytes(new)
+    assert expand(tmp_path / "old.zip", tmp_path / "eb", max_member_bytes=1 << 20, levels=False)
+    expanded = expand(tmp_path / "new.zip", tmp_path / "et", max_member_bytes=1 << 20)
+    assert expanded is not None
+    length = encode(tmp_path / "et", tmp_path / "v1", base=tmp_path / "eb", max_length=len(new))
+    assert length is not None and not is_delta2(tmp_path / "v1")
+    apply_zip_delta(
+        tmp_path / "v1", tmp_path / "old.zip", tmp_path / "out", length=len(new),
+        expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
+        max_pending_bytes=1 << 20,
+    )  # fmt: skip
+    assert (tmp_path / "out").read_bytes() == new
+    # its work files are gone
+    assert not list(tmp_path.glob("out.*"))
+    # and a version 1 delta against the wrong base is refused, typed
+    (tmp_path / "other.zip").write_bytes(_jar(6))
+    with pytest.raises(DeltaError):
+        apply_zip_delta(
+            tmp_path / "v1", tmp_path / "other.zip", tmp_path / "out2", length=len(new),
+            expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
+            max_pending_bytes=1 << 20,
+        )  # fmt: skip
+    assert not list(tmp_path.glob("out2.*"))
