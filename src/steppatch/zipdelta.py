@@ -582,13 +582,13 @@ def apply_delta(
         for m in members:
             spans.append((m, at))
             at += m[1]
-        queue = sorted(spans, key=lambda e: -e[0][1])
+        queue = sorted(spans, key=lambda e: e[0][1])  # the largest last, popped first
         fo: BinaryIO | None = None
         while queue:
             pending: list[tuple[list[int], Future[bytes]]] = []
             held = 0
-            while queue and (not pending or held + queue[0][0][3] <= max_pending_bytes):
-                m, at = queue.pop(0)
+            while queue and (not pending or held + queue[-1][0][3] <= max_pending_bytes):
+                m, at = queue.pop()
                 pending.append((m, pool.submit(_deflated, view[at : at + m[1]], m[2])))
                 held += m[3]
             whole.result()
