@@ -122,10 +122,11 @@ class Limits:
     #: most this fraction of the archive's length; the other changed members travel deflated.
     #: In bytes, not seconds, on purpose: ``repo add`` may run on a faster or slower machine
     #: than the homes, and deltas should not depend on its load. From the goal of rebuilding at
-    #: 200 MB/s of archive or more: zlib level 6 deflates wheels' binaries at about 25 MB/s of
-    #: input per core on a 2-core machine, 35 MB/s with 2 threads when it is shared, and
-    #: decoding and inflating the old members take about 40% of the time, so
-    #: 35 / 200 * 0.6 = 0.1 (bench/README.md, "Deltas")
+    #: 200 MB/s of archive or more (1/200 s per MB): zlib level 6 deflates wheels' binaries at
+    #: about 25 MB/s of input per core, 42 MB/s in 2 threads on a 2-core machine, so deflating
+    #: 0.1 of the archive takes 0.1/42 s per MB, about half of the time, the other half for
+    #: decoding and inflating the old members on a machine doing other work too. More saves
+    #: bytes at that rate's expense (bench/README.md, "Deltas": the trade-off on three wheels)
     zip_redeflate_fraction: float = 0.1
     #: ... and at least this many bytes, whatever the archive's length: about 10 ms of deflating,
     #: which a small archive's rebuild can afford whatever its rate
