@@ -368,7 +368,7 @@ def make_delta(
     beside ``out``, removed. The caller checks the delta by applying it."""
     import zstandard
 
-    from steppatch.delta import encode, encoded_length
+    from steppatch.delta import MAX_WINDOW_LOG, encode, encoded_length
 
     layout, plains, prefix, f1, f2 = (
         out.with_name(out.name + s) for s in (".layout", ".plain", ".prefix", ".f1", ".f2")
@@ -432,6 +432,8 @@ def make_delta(
             for off, n, size in pieces:
                 pw.write(_inflated(old[off : off + n], size) or b"")
         expanded = len(new) + sum(m[1] for m in members)
+        if sum(p[2] for p in pieces) + expanded - len(new) > 1 << MAX_WINDOW_LOG:
+            return None  # frame 2's window could not cover its prefix and content
         len1 = encode(layout, f1, base=base, max_length=max_length, level=level)
         if len1 is None:
             return None
@@ -483,9 +485,13 @@ def _header(
     (n,) = struct.unpack(">Q", raw)
     if n > min(_MAX_HEADER, delta_size):
         raise DeltaError(what, f"a header of {n} bytes")
+    head = f.read(n)
     try:
-        text = zstandard.ZstdDecompressor().decompress(f.read(n), max_output_size=_MAX_HEADER)
-        header = parse_json(text)
+        # the declared size first: python-zstandard allocates what a frame declares
+        declared = zstandard.frame_content_size(head)
+        if not 0 <= declared <= _MAX_HEADER:
+            raise DeltaError(what, f"a header declaring {declared} bytes")
+        header = parse_json(zstandard.ZstdDecompressor().decompress(head))
     except (zstandard.ZstdError, JsonProblem) as e:
         raise DeltaError(what, f"header: {e}") from None
     if not isinstance(header, dict):
