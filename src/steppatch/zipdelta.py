@@ -540,7 +540,8 @@ def apply_delta(
     Work files beside ``out``, removed. Memory: one old member inflated at a time while the
     prefix of frame 2 is written; the re-deflated members are deflated by ``threads`` threads
     while frame 1 decodes, at most ``max_pending_bytes`` of their deflated bytes (or one
-    member's) held until they are written."""
+    member's) held until they are written; the two frames' decoders, each a window buffer as
+    long as its output when that is at most ``delta.STREAM_MAX_BYTES`` (64 MiB), else none."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from steppatch.delta import decode
