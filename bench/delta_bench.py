@@ -2,10 +2,12 @@
 (``--no-whole-file --stats`` between two directories: the rsync algorithm, as over a network)
 and ``zstd --patch-from``. Bytes and seconds, medians of ``--runs``.
 
-Cases: (a) a random file of ``--size-mib`` (256 MiB) with 1% changed in one run, and in 100
-scattered places; (b) two consecutive releases of large wheels (``pip download --no-deps``,
-cached under ``bench/.cache``), each wheel taken as one component file; (c) text: the ``.py``
-files of the two pandas wheels, concatenated (a text file of a release and its successor).
+"apply cpu s": the CPU seconds of the apply, all threads and child processes (wall seconds
+depend on what else the machine runs; this much less). Cases: (a) a random file of
+``--size-mib`` (256 MiB) with 1% changed in one run, and in 100 scattered places; (b) two
+consecutive releases of large wheels (``pip download --no-deps``, cached under
+``bench/.cache``), each wheel taken as one component file; (c) text: the ``.py`` files of the
+two pandas wheels, concatenated (a text file of a release and its successor).
 
 ``--memory-gib N`` instead measures the peak anonymous memory (RssAnon, sampled) of a delta
 between two random files of N GiB, made and applied in a child process.
@@ -20,6 +22,7 @@ import io
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,9 +33,12 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
+
 from steppatch.delta import decode, encode
 from steppatch.limits import Limits
-from steppatch.zipdelta import expand, is_zip, rebuild
+from steppatch.repo._deltas import redeflate_budget
+from steppatch.zipdelta import apply_zip_delta, expand, is_zip, make_delta, rebuild
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -64,9 +70,19 @@ def text_of(whl: Path) -> bytes:
         return b"".join(z.read(n) for n in sorted(z.namelist()) if n.endswith(".py"))
 
 
+#: the CPU seconds (this process's threads and its children) of the last ``timed`` call
+LAST_CPU = [0.0]
+
+
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     fn()
+    LAST_CPU[0] = _cpu() - c0
     return time.perf_counter() - t0
 
 
@@ -132,8 +148,36 @@ def rsync(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
 
 
 def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
-    """The zip delta ``repo add`` also publishes for archives: make (expand both, delta) and
-    apply (expand the base, decode, deflate the changed and unchanged members again)."""
+    """The version 2 zip delta ``repo add`` also publishes for archives: make (choose the
+    members to re-deflate within the budget, two frames) and apply as a home does
+    (``apply_zip_delta``: inflate the old members re-deflated ones are made from, decode,
+    deflate those members in threads)."""
+    if not (is_zip(old) and is_zip(new)):
+        return 0, 0.0, 0.0
+    limits, size = Limits(), new.stat().st_size
+    if ZIP_FRACTION is not None:
+        limits = attrs.evolve(limits, zip_redeflate_fraction=ZIP_FRACTION)
+    made: list[tuple[int, int] | None] = []
+    enc = timed(lambda: made.append(make_delta(
+        old, new, work / "zd", max_length=size, max_member_bytes=limits.max_zip_member_bytes,
+        budget=redeflate_budget(size, limits), level=limits.delta_level,
+    )))  # fmt: skip
+    assert made[0] is not None
+    length, expanded = made[0]
+    dec = timed(lambda: apply_zip_delta(
+        work / "zd", old, work / "rebuilt", length=size, expanded=expanded,
+        max_member_bytes=limits.max_zip_member_bytes, max_expanded=limits.max_zip_expanded_bytes,
+        threads=limits.zip_rebuild_threads, max_pending_bytes=limits.zip_rebuild_pending_bytes,
+    ))  # fmt: skip
+    assert (work / "rebuilt").read_bytes() == new.read_bytes()
+    for p in ("zd", "rebuilt"):
+        drop(work / p)
+    return length, enc, dec
+
+
+def ours_zip_v1(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
+    """The version 1 zip delta (published before 2026-12-06, still applied): make (expand
+    both, delta) and apply (expand the base, decode, deflate every changed member again)."""
     if not (is_zip(old) and is_zip(new)):
         return 0, 0.0, 0.0
     size, level, member = new.stat().st_size, Limits().delta_level, Limits().max_zip_member_bytes
@@ -160,9 +204,13 @@ def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
     return length, enc, dec
 
 
+#: ``--zip-fraction``: another ``Limits.zip_redeflate_fraction`` for the zip delta
+ZIP_FRACTION: float | None = None
+
 METHODS = {
     "steppatch delta": ours,
     "steppatch zip delta": ours_zip,
+    "zip delta v1": ours_zip_v1,
     "zstd --patch-from": zstd_patch,
     "rsync": rsync,
 }
@@ -172,23 +220,30 @@ def run_case(name: str, old: Path, new: Path, work: Path, runs: int) -> list[str
     size = new.stat().st_size
     results = {}
     for method, fn in METHODS.items():
-        samples = [fn(old, new, work) for _ in range(runs)]
+        samples = []
+        for _ in range(runs):
+            length, enc, dec = fn(old, new, work)
+            # the apply is each method's last timed call (rsync's is in its make)
+            samples.append((length, enc, dec, LAST_CPU[0] if dec else 0.0))
         results[method] = (
             statistics.median(s[0] for s in samples),
             statistics.median(s[1] for s in samples),
             statistics.median(s[2] for s in samples),
+            statistics.median(s[3] for s in samples),
         )
     base = results["rsync"][0]
     lines = [f"{name}  ({size / MiB:.1f} MiB)"]
     lines.append(f"  {'method':22}{'bytes':>12}{'x rsync':>9}{'make s':>9}{'apply s':>9}"
-                 f"{'apply MB/s':>12}")  # fmt: skip
-    lines.append(f"  {'whole file':22}{size:>12}{size / base:>9.2f}{'':>9}{'':>9}{'':>12}")
-    for method, (length, enc, dec) in results.items():
+                 f"{'apply MB/s':>12}{'apply cpu s':>12}")  # fmt: skip
+    lines.append(f"  {'whole file':22}{size:>12}{size / base:>9.2f}")
+    for method, (length, enc, dec, cpu) in results.items():
         if not length:
             continue  # not an archive
         rate = f"{size / dec / 1e6:>12.0f}" if dec else f"{'':>12}"
         apply = f"{dec:>9.3f}" if dec else f"{'(in make)':>9}"
-        lines.append(f"  {method:22}{int(length):>12}{length / base:>9.2f}{enc:>9.3f}{apply}{rate}")
+        used = f"{cpu:>12.3f}" if dec else ""
+        lines.append(f"  {method:22}{int(length):>12}{length / base:>9.2f}{enc:>9.3f}{apply}{rate}"
+                     f"{used}")  # fmt: skip
     return lines
 
 
@@ -245,7 +300,11 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--memory-gib", type=int, default=0)
     parser.add_argument("--only", default="", help="a, b or c")
+    parser.add_argument("--zip-fraction", type=float, default=None,
+                        help="Limits.zip_redeflate_fraction for the zip delta (default: Limits())")
     args = parser.parse_args()
+    global ZIP_FRACTION
+    ZIP_FRACTION = args.zip_fraction
     for tool in ("rsync", "zstd"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (apt-get install {tool})")

@@ -120,6 +120,23 @@ class Limits:
     max_zip_member_bytes: int = 64 * MiB
     #: zip deltas: the expanded form a home decodes, at most
     max_zip_expanded_bytes: int = 2048 * MiB
+    #: zip deltas (version 2): the changed members a home deflates again, in inflated bytes, at
+    #: most this fraction of the archive's length; the other changed members travel deflated.
+    #: In bytes, not seconds, on purpose: ``repo add`` may run on a faster or slower machine
+    #: than the homes, and deltas should not depend on its load. From the goal of rebuilding at
+    #: 200 MB/s of archive or more (1/200 s per MB): zlib level 6 deflates wheels' binaries at
+    #: about 25 MB/s of input per core, 42 MB/s in 2 threads on a 2-core machine, so deflating
+    #: 0.1 of the archive takes 0.1/42 s per MB, about half of the time, the other half for
+    #: decoding and inflating the old members on a machine doing other work too. More saves
+    #: bytes at that rate's expense (bench/README.md, "Deltas": the trade-off on three wheels)
+    zip_redeflate_fraction: float = 0.1
+    #: ... and at least this many bytes, whatever the archive's length: about 10 ms of deflating,
+    #: which a small archive's rebuild can afford whatever its rate
+    zip_redeflate_min_bytes: int = 256 * 1024
+    #: zip deltas: threads deflating members at a home (CPython's zlib releases the GIL)
+    zip_rebuild_threads: int = 2
+    #: zip deltas: deflated members held in memory until written, at most (or one member)
+    zip_rebuild_pending_bytes: int = 64 * MiB
     #: a transfers document (``steppatch-transfers/1``)
     max_transfers_bytes: int = 64 * MiB
 

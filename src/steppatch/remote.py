@@ -20,7 +20,6 @@ from steppatch._fs import atomic_write, checkpoint
 from steppatch.clock import Clock, utcnow
 from steppatch.delta import decode
 from steppatch.errors import (
-    DeltaError,
     HomeError,
     IntegrityError,
     MissingFile,
@@ -51,7 +50,7 @@ from steppatch.trust import (
     sha256_hex,
     verify_length_and_hash,
 )
-from steppatch.zipdelta import expand, rebuild
+from steppatch.zipdelta import apply_zip_delta
 
 __all__ = [
     "Clock",
@@ -418,19 +417,18 @@ class RepositoryClient:
         partial = store.partial_path(f.sha256)
         out = partial.with_name(f"{partial.name}.decode-{os.getpid()}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        extra = [out.with_name(out.name + s) for s in (".base", ".target")]
         try:
             if enc.expanded is not None and base is not None:
                 # A zip delta: between the archives' expanded forms; the archive rebuilt.
                 cap = self.limits.max_zip_expanded_bytes
                 if enc.expanded > cap:
                     raise TooLarge(f"expanded form of {f.sha256}", cap)
-                member = self.limits.max_zip_member_bytes
-                if expand(base, extra[0], max_member_bytes=member, levels=False) is None:
-                    raise DeltaError(f"base {base}", "not an archive this can expand")
-                decode(scratch.path(enc.sha256), extra[1], base=extra[0], length=enc.expanded)
-                extra[0].unlink()
-                rebuild(extra[1], out, f.size, base)
+                apply_zip_delta(
+                    scratch.path(enc.sha256), base, out, length=f.size, expanded=enc.expanded,
+                    max_member_bytes=self.limits.max_zip_member_bytes, max_expanded=cap,
+                    threads=self.limits.zip_rebuild_threads,
+                    max_pending_bytes=self.limits.zip_rebuild_pending_bytes,
+                )  # fmt: skip
             else:
                 decode(scratch.path(enc.sha256), out, base=base, length=f.size)
             checkpoint("reconstructed")  # the crash tests: a whole output, not yet adopted
@@ -439,8 +437,7 @@ class RepositoryClient:
                 digest, _size = hash_file(out)
                 raise IntegrityError(f"object {f.sha256} from {f.route}", f.sha256, digest)
         finally:
-            for p in (out, *extra):
-                p.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
 
     def fetch_objects(
         self,

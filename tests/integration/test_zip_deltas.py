@@ -12,9 +12,18 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
+from steppatch.delta import encode
 from steppatch.errors import DeltaError
 from steppatch.formats import parse_transfers
-from steppatch.zipdelta import MAGIC, expand, rebuild
+from steppatch.zipdelta import (
+    DELTA_MAGIC,
+    MAGIC,
+    apply_zip_delta,
+    expand,
+    is_delta2,
+    make_delta,
+    rebuild,
+)
 from tests.builders import component, home_for, repository
 
 
@@ -106,3 +115,157 @@ def zlib_other(data: bytes, level: int) -> bytes:
 
     c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_FILTERED)
     return c.compress(data) + c.flush()
+
+
+def test_a_home_older_than_version_2_falls_back_to_the_whole_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A home that knows only version 1 zip deltas refuses a version 2 one (``DeltaError``)
+    and, the plain delta being gone from the repository, downloads the whole archive."""
+    old, new = _jar(4), _jar(4, changed=3)
+    src = tmp_path / "src"
+    repo = repository(
+        tmp_path,
+        component(src, "app", "1.0", {"lib/app.jar": old}),
+        component(src, "app", "1.1", {"lib/app.jar": new}),
+    )
+    cv = repo.index.components["app"][Version("1.1")]
+    assert cv.transfers is not None
+    (item,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    (zipped,) = [d for d in item.deltas if d.expanded is not None]
+    assert (repo.root / zipped.path).read_bytes().startswith(DELTA_MAGIC)
+    for d in item.deltas:
+        if d.expanded is None:
+            (repo.root / d.path).unlink()
+    home = home_for(repo, tmp_path / "home")
+    home.apply(["to:app/1.0/app-1.0.spr"])
+    import steppatch.zipdelta as zd
+
+    monkeypatch.setattr(zd, "is_delta2", lambda path: False)  # a version 1 reader
+    with caplog.at_level(logging.INFO, logger="steppatch.routes"):
+        plan = home.prepare(["to:app/1.1/app-1.1.spr"])
+    assert plan.fallbacks == 1 and plan.routes["whole"] == (1, len(new))
+    assert plan.routes["delta"] == (0, 0)
+    sha = hashlib.sha256(new).hexdigest()
+    cached = tmp_path / "home/.steppatch/cache/objects" / sha[:2] / sha
+    assert cached.read_bytes() == new
+    (item2,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    assert item2 == item  # the repository is as it was published
+
+
+def test_a_version_1_zip_delta_still_applies(tmp_path: Path) -> None:
+    """Repositories published before version 2 hold version 1 zip deltas: a bare zstd frame
+    between expanded forms. ``apply_zip_delta`` applies them as before."""
+    old, new = _jar(5), _jar(5, changed=11)
+    (tmp_path / "old.zip").write_bytes(old)
+    (tmp_path / "new.zip").write_bytes(new)
+    assert expand(tmp_path / "old.zip", tmp_path / "eb", max_member_bytes=1 << 20, levels=False)
+    expanded = expand(tmp_path / "new.zip", tmp_path / "et", max_member_bytes=1 << 20)
+    assert expanded is not None
+    length = encode(tmp_path / "et", tmp_path / "v1", base=tmp_path / "eb", max_length=len(new))
+    assert length is not None and not is_delta2(tmp_path / "v1")
+    apply_zip_delta(
+        tmp_path / "v1", tmp_path / "old.zip", tmp_path / "out", length=len(new),
+        expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
+        max_pending_bytes=1 << 20,
+    )  # fmt: skip
+    assert (tmp_path / "out").read_bytes() == new
+    # its work files are gone
+    assert not list(tmp_path.glob("out.*"))
+    # and a version 1 delta against the wrong base is refused, typed
+    (tmp_path / "other.zip").write_bytes(_jar(6))
+    with pytest.raises(DeltaError):
+        apply_zip_delta(
+            tmp_path / "v1", tmp_path / "other.zip", tmp_path / "out2", length=len(new),
+            expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
+            max_pending_bytes=1 << 20,
+        )  # fmt: skip
+    assert not list(tmp_path.glob("out2.*"))
+
+
+def _v2(tmp_path: Path) -> tuple[bytes, dict[str, object], bytes, int]:
+    """A version 2 delta between two jars: the old jar, its header, its frames, expanded."""
+    import json
+
+    import zstandard
+
+    old, new = _jar(7), _jar(7, changed=5)
+    (tmp_path / "old.zip").write_bytes(old)
+    (tmp_path / "new.zip").write_bytes(new)
+    made = make_delta(
+        tmp_path / "old.zip", tmp_path / "new.zip", tmp_path / "d",
+        max_length=len(new), max_member_bytes=1 << 20, budget=1 << 20, level=9,
+    )  # fmt: skip
+    assert made is not None
+    data = (tmp_path / "d").read_bytes()
+    n = int.from_bytes(data[len(DELTA_MAGIC) : len(DELTA_MAGIC) + 8], "big")
+    head = data[len(DELTA_MAGIC) + 8 : len(DELTA_MAGIC) + 8 + n]
+    header = json.loads(zstandard.ZstdDecompressor().decompress(head))
+    assert header["members"] and header["pieces"]
+    return new, header, data[len(DELTA_MAGIC) + 8 + n :], made[1]
+
+
+def _container(header: object, frames: bytes, raw_head: bytes | None = None) -> bytes:
+    import json
+
+    import zstandard
+
+    head = raw_head if raw_head is not None else zstandard.ZstdCompressor().compress(
+        json.dumps(header).encode()
+    )
+    return DELTA_MAGIC + len(head).to_bytes(8, "big") + head + frames
+
+
+def _edit(key: str, fn: object) -> object:
+    def edit(h: dict[str, object]) -> dict[str, object]:
+        return {**h, key: fn(h[key])}  # type: ignore[operator]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _edit("frames", lambda f: [f[0] + 1, f[1]]),  # frames do not add up
+        _edit("frames", lambda f: [f[0], 0]),  # members but no frame 2
+        _edit("members", lambda m: m + m),  # overlapping members
+        _edit("members", lambda m: [[m[0][0], m[0][1], 10, m[0][3]], *m[1:]]),  # level 10
+        _edit("members", lambda m: [[m[0][0], m[0][1] + 1, m[0][2], m[0][3]], *m[1:]]),  # size
+        _edit("pieces", lambda p: [[p[0][0] + 10**9, p[0][1], p[0][2]]]),  # beyond the base
+        _edit("pieces", lambda p: [[p[0][0] + 1, p[0][1], p[0][2]]]),  # does not inflate
+        _edit("pieces", lambda p: [[p[0][0], p[0][1], True]]),  # not a number
+        _edit("members", lambda m: "x"),  # not a list
+        lambda h: [h],  # not an object
+        "bomb",  # a header frame declaring 100 MiB
+        "garbage",  # a header that is no zstd frame
+    ],
+)
+def test_a_malformed_version_2_zip_delta_is_refused(tmp_path: Path, damage: object) -> None:
+    import zstandard
+
+    new, header, frames, expanded = _v2(tmp_path)
+    if damage == "bomb":
+        data = _container(None, frames, zstandard.ZstdCompressor().compress(b" " * (100 << 20)))
+    elif damage == "garbage":
+        data = _container(None, frames, b"\x00" * 40)
+    else:
+        data = _container(damage(header), frames)  # type: ignore[operator]
+    (tmp_path / "bad").write_bytes(data)
+    with pytest.raises(DeltaError):
+        apply_zip_delta(
+            tmp_path / "bad", tmp_path / "old.zip", tmp_path / "out", length=len(new),
+            expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
+            max_pending_bytes=1 << 20,
+        )  # fmt: skip
+    # nothing left beside the output (which the caller removes), nothing else touched
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "out") == [
+        "bad", "d", "new.zip", "old.zip"
+    ]
+    # the undamaged container applies
+    (tmp_path / "good").write_bytes(_container(header, frames))
+    apply_zip_delta(
+        tmp_path / "good", tmp_path / "old.zip", tmp_path / "out", length=len(new),
+        expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
+        max_pending_bytes=1 << 20,
+    )  # fmt: skip
+    assert (tmp_path / "out").read_bytes() == new

@@ -10,10 +10,12 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from steppatch import delta
 from steppatch.delta import decode, encode
 from steppatch.errors import DeltaError
 from steppatch.model import Encoded
@@ -51,9 +53,16 @@ def _write(d: Path, name: str, data: bytes) -> Path:
 
 
 @SETTINGS
-@given(base=contents, changes=edits, with_base=st.booleans())
+@given(base=contents, changes=edits, with_base=st.booleans(), streamed=st.booleans())
 def test_any_target_round_trips(base: bytes, changes: list[tuple[int, int, bytes]],
-                                with_base: bool) -> None:  # fmt: skip
+                                with_base: bool, streamed: bool) -> None:  # fmt: skip
+    """``streamed``: decoded through a chunk buffer (outputs up to ``STREAM_MAX_BYTES``) or
+    into a mapping of the output (longer ones): both give the same bytes."""
+    with mock.patch.object(delta, "STREAM_MAX_BYTES", 1 << 30 if streamed else 0):
+        _round_trip(base, changes, with_base)
+
+
+def _round_trip(base: bytes, changes: list[tuple[int, int, bytes]], with_base: bool) -> None:
     target = _apply(base, changes)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

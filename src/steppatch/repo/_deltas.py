@@ -20,9 +20,9 @@ from steppatch.delta import decode, encode
 from steppatch.limits import Limits
 from steppatch.model import Encoded, Manifest, ObjectTransfers
 from steppatch.store import ObjectStore, hash_file
-from steppatch.zipdelta import expand, is_zip, rebuild
+from steppatch.zipdelta import apply_delta, is_zip, make_delta
 
-__all__ = ["compute_transfers"]
+__all__ = ["compute_transfers", "redeflate_budget"]
 
 
 def _store(deltas: ObjectStore, tmp: Path, length: int) -> str:
@@ -73,6 +73,11 @@ def _encoded(
             tmp.unlink()
 
 
+def redeflate_budget(size: int, limits: Limits) -> int:
+    """How many inflated bytes a home may deflate again rebuilding an archive of ``size``."""
+    return max(int(size * limits.zip_redeflate_fraction), limits.zip_redeflate_min_bytes)
+
+
 def _zip_delta(
     deltas: ObjectStore,
     objects: ObjectStore,
@@ -82,29 +87,34 @@ def _zip_delta(
     max_length: int,
     limits: Limits,
 ) -> Encoded | None:
-    """A delta between the expanded forms of two zip archives (``steppatch.zipdelta``),
-    checked by rebuilding the target from it as a home would."""
+    """A version 2 zip delta between two zip archives (``steppatch.zipdelta``), checked by
+    rebuilding the target from it as a home would."""
     if not (is_zip(objects.path(target)) and is_zip(objects.path(base))):
+        return None
+    if objects.path(base).stat().st_size + size > limits.max_delta_span_bytes:
         return None
     work = deltas.root / f".zip-{os.getpid()}-{target[:16]}"
     work.mkdir(parents=True, exist_ok=True)
     try:
-        member = limits.max_zip_member_bytes
-        eb = expand(objects.path(base), work / "base", max_member_bytes=member, levels=False)
-        et = expand(objects.path(target), work / "target", max_member_bytes=member)
-        if eb is None or et is None or et > limits.max_zip_expanded_bytes:
+        made = make_delta(
+            objects.path(base), objects.path(target), work / "delta",
+            max_length=max_length, max_member_bytes=limits.max_zip_member_bytes,
+            budget=redeflate_budget(size, limits), level=limits.delta_level,
+        )  # fmt: skip
+        if made is None:
             return None
-        if eb + et > limits.max_delta_span_bytes:
+        length, expanded = made
+        if expanded > limits.max_zip_expanded_bytes:
             return None
-        length = encode(work / "target", work / "delta", base=work / "base",
-                        max_length=max_length, level=limits.delta_level)  # fmt: skip
-        if length is None:
-            return None
-        decode(work / "delta", work / "check", base=work / "base", length=et)
-        rebuild(work / "check", work / "rebuilt", size, objects.path(base))
+        apply_delta(
+            work / "delta", objects.path(base), work / "rebuilt", length=size,
+            expanded=expanded, max_expanded=limits.max_zip_expanded_bytes,
+            threads=limits.zip_rebuild_threads,
+            max_pending_bytes=limits.zip_rebuild_pending_bytes,
+        )  # fmt: skip
         if hash_file(work / "rebuilt") != (target, size):
             return None
-        return Encoded(_store(deltas, work / "delta", length), length, base, et)
+        return Encoded(_store(deltas, work / "delta", length), length, base, expanded)
     finally:
         for p in work.iterdir():
             p.unlink(missing_ok=True)
@@ -154,8 +164,8 @@ def compute_transfers(
             )
             if delta is not None:
                 found.append(delta)
-            # An archive: its inflated content too, kept when shorter than the plain delta (the
-            # plain one stays, for homes whose zlib deflates differently).
+            # An archive: a zip delta too, kept when shorter than the plain delta (the plain
+            # one stays, for homes whose zlib deflates differently and older homes).
             best = min([d.length for d in found if d.base == base] or [reference])
             zipped = _zip_delta(
                 deltas, objects, sha, size, base,
