@@ -33,8 +33,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import attrs
-
+from steppatch import evolve
 from steppatch.delta import decode, encode
 from steppatch.limits import Limits
 from steppatch.repo._deltas import redeflate_budget
@@ -156,7 +155,7 @@ def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
         return 0, 0.0, 0.0
     limits, size = Limits(), new.stat().st_size
     if ZIP_FRACTION is not None:
-        limits = attrs.evolve(limits, zip_redeflate_fraction=ZIP_FRACTION)
+        limits = evolve(limits, zip_redeflate_fraction=ZIP_FRACTION)
     made: list[tuple[int, int] | None] = []
     enc = timed(lambda: made.append(make_delta(
         old, new, work / "zd", max_length=size, max_member_bytes=limits.max_zip_member_bytes,

@@ -126,10 +126,12 @@ class Limits:
     #: than the homes, and deltas should not depend on its load. From the goal of rebuilding at
     #: 200 MB/s of archive or more (1/200 s per MB): zlib level 6 deflates wheels' binaries at
     #: about 25 MB/s of input per core, 42 MB/s in 2 threads on a 2-core machine, so deflating
-    #: 0.1 of the archive takes 0.1/42 s per MB, about half of the time, the other half for
-    #: decoding and inflating the old members on a machine doing other work too. More saves
-    #: bytes at that rate's expense (bench/README.md, "Deltas": the trade-off on three wheels)
-    zip_redeflate_fraction: float = 0.1
+    #: 0.16 of the archive takes 0.16/42 s per MB, three quarters of the time, the rest for
+    #: decoding and inflating the old members. 0.16 is where the three wheels of the bench meet
+    #: both goals of issue 18 (at most 0.7x rsync's bytes, 200 MB/s) on 2 cores at rest; on a
+    #: busy machine the rate drops first. More saves bytes at that rate's expense
+    #: (bench/README.md, "Deltas": the trade-off on three wheels)
+    zip_redeflate_fraction: float = 0.16
     #: ... and at least this many bytes, whatever the archive's length: about 10 ms of deflating,
     #: which a small archive's rebuild can afford whatever its rate
     zip_redeflate_min_bytes: int = 256 * 1024
