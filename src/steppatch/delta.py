@@ -121,19 +121,7 @@ def encode(
         src = stack.enter_context(_mapped(target))
         pre = stack.enter_context(_mapped(base)) if base is not None else b""
         src_buf = _buffer(stack, ffi, src)
-        pre_buf = _buffer(stack, ffi, pre)
-        cctx = lib.ZSTD_createCCtx()
-        stack.callback(lib.ZSTD_freeCCtx, cctx)
-        for param, value in (
-            (lib.ZSTD_c_compressionLevel, level),
-            (lib.ZSTD_c_windowLog, wlog),
-            (lib.ZSTD_c_enableLongDistanceMatching, 1 if base_size or wlog > 27 else 0),
-            (lib.ZSTD_c_contentSizeFlag, 1),
-            (lib.ZSTD_c_checksumFlag, 0),  # the target's sha256 is checked after decoding
-        ):
-            _check(lib, ffi, lib.ZSTD_CCtx_setParameter(cctx, param, value), "zstd parameter")
-        if len(pre):
-            _check(lib, ffi, lib.ZSTD_CCtx_refPrefix(cctx, pre_buf, len(pre)), "zstd prefix")
+        cctx = _compressor(stack, ffi, lib, level, wlog, pre)
         fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.ftruncate(fd, capacity)
@@ -155,6 +143,27 @@ def encode(
                 os.close(fd)
 
 
+def _compressor(
+    stack: contextlib.ExitStack, ffi: Any, lib: Any, level: int, wlog: int, prefix: Any
+) -> Any:
+    """A libzstd compression context set up as deltas are made, ``prefix`` (a buffer, empty for
+    none) referenced as the base; freed with ``stack``."""
+    cctx = lib.ZSTD_createCCtx()
+    stack.callback(lib.ZSTD_freeCCtx, cctx)
+    for param, value in (
+        (lib.ZSTD_c_compressionLevel, level),
+        (lib.ZSTD_c_windowLog, wlog),
+        (lib.ZSTD_c_enableLongDistanceMatching, 1 if len(prefix) or wlog > 27 else 0),
+        (lib.ZSTD_c_contentSizeFlag, 1),
+        (lib.ZSTD_c_checksumFlag, 0),  # the target's sha256 is checked after decoding
+    ):
+        _check(lib, ffi, lib.ZSTD_CCtx_setParameter(cctx, param, value), "zstd parameter")
+    if len(prefix):
+        pre_buf = _buffer(stack, ffi, prefix)
+        _check(lib, ffi, lib.ZSTD_CCtx_refPrefix(cctx, pre_buf, len(prefix)), "zstd prefix")
+    return cctx
+
+
 def encoded_length(data: bytes, prefix: bytes, *, level: int = 9) -> int:
     """How long ``data`` is as a delta from ``prefix`` (both in memory: the caller bounds
     them), the way :func:`encode` makes deltas: an estimate for choosing, nothing written."""
@@ -164,19 +173,7 @@ def encoded_length(data: bytes, prefix: bytes, *, level: int = 9) -> int:
         raise ValueError(f"prefix plus data is {len(prefix) + len(data)} bytes: over 2 GiB")
     with contextlib.ExitStack() as stack:
         src_buf = _buffer(stack, ffi, data)
-        pre_buf = _buffer(stack, ffi, prefix)
-        cctx = lib.ZSTD_createCCtx()
-        stack.callback(lib.ZSTD_freeCCtx, cctx)
-        for param, value in (
-            (lib.ZSTD_c_compressionLevel, level),
-            (lib.ZSTD_c_windowLog, wlog),
-            (lib.ZSTD_c_enableLongDistanceMatching, 1 if prefix or wlog > 27 else 0),
-            (lib.ZSTD_c_contentSizeFlag, 1),
-            (lib.ZSTD_c_checksumFlag, 0),
-        ):
-            _check(lib, ffi, lib.ZSTD_CCtx_setParameter(cctx, param, value), "zstd parameter")
-        if prefix:
-            _check(lib, ffi, lib.ZSTD_CCtx_refPrefix(cctx, pre_buf, len(prefix)), "zstd prefix")
+        cctx = _compressor(stack, ffi, lib, level, wlog, prefix)
         capacity = lib.ZSTD_compressBound(len(data))
         dst = ffi.new("char[]", capacity)
         code = lib.ZSTD_compress2(cctx, dst, capacity, src_buf, len(data))

@@ -157,15 +157,22 @@ def _expand(
         body.unlink(missing_ok=True)
 
 
-def _segments(f: BinaryIO, what: str, length: int, body: int) -> list[list[Any]]:
-    if f.read(len(MAGIC)) != MAGIC:
-        raise DeltaError(what, "not an expanded archive")
+def _header_length(f: BinaryIO, what: str, magic: bytes, not_one: str, size: int) -> int:
+    """After ``magic``, the 8-byte length of the header that follows, checked against the
+    bounds. Raises :class:`DeltaError` (``not_one`` when the magic is not there)."""
+    if f.read(len(magic)) != magic:
+        raise DeltaError(what, not_one)
     raw = f.read(8)
     if len(raw) != 8:
         raise DeltaError(what, "truncated header")
     (n,) = struct.unpack(">Q", raw)
-    if n > min(_MAX_HEADER, body):
+    if n > min(_MAX_HEADER, size):
         raise DeltaError(what, f"a header of {n} bytes")
+    return int(n)
+
+
+def _segments(f: BinaryIO, what: str, length: int, body: int) -> list[list[Any]]:
+    n = _header_length(f, what, MAGIC, "not an expanded archive", body)
     try:
         header = parse_json(f.read(n))
     except JsonProblem as e:
@@ -476,14 +483,7 @@ def _header(
     """A version 2 delta's frames, members and pieces, checked; and where frame 1 starts."""
     import zstandard
 
-    if f.read(len(DELTA_MAGIC)) != DELTA_MAGIC:
-        raise DeltaError(what, "not a version 2 zip delta")
-    raw = f.read(8)
-    if len(raw) != 8:
-        raise DeltaError(what, "truncated header")
-    (n,) = struct.unpack(">Q", raw)
-    if n > min(_MAX_HEADER, delta_size):
-        raise DeltaError(what, f"a header of {n} bytes")
+    n = _header_length(f, what, DELTA_MAGIC, "not a version 2 zip delta", delta_size)
     head = f.read(n)
     try:
         # the declared size first: python-zstandard allocates what a frame declares
