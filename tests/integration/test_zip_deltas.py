@@ -15,6 +15,8 @@ from packaging.version import Version
 from steppatch.delta import encode
 from steppatch.errors import DeltaError
 from steppatch.formats import parse_transfers
+from steppatch.model import ObjectTransfers
+from steppatch.repo import Repository
 from steppatch.zipdelta import (
     DELTA_MAGIC,
     MAGIC,
@@ -75,10 +77,11 @@ def test_a_malformed_expanded_form_is_refused(tmp_path: Path, damage: object) ->
     assert (tmp_path / "out").stat().st_size <= len(data)
 
 
-def test_a_home_upgrades_an_archive_by_its_zip_delta(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    old, new = _jar(3), _jar(3, changed=7)
+def published_jar_upgrade(
+    tmp_path: Path, old: bytes, new: bytes
+) -> tuple[Repository, ObjectTransfers]:
+    """A repository with app 1.0 and 1.1 holding ``old`` and ``new`` as lib/app.jar, and the
+    transfers entry of 1.1's jar (its deltas)."""
     src = tmp_path / "src"
     repo = repository(
         tmp_path,
@@ -88,6 +91,14 @@ def test_a_home_upgrades_an_archive_by_its_zip_delta(
     cv = repo.index.components["app"][Version("1.1")]
     assert cv.transfers is not None
     (item,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    return repo, item
+
+
+def test_a_home_upgrades_an_archive_by_its_zip_delta(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    new = _jar(3, changed=7)
+    repo, item = published_jar_upgrade(tmp_path, _jar(3), new)
     zipped = [d for d in item.deltas if d.expanded is not None]
     plain = [d for d in item.deltas if d.expanded is None]
     assert zipped and plain and zipped[0].length < plain[0].length / 3
@@ -122,16 +133,8 @@ def test_a_home_older_than_version_2_falls_back_to_the_whole_object(
 ) -> None:
     """A home that knows only version 1 zip deltas refuses a version 2 one (``DeltaError``)
     and, the plain delta being gone from the repository, downloads the whole archive."""
-    old, new = _jar(4), _jar(4, changed=3)
-    src = tmp_path / "src"
-    repo = repository(
-        tmp_path,
-        component(src, "app", "1.0", {"lib/app.jar": old}),
-        component(src, "app", "1.1", {"lib/app.jar": new}),
-    )
-    cv = repo.index.components["app"][Version("1.1")]
-    assert cv.transfers is not None
-    (item,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    new = _jar(4, changed=3)
+    repo, item = published_jar_upgrade(tmp_path, _jar(4), new)
     (zipped,) = [d for d in item.deltas if d.expanded is not None]
     assert (repo.root / zipped.path).read_bytes().startswith(DELTA_MAGIC)
     for d in item.deltas:
@@ -149,7 +152,9 @@ def test_a_home_older_than_version_2_falls_back_to_the_whole_object(
     sha = hashlib.sha256(new).hexdigest()
     cached = tmp_path / "home/.steppatch/cache/objects" / sha[:2] / sha
     assert cached.read_bytes() == new
-    (item2,) = parse_transfers(repo.read(cv.transfers.path), "t").objects.values()
+    transfers = repo.index.components["app"][Version("1.1")].transfers
+    assert transfers is not None
+    (item2,) = parse_transfers(repo.read(transfers.path), "t").objects.values()
     assert item2 == item  # the repository is as it was published
 
 
