@@ -84,6 +84,21 @@ def _inflated(data: bytes, limit: int) -> bytes | None:
     return out
 
 
+def _member_span(data: Any, info: zipfile.ZipInfo, pos: int) -> tuple[int, int] | None:
+    """Where member ``info``'s data lies in the archive ``data`` (start, end), from its local
+    header; ``None`` when that header is not where the central directory says, lies before
+    ``pos`` (members overlap), or the data runs past the end."""
+    off = info.header_offset
+    if off < pos or data[off : off + 4] != b"PK\x03\x04":
+        return None
+    n, m = struct.unpack("<HH", data[off + 26 : off + 30])
+    start = off + 30 + n + m
+    end = start + info.compress_size
+    if end > len(data):
+        return None
+    return start, end
+
+
 def expand(
     archive: Path, out: Path, *, max_member_bytes: int, levels: bool = True
 ) -> int | None:
@@ -116,14 +131,10 @@ def _expand(
     try:
         with open(body, "wb") as b:
             for info in infos:
-                off = info.header_offset
-                if off < pos or data[off : off + 4] != b"PK\x03\x04":
+                span = _member_span(data, info, pos)
+                if span is None:
                     return None
-                n, m = struct.unpack("<HH", data[off + 26 : off + 30])
-                start = off + 30 + n + m
-                end = start + info.compress_size
-                if end > len(data):
-                    return None
+                start, end = span
                 plain = None
                 level = 0
                 deflated = info.compress_type == zipfile.ZIP_DEFLATED
@@ -342,15 +353,11 @@ def _zip_members(f: BinaryIO, data: mmap.mmap) -> list[tuple[zipfile.ZipInfo, in
         return None
     found, pos = [], 0
     for info in infos:
-        off = info.header_offset
-        if off < pos or data[off : off + 4] != b"PK\x03\x04":
+        span = _member_span(data, info, pos)
+        if span is None:
             return None
-        n, m = struct.unpack("<HH", data[off + 26 : off + 30])
-        start = off + 30 + n + m
-        pos = end = start + info.compress_size
-        if end > len(data):
-            return None
-        found.append((info, start, end))
+        start, pos = span
+        found.append((info, start, pos))
     return found
 
 

@@ -169,23 +169,22 @@ def test_a_version_1_zip_delta_still_applies(tmp_path: Path) -> None:
     assert expanded is not None
     length = encode(tmp_path / "et", tmp_path / "v1", base=tmp_path / "eb", max_length=len(new))
     assert length is not None and not is_delta2(tmp_path / "v1")
-    apply_zip_delta(
-        tmp_path / "v1", tmp_path / "old.zip", tmp_path / "out", length=len(new),
-        expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
-        max_pending_bytes=1 << 20,
-    )  # fmt: skip
+    _apply(tmp_path / "v1", tmp_path / "old.zip", tmp_path / "out", len(new), expanded)
     assert (tmp_path / "out").read_bytes() == new
     # its work files are gone
     assert not list(tmp_path.glob("out.*"))
     # and a version 1 delta against the wrong base is refused, typed
     (tmp_path / "other.zip").write_bytes(_jar(6))
     with pytest.raises(DeltaError):
-        apply_zip_delta(
-            tmp_path / "v1", tmp_path / "other.zip", tmp_path / "out2", length=len(new),
-            expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
-            max_pending_bytes=1 << 20,
-        )  # fmt: skip
+        _apply(tmp_path / "v1", tmp_path / "other.zip", tmp_path / "out2", len(new), expanded)
     assert not list(tmp_path.glob("out2.*"))
+
+
+def _apply(delta: Path, base: Path, out: Path, length: int, expanded: int) -> None:
+    apply_zip_delta(
+        delta, base, out, length=length, expanded=expanded, max_member_bytes=1 << 20,
+        max_expanded=1 << 30, threads=2, max_pending_bytes=1 << 20,
+    )  # fmt: skip
 
 
 def _v2(tmp_path: Path) -> tuple[bytes, dict[str, object], bytes, int]:
@@ -257,20 +256,12 @@ def test_a_malformed_version_2_zip_delta_is_refused(tmp_path: Path, damage: obje
         data = _container(damage(header), frames)  # type: ignore[operator]
     (tmp_path / "bad").write_bytes(data)
     with pytest.raises(DeltaError):
-        apply_zip_delta(
-            tmp_path / "bad", tmp_path / "old.zip", tmp_path / "out", length=len(new),
-            expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
-            max_pending_bytes=1 << 20,
-        )  # fmt: skip
+        _apply(tmp_path / "bad", tmp_path / "old.zip", tmp_path / "out", len(new), expanded)
     # nothing left beside the output (which the caller removes), nothing else touched
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "out") == [
         "bad", "d", "new.zip", "old.zip"
     ]
     # the undamaged container applies
     (tmp_path / "good").write_bytes(_container(header, frames))
-    apply_zip_delta(
-        tmp_path / "good", tmp_path / "old.zip", tmp_path / "out", length=len(new),
-        expanded=expanded, max_member_bytes=1 << 20, max_expanded=1 << 30, threads=2,
-        max_pending_bytes=1 << 20,
-    )  # fmt: skip
+    _apply(tmp_path / "good", tmp_path / "old.zip", tmp_path / "out", len(new), expanded)
     assert (tmp_path / "out").read_bytes() == new

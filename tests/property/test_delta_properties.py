@@ -23,6 +23,7 @@ from steppatch.remote import MetadataStore, RepositoryClient
 from steppatch.routes import Fetch, Route
 from steppatch.store import ObjectStore
 from steppatch.transport import FileFetcher
+from tests.damage import damaged, damages
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -76,22 +77,7 @@ def _round_trip(base: bytes, changes: list[tuple[int, int, bytes]], with_base: b
         assert (d / "out").read_bytes() == target
 
 
-damage = st.one_of(
-    st.tuples(st.just("flip"), st.integers(0, 10_000), st.integers(1, 255)),
-    st.tuples(st.just("cut"), st.integers(0, 10_000), st.just(0)),
-    st.tuples(st.just("insert"), st.integers(0, 10_000), st.integers(0, 255)),
-)
-
-
-def _damaged(data: bytes, how: tuple[str, int, int]) -> bytes:
-    kind, at, value = how
-    at = at % (len(data) + 1)
-    if kind == "flip":
-        at = min(at, len(data) - 1)
-        return data[:at] + bytes([data[at] ^ value]) + data[at + 1 :]
-    if kind == "cut":
-        return data[:at]
-    return data[:at] + bytes([value]) + data[at:]
+damage = damages(10_000)
 
 
 @SETTINGS
@@ -115,7 +101,7 @@ def test_a_damaged_delta_always_falls_back(
         length = encode(d / "target", d / "delta", base=d / "base", max_length=len(target) + 64)
         assert length is not None
         good = (d / "delta").read_bytes()
-        bad = _damaged(good, how)
+        bad = damaged(good, how)
         if bad == good:
             return
         named = bad if signed else good

@@ -26,6 +26,7 @@ from steppatch.routes import Fetch, Route
 from steppatch.store import ObjectStore
 from steppatch.transport import FileFetcher
 from steppatch.zipdelta import DELTA_MAGIC, apply_zip_delta, make_delta
+from tests.damage import damaged, damages
 
 SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -122,22 +123,7 @@ def test_any_pair_of_archives_round_trips(
         assert sorted(p.name for p in d.iterdir()) == ["delta", "new.zip", "old.zip", "out"]
 
 
-damage = st.one_of(
-    st.tuples(st.just("flip"), st.integers(0, 100_000), st.integers(1, 255)),
-    st.tuples(st.just("cut"), st.integers(0, 100_000), st.just(0)),
-    st.tuples(st.just("insert"), st.integers(0, 100_000), st.integers(0, 255)),
-)
-
-
-def _damaged(data: bytes, how: tuple[str, int, int]) -> bytes:
-    kind, at, value = how
-    at = at % (len(data) + 1)
-    if kind == "flip":
-        at = min(at, len(data) - 1)
-        return data[:at] + bytes([data[at] ^ value]) + data[at + 1 :]
-    if kind == "cut":
-        return data[:at]
-    return data[:at] + bytes([value]) + data[at:]
+damage = damages(100_000)
 
 
 @SETTINGS
@@ -165,7 +151,7 @@ def test_a_damaged_zip_delta_always_falls_back(
         assert made is not None
         expanded = made[1]
         good = (d / "delta").read_bytes()
-        bad = _damaged(good, how)
+        bad = damaged(good, how)
         if bad == good:
             return
         # Applied directly: a typed error, or some bytes (never more than the archive's)
