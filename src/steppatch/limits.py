@@ -135,7 +135,9 @@ class Limits:
     #: ... and at least this many bytes, whatever the archive's length: about 10 ms of deflating,
     #: which a small archive's rebuild can afford whatever its rate
     zip_redeflate_min_bytes: int = 256 * 1024
-    #: zip deltas: threads deflating members at a home (CPython's zlib releases the GIL)
+    #: zip deltas: threads rebuilding an archive at a home, about its cores (at least 2: one
+    #: decodes the archive's frame while the others deflate members, then all deflate;
+    #: CPython's zlib releases the GIL)
     zip_rebuild_threads: int = 2
     #: zip deltas: deflated members held in memory until written, at most (or one member)
     zip_rebuild_pending_bytes: int = 64 * MiB
