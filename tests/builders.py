@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import random
+import zipfile
 from pathlib import Path
 
 from steppatch import Home, Repository
@@ -72,3 +75,20 @@ def tree(root: Path) -> dict[str, object]:
             else:
                 found[rel] = ("file", st.st_mode & 0o7777, p.read_bytes())
     return found
+
+
+def jar_bytes(seed: int, changed: int | None = None) -> bytes:
+    """A zip of 40 text-like members (deflated) and one stored; member ``changed`` differs."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(40):
+            rng = random.Random(seed * 1000 + i)
+            words = [rng.choice(["alpha", "beta", "gamma", "delta", "class", "void"])
+                     for _ in range(6000)]  # fmt: skip
+            if i == changed:
+                words[100:110] = ["CHANGED"] * 10
+            info = zipfile.ZipInfo(f"pkg/m{i:02d}.class", (2020, 1, 1, 0, 0, 0))
+            z.writestr(info, " ".join(words), zipfile.ZIP_DEFLATED)
+        z.writestr(zipfile.ZipInfo("META-INF/raw", (2020, 1, 1, 0, 0, 0)), b"x" * 5000,
+                   zipfile.ZIP_STORED)  # fmt: skip
+    return buf.getvalue()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import random
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,28 +23,11 @@ from steppatch.zipdelta import (
     make_delta,
     rebuild,
 )
-from tests.builders import component, home_for, repository
-
-
-def _jar(seed: int, changed: int | None = None) -> bytes:
-    """A zip of 40 text-like members (deflated) and one stored; member ``changed`` differs."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for i in range(40):
-            rng = random.Random(seed * 1000 + i)
-            words = [rng.choice(["alpha", "beta", "gamma", "delta", "class", "void"])
-                     for _ in range(6000)]  # fmt: skip
-            if i == changed:
-                words[100:110] = ["CHANGED"] * 10
-            info = zipfile.ZipInfo(f"pkg/m{i:02d}.class", (2020, 1, 1, 0, 0, 0))
-            z.writestr(info, " ".join(words), zipfile.ZIP_DEFLATED)
-        z.writestr(zipfile.ZipInfo("META-INF/raw", (2020, 1, 1, 0, 0, 0)), b"x" * 5000,
-                   zipfile.ZIP_STORED)  # fmt: skip
-    return buf.getvalue()
+from tests.builders import component, home_for, jar_bytes, repository
 
 
 def test_expand_and_rebuild_give_the_archive_back(tmp_path: Path) -> None:
-    data = _jar(1)
+    data = jar_bytes(1)
     (tmp_path / "a.zip").write_bytes(data)
     length = expand(tmp_path / "a.zip", tmp_path / "x", max_member_bytes=1 << 20)
     assert length is not None and length > len(data)  # inflated members
@@ -68,7 +48,7 @@ def test_expand_and_rebuild_give_the_archive_back(tmp_path: Path) -> None:
     ],
 )
 def test_a_malformed_expanded_form_is_refused(tmp_path: Path, damage: object) -> None:
-    data = _jar(2)
+    data = jar_bytes(2)
     (tmp_path / "a.zip").write_bytes(data)
     expand(tmp_path / "a.zip", tmp_path / "x", max_member_bytes=1 << 20)
     (tmp_path / "x").write_bytes(damage((tmp_path / "x").read_bytes()))  # type: ignore[operator]
@@ -97,8 +77,8 @@ def published_jar_upgrade(
 def test_a_home_upgrades_an_archive_by_its_zip_delta(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    new = _jar(3, changed=7)
-    repo, item = published_jar_upgrade(tmp_path, _jar(3), new)
+    new = jar_bytes(3, changed=7)
+    repo, item = published_jar_upgrade(tmp_path, jar_bytes(3), new)
     zipped = [d for d in item.deltas if d.expanded is not None]
     plain = [d for d in item.deltas if d.expanded is None]
     assert zipped and plain and zipped[0].length < plain[0].length / 3
@@ -133,8 +113,8 @@ def test_a_home_older_than_version_2_falls_back_to_the_whole_object(
 ) -> None:
     """A home that knows only version 1 zip deltas refuses a version 2 one (``DeltaError``)
     and, the plain delta being gone from the repository, downloads the whole archive."""
-    new = _jar(4, changed=3)
-    repo, item = published_jar_upgrade(tmp_path, _jar(4), new)
+    new = jar_bytes(4, changed=3)
+    repo, item = published_jar_upgrade(tmp_path, jar_bytes(4), new)
     (zipped,) = [d for d in item.deltas if d.expanded is not None]
     assert (repo.root / zipped.path).read_bytes().startswith(DELTA_MAGIC)
     for d in item.deltas:
@@ -161,7 +141,7 @@ def test_a_home_older_than_version_2_falls_back_to_the_whole_object(
 def test_a_version_1_zip_delta_still_applies(tmp_path: Path) -> None:
     """Repositories published before version 2 hold version 1 zip deltas: a bare zstd frame
     between expanded forms. ``apply_zip_delta`` applies them as before."""
-    old, new = _jar(5), _jar(5, changed=11)
+    old, new = jar_bytes(5), jar_bytes(5, changed=11)
     (tmp_path / "old.zip").write_bytes(old)
     (tmp_path / "new.zip").write_bytes(new)
     assert expand(tmp_path / "old.zip", tmp_path / "eb", max_member_bytes=1 << 20, levels=False)
@@ -174,7 +154,7 @@ def test_a_version_1_zip_delta_still_applies(tmp_path: Path) -> None:
     # its work files are gone
     assert not list(tmp_path.glob("out.*"))
     # and a version 1 delta against the wrong base is refused, typed
-    (tmp_path / "other.zip").write_bytes(_jar(6))
+    (tmp_path / "other.zip").write_bytes(jar_bytes(6))
     with pytest.raises(DeltaError):
         _apply(tmp_path / "v1", tmp_path / "other.zip", tmp_path / "out2", len(new), expanded)
     assert not list(tmp_path.glob("out2.*"))
@@ -193,7 +173,7 @@ def _v2(tmp_path: Path) -> tuple[bytes, dict[str, object], bytes, int]:
 
     import zstandard
 
-    old, new = _jar(7), _jar(7, changed=5)
+    old, new = jar_bytes(7), jar_bytes(7, changed=5)
     (tmp_path / "old.zip").write_bytes(old)
     (tmp_path / "new.zip").write_bytes(new)
     made = make_delta(

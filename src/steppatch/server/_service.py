@@ -65,6 +65,8 @@ def describe_metrics(m: Metrics) -> None:
         ("fills_joined_total", "counter", "requests that waited on a fill already running"),
         ("upstream_fetches_total", "counter", "downloads started from an upstream"),
         ("objects_from_deltas_total", "counter", "objects bulk sync rebuilt from a delta"),
+        ("objects_from_zip_deltas_total", "counter",
+         "archives bulk sync rebuilt from a zip delta (also in objects_from_deltas_total)"),
         ("upstream_bytes_total", "counter", "bytes received from upstreams"),
         ("upstream_errors_total", "counter", "upstream failures (network or bad content)"),
         ("metadata_refreshes_total", "counter", "metadata update sessions, by result"),

@@ -269,7 +269,8 @@ class MirrorStore:
         #: deltas and compressed forms (sha256 -> length) of the transfers documents held
         self.delta_catalogue: dict[str, int] = {}
         #: for an object (sha256): the deltas to it (sha256, length, base) those documents offer
-        self.delta_routes: dict[str, list[tuple[str, int, str]]] = {}
+        #: target sha256 -> (delta sha256, length, base sha256, expanded length of a zip delta)
+        self.delta_routes: dict[str, list[tuple[str, int, str, int | None]]] = {}
         #: optional files no upstream had, in this process (bulk does not ask again)
         self.optional_missing: set[str] = set()
         self._catalogued: set[str] = set()
@@ -354,10 +355,11 @@ class MirrorStore:
             for target, ot in transfers.objects.items():
                 for e in (*ot.deltas, *((ot.compressed,) if ot.compressed is not None else ())):
                     self.delta_catalogue[e.sha256] = e.length
-                    if e.base is not None and e.expanded is None:
+                    if e.base is not None:
                         routes = self.delta_routes.setdefault(target, [])
-                        if (e.sha256, e.length, e.base) not in routes:
-                            routes.append((e.sha256, e.length, e.base))
+                        route = (e.sha256, e.length, e.base, e.expanded)
+                        if route not in routes:
+                            routes.append(route)
             self._catalogued.add(sha256)
 
     def _catalogue(self, sha256: str, file: Path) -> None:
@@ -516,28 +518,30 @@ class MirrorStore:
     def _fill_by_delta(
         self, item: Item, upstreams: Upstreams, control: FillControl
     ) -> Held | None:
-        """Bulk only: the object rebuilt from the shortest delta from an object the store
-        holds, when one is offered and shorter; ``None`` (fill it whole) on any failure."""
+        """Bulk only: the object rebuilt from the shortest delta (a zip delta for an archive, or
+        a plain one) from an object the store holds, when one is offered and shorter; the next
+        one on a failure (a zip delta this zlib cannot rebuild takes the plain delta); ``None``
+        (fill it whole) when none works."""
         with self._lock:
             offers = sorted(
-                (length, dsha, base)
-                for dsha, length, base in self.delta_routes.get(item.sha256, ())
+                (length, dsha, base, expanded)
+                for dsha, length, base, expanded in self.delta_routes.get(item.sha256, ())
                 if length < item.length and dsha not in self.optional_missing
             )
-        for length, dsha, base in offers:
+        for length, dsha, base, expanded in offers:
             # base, delta and result are not collected while the object is rebuilt
             with self.pinned(base), self.pinned(dsha), self.pinned(item.sha256):
-                held = self._rebuild(item, dsha, length, base, upstreams, control)
+                held = self._rebuild(item, dsha, length, base, expanded, upstreams, control)
             if held is not None:
                 return held
         return None
 
     def _rebuild(
-        self, item: Item, dsha: str, length: int, base: str, upstreams: Upstreams,
-        control: FillControl,
+        self, item: Item, dsha: str, length: int, base: str, expanded: int | None,
+        upstreams: Upstreams, control: FillControl,
     ) -> Held | None:
-        """``item`` rebuilt from the delta ``dsha`` (fetched if not held) and the held ``base``;
-        ``None`` on any failure."""
+        """``item`` rebuilt from the delta ``dsha`` (fetched if not held; a zip delta when
+        ``expanded`` is its expanded length) and the held ``base``; ``None`` on any failure."""
         if not self.objects.has(base):
             return None
         try:
@@ -547,8 +551,11 @@ class MirrorStore:
             out = self.objects.partial_path(item.sha256).with_suffix(".decode")
             out.parent.mkdir(parents=True, exist_ok=True)
             try:
-                decode(self.objects.path(dsha), out, base=self.objects.path(base),
-                       length=item.length)  # fmt: skip
+                if expanded is None:
+                    decode(self.objects.path(dsha), out, base=self.objects.path(base),
+                           length=item.length)  # fmt: skip
+                else:
+                    self._rebuild_archive(dsha, base, out, item.length, expanded)
                 # adopt hashes it: only the object's own bytes are stored
                 if not self.objects.adopt(out, item.sha256, item.length):
                     return None
@@ -557,10 +564,28 @@ class MirrorStore:
         except (RepositoryError, UpstreamUnavailable, OSError):
             return None
         self.metrics.inc("objects_from_deltas_total")
+        if expanded is not None:
+            self.metrics.inc("objects_from_zip_deltas_total")
         with self._lock:
             self._verified.add(item.sha256)
         self._after_fill(item)
         return self._held_object(item.sha256, item.length)
+
+    def _rebuild_archive(self, dsha: str, base: str, out: Path, length: int, expanded: int) -> None:
+        """An archive rebuilt from the zip delta ``dsha`` and the held archive ``base``: the home's
+        bounds (expanded form, members, threads, memory). Raises ``DeltaError``, ``TooLarge``,
+        ``OSError``; ``adopt`` checks the sha256."""
+        from steppatch.zipdelta import apply_zip_delta
+
+        limits = self.limits
+        if expanded > limits.max_zip_expanded_bytes:
+            raise TooLarge(f"expanded form of delta {dsha}", limits.max_zip_expanded_bytes)
+        apply_zip_delta(
+            self.objects.path(dsha), self.objects.path(base), out, length=length,
+            expanded=expanded, max_member_bytes=limits.max_zip_member_bytes,
+            max_expanded=limits.max_zip_expanded_bytes, threads=limits.zip_rebuild_threads,
+            max_pending_bytes=limits.zip_rebuild_pending_bytes,
+        )  # fmt: skip
 
     def _content_limit(self, kind: str) -> int:
         limits = self.limits

@@ -11,6 +11,7 @@ from packaging.version import Version
 
 from steppatch import Repository
 from steppatch.formats import parse_transfers
+from tests.builders import jar_bytes
 from tests.integration.server.conftest import (
     Pki,
     Servers,
@@ -125,3 +126,59 @@ def test_historic_bulk_without_deltas_upstream_fetches_objects_whole(
     home = https_home(tmp_path / "home", mirror, repo, certs)
     home.apply([V2])
     assert (tmp_path / "home/current/app.bin").read_bytes() == new
+
+
+def _jar_repo(tmp_path: Path) -> tuple[Repository, bytes, list[str], list[str]]:
+    """app 1.0 and 1.1, a jar whose one member changed: its zip and plain deltas' sha256."""
+    old, new = jar_bytes(3), jar_bytes(3, changed=7)
+    repo = Repository.init(tmp_path / "repo")
+    repo.add(make_component(tmp_path / "src", "app", "1.0", {"lib/app.jar": old}))
+    repo.add(make_component(tmp_path / "src", "app", "1.1", {"lib/app.jar": new}))
+    ref = repo.index.components["app"][Version("1.1")].transfers
+    assert ref is not None
+    (item,) = parse_transfers(repo.read(ref.path), "t").objects.values()
+    zipped = [d for d in item.deltas if d.expanded is not None]
+    plain = [d for d in item.deltas if d.expanded is None]
+    assert zipped and plain and zipped[0].length < plain[0].length
+    return repo, new, [d.path for d in zipped], [d.path for d in plain]
+
+
+def _historic(servers: Servers, repo: Repository) -> object:
+    origin = servers.origin(repo.root)
+    return servers.mirror(
+        [origin], repo.root / "root.json", download="HISTORIC",
+        bulk_download_mbit_per_s=10_000, bulk_backoff_factor=0, poll_interval_s=60,
+    )  # fmt: skip
+
+
+def test_historic_bulk_rebuilds_an_archive_from_its_zip_delta(
+    tmp_path: Path, servers: Servers, certs: Pki
+) -> None:
+    repo, new, _zipped, _plain = _jar_repo(tmp_path)
+    mirror = _historic(servers, repo)
+    wait_for(lambda: sha(new) in store_objects(store_of(mirror)), timeout=30)
+    wait_for(lambda: mirror.health()["bulk"]["historic"]["state"] == "idle", timeout=30)
+    assert mirror.metric("objects_from_zip_deltas_total") == 1
+    assert mirror.metric("objects_from_deltas_total") == 1
+    held = store_objects(store_of(mirror))
+    assert all(sha(data) == name for name, data in held.items())
+    home = https_home(tmp_path / "home", mirror, repo, certs)
+    home.apply([V2])
+    assert (tmp_path / "home/current/lib/app.jar").read_bytes() == new
+
+
+def test_historic_bulk_takes_the_plain_delta_when_the_zip_delta_does_not_rebuild(
+    tmp_path: Path, servers: Servers, certs: Pki
+) -> None:
+    """A zip delta that does not make the archive (here: gone upstream) is no failure of the
+    object: the next delta rebuilds it."""
+    repo, new, zipped, _plain = _jar_repo(tmp_path)
+    for path in zipped:
+        (repo.root / path).unlink()
+    mirror = _historic(servers, repo)
+    wait_for(lambda: sha(new) in store_objects(store_of(mirror)), timeout=30)
+    wait_for(lambda: mirror.health()["bulk"]["historic"]["state"] == "idle", timeout=30)
+    assert mirror.metric("objects_from_zip_deltas_total") == 0
+    assert mirror.metric("objects_from_deltas_total") == 1
+    assert mirror.health()["status"] == "ok"
+    assert store_objects(store_of(mirror))[sha(new)] == new
