@@ -37,8 +37,6 @@ _HELPER_MIN_FILES = 2000
 _SMALL = 1024 * 1024
 
 
-
-
 def _walk(
     base: str, lstat_files: bool, many: Callable[[], None] | None = None
 ) -> tuple[dict[str, FileEntry], list[_Dir]]:
@@ -148,7 +146,6 @@ class _Helpers:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.started: list[_Helper] = []
-        self.failed = False
 
     def start(self) -> None:
         """Start ``workers - 1`` helpers, unless there is no interpreter to run (a frozen
@@ -159,7 +156,6 @@ class _Helpers:
             for _ in range(self.workers - 1):
                 self.started.append(_Helper())
         except OSError:
-            self.failed = True
             self.stop()
 
     def stop(self) -> None:
