@@ -5,9 +5,14 @@ from __future__ import annotations
 import compileall
 import os
 import shutil
+import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from steppatch import Repository
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -33,3 +38,25 @@ def sources(tmp_path: Path) -> Path:
     dest = tmp_path / "sources"
     shutil.copytree(COMPONENTS, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture
+def examples_repo(tmp_path: Path, sources: Path) -> Repository:
+    """The example components, published in ``tmp_path/repo``."""
+    from steppatch import Repository
+
+    repo = Repository.init(tmp_path / "repo")
+    for source in sorted(sources.iterdir()):
+        repo.add(source)
+    return repo
+
+
+@pytest.fixture
+def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if it starts a process (for tests that must run with fakes only)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a subprocess was started: {args}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)

@@ -18,16 +18,16 @@ import datetime as dt
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any
 
 from packaging.version import Version
 
 from steppatch import _record as record
-from steppatch._json import Fields, load_json_object
+from steppatch._json import Fields
 from steppatch.errors import RecipeError
 from steppatch.limits import DEFAULT_LIMITS, Limits
 from steppatch.model import NodeSnapshot, Recipe, RecipeKind, RepositoryIndex
-from steppatch.recipe import RECIPE_FORMAT, pinned_versions
+from steppatch.recipe import pinned_versions, recipe_fields
 from steppatch.versions import is_valid_name
 
 __all__ = [
@@ -267,15 +267,7 @@ def parse_stored_snapshot(
     Raises :class:`~steppatch.errors.RecipeError` naming the field at fault.
     """
 
-    def fail(problem: str) -> NoReturn:
-        raise RecipeError(source, problem)
-
-    if len(data) > limits.max_snapshot_bytes:
-        fail(f"larger than {limits.max_snapshot_bytes} bytes")
-    f = Fields(load_json_object(data, fail, limits.json()), "", fail)
-    found = f.get("format", str)
-    if found != RECIPE_FORMAT:
-        f.fail("format", f"expected {RECIPE_FORMAT!r}, got {found!r}")
+    f, fail = recipe_fields(data, source, limits.max_snapshot_bytes, limits)
     if f.get("kind", str) != RecipeKind.SNAPSHOT.value:
         f.fail("kind", "expected 'snapshot'")
     comps = f.sub("components")

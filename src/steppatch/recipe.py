@@ -8,7 +8,7 @@ A recipe is UTF-8 JSON (see ``docs/formats.md``)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from packaging.specifiers import SpecifierSet
@@ -33,21 +33,32 @@ __all__ = [
 RECIPE_FORMAT = "steppatch-recipe/1"
 
 
+def recipe_fields(
+    data: bytes, source: str, max_bytes: int, limits: Limits
+) -> tuple[Fields, Callable[[str], NoReturn]]:
+    """The fields of a ``steppatch-recipe/1`` document of at most ``max_bytes``, its format
+    checked, and the function that raises a :class:`RecipeError` about it (for the fields of
+    its lists' items). Raises :class:`RecipeError` naming what is wrong."""
+
+    def fail(problem: str) -> NoReturn:
+        raise RecipeError(source, problem)
+
+    if len(data) > max_bytes:
+        fail(f"larger than {max_bytes} bytes")
+    f = Fields(load_json_object(data, fail, limits.json()), "", fail)
+    found = f.get("format", str)
+    if found != RECIPE_FORMAT:
+        f.fail("format", f"expected {RECIPE_FORMAT!r}, got {found!r}")
+    return f, fail
+
+
 def parse_recipe(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Recipe:
     """Parse a ``.spr`` document; ``source`` names it in errors.
 
     Raises :class:`RecipeError` naming the field at fault.
     """
 
-    def fail(problem: str) -> NoReturn:
-        raise RecipeError(source, problem)
-
-    if len(data) > limits.max_recipe_bytes:
-        fail(f"larger than {limits.max_recipe_bytes} bytes")
-    f = Fields(load_json_object(data, fail, limits.json()), "", fail)
-    found = f.get("format", str)
-    if found != RECIPE_FORMAT:
-        f.fail("format", f"expected {RECIPE_FORMAT!r}, got {found!r}")
+    f, fail = recipe_fields(data, source, limits.max_recipe_bytes, limits)
     kind_text = f.get("kind", str)
     try:
         kind = RecipeKind(kind_text)

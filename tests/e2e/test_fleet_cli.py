@@ -15,12 +15,9 @@ from tests.e2e.conftest import Run
 
 
 @pytest.fixture
-def repo(tmp_path: Path, sources: Path) -> Repository:
+def repo(examples_repo: Repository) -> Repository:
     """The example components, published."""
-    repo = Repository.init(tmp_path / "repo")
-    for source in sorted(sources.iterdir()):
-        repo.add(source)
-    return repo
+    return examples_repo
 
 
 def origin_config(tmp_path: Path, repo: Repository, store: str = "store") -> Path:

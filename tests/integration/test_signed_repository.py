@@ -31,11 +31,8 @@ RESTAPI = "to:restapi/7.0/restapi-7.0.40.spr"
 
 
 @pytest.fixture
-def repo(tmp_path: Path, sources: Path) -> Repository:
-    repo = Repository.init(tmp_path / "repo")
-    for source in sorted(sources.iterdir()):
-        repo.add(source)
-    return repo
+def repo(examples_repo: Repository) -> Repository:
+    return examples_repo
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ Every input error is checked to come before the home is opened: ``open_home`` co
 from __future__ import annotations
 
 import io
-import subprocess
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,13 +29,8 @@ from tests.unit.test_pipeline import World
 NODE = NodeEntry("b", "/elsewhere/b", "")
 
 
-@pytest.fixture(autouse=True)
-def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"a subprocess was started: {args}")
-
-    monkeypatch.setattr(subprocess, "run", refuse)
-    monkeypatch.setattr(subprocess, "Popen", refuse)
+# Fakes only: a test that starts a process fails.
+pytestmark = pytest.mark.usefixtures("no_subprocess")
 
 
 class FakeHome:

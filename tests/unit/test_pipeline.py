@@ -7,7 +7,6 @@ built on disk by the release side and served from memory by :class:`FakeMirror`.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,13 +58,8 @@ class FakeService:
         return None
 
 
-@pytest.fixture(autouse=True)
-def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"a subprocess was started: {args}")
-
-    monkeypatch.setattr(subprocess, "run", refuse)
-    monkeypatch.setattr(subprocess, "Popen", refuse)
+# Fakes only: a test that starts a process fails.
+pytestmark = pytest.mark.usefixtures("no_subprocess")
 
 
 def served(repo: Repository) -> dict[str, bytes]:

@@ -86,12 +86,9 @@ def blob(size: int, seed: int) -> bytes:
 
 
 @pytest.fixture
-def repo(tmp_path: Path, sources: Path) -> Repository:
+def repo(examples_repo: Repository) -> Repository:
     """The example components, published."""
-    repo = Repository.init(tmp_path / "repo")
-    for source in sorted(sources.iterdir()):
-        repo.add(source)
-    return repo
+    return examples_repo
 
 
 def object_path(sha256: str) -> str:

@@ -19,11 +19,8 @@ from steppatch.trust import ThresholdNotMet
 
 
 @pytest.fixture
-def repo(tmp_path: Path, sources: Path) -> Repository:
-    repo = Repository.init(tmp_path / "repo")
-    for source in sorted(sources.iterdir()):
-        repo.add(source)
-    return repo
+def repo(examples_repo: Repository) -> Repository:
+    return examples_repo
 
 
 def upstreams(tmp_path: Path, *roots: Path) -> Upstreams:
