@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import errno
 import shutil
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
-from steppatch import Repository
+from steppatch import Repository, evolve
+from steppatch.limits import DEFAULT_LIMITS
 from steppatch.server import StoreFull, UpstreamUnavailable, parse_config
 from steppatch.server._metrics import Metrics
 from steppatch.server._store import FillControl, Item, MirrorStore
 from steppatch.server._upstream import Upstreams
 from steppatch.store import PartialObject
 from steppatch.trust import ThresholdNotMet
+from tests.builders import component, jar_bytes, repository
 
 
 @pytest.fixture
@@ -171,3 +175,40 @@ def test_fill_refuses_content_over_its_limit_before_fetching(
     assert sorted(p for p in (tmp_path / "store").rglob("*")) == before  # no partial file
     assert not store.objects.has(sha)
     assert store.metrics.total("upstream_fetches_total") == fetches  # not even asked
+
+
+def test_a_zip_delta_over_the_expanded_bound_is_passed_over_for_the_plain_delta(
+    tmp_path: Path,
+) -> None:
+    """Bulk sync: the shortest delta of an archive is its zip delta; one whose expanded form is
+    over ``Limits.max_zip_expanded_bytes`` is refused before anything is decoded,
+    and the plain delta rebuilds the archive; nothing is left beside the store's objects."""
+    old, new = jar_bytes(3), jar_bytes(3, changed=7)
+    src = tmp_path / "src"
+    repo = repository(
+        tmp_path,
+        component(src, "app", "1.0", {"lib/app.jar": old}),
+        component(src, "app", "1.1", {"lib/app.jar": new}),
+    )
+    metrics = Metrics()
+    store = MirrorStore(
+        tmp_path / "store", (repo.root / "root.json").read_bytes(), metrics,
+        limits=evolve(DEFAULT_LIMITS, max_zip_expanded_bytes=1024),
+    )  # fmt: skip
+    ups = upstreams(tmp_path, repo.root)
+    assert store.refresh(ups) is True
+    transfers = repo.index.components["app"][Version("1.1")].transfers
+    assert transfers is not None
+    store.fill(Item("transfers", transfers.path, transfers.sha256, transfers.length), ups,
+               FillControl())  # fmt: skip
+    old_sha, new_sha = sha256(old).hexdigest(), sha256(new).hexdigest()
+    store.fill(Item("object", f"objects/{old_sha[:2]}/{old_sha}", old_sha, len(old)), ups,
+               FillControl())  # fmt: skip
+    item = Item("object", f"objects/{new_sha[:2]}/{new_sha}", new_sha, len(new))
+    assert any(e is not None for *_, e in store.delta_routes[new_sha])  # a zip delta offered
+    held = store._fill_by_delta(item, ups, FillControl())
+    assert held is not None and held.file is not None and held.file.read_bytes() == new
+    assert metrics.total("objects_from_deltas_total") == 1
+    assert metrics.total("objects_from_zip_deltas_total") == 0
+    partial = store.objects.partial_path(new_sha).parent
+    assert not partial.exists() or not list(partial.iterdir())
