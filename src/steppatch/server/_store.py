@@ -572,14 +572,12 @@ class MirrorStore:
         return self._held_object(item.sha256, item.length)
 
     def _rebuild_archive(self, dsha: str, base: str, out: Path, length: int, expanded: int) -> None:
-        """An archive rebuilt from the zip delta ``dsha`` and the held archive ``base``: the home's
-        bounds (expanded form, members, threads, memory). Raises ``DeltaError``, ``TooLarge``,
-        ``OSError``; ``adopt`` checks the sha256."""
+        """An archive rebuilt from the zip delta ``dsha`` and the held archive ``base``, within a
+        home's bounds (expanded form, members, threads, memory). Raises ``DeltaError`` (over a
+        bound too: refused before decoding), ``OSError``; ``adopt`` checks the sha256."""
         from steppatch.zipdelta import apply_zip_delta
 
         limits = self.limits
-        if expanded > limits.max_zip_expanded_bytes:
-            raise TooLarge(f"expanded form of delta {dsha}", limits.max_zip_expanded_bytes)
         apply_zip_delta(
             self.objects.path(dsha), self.objects.path(base), out, length=length,
             expanded=expanded, max_member_bytes=limits.max_zip_member_bytes,
