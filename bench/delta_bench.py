@@ -36,7 +36,7 @@ from pathlib import Path
 from steppatch import evolve
 from steppatch.delta import decode, encode
 from steppatch.limits import Limits
-from steppatch.repo._deltas import redeflate_budget
+from steppatch.repo._deltas import redeflate_budget, zip_frame_levels
 from steppatch.zipdelta import apply_zip_delta, expand, is_zip, make_delta, rebuild
 
 HERE = Path(__file__).resolve().parent
@@ -160,6 +160,7 @@ def ours_zip(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
     enc = timed(lambda: made.append(make_delta(
         old, new, work / "zd", max_length=size, max_member_bytes=limits.max_zip_member_bytes,
         budget=redeflate_budget(size, limits), level=limits.delta_level,
+        frame_levels=zip_frame_levels(size, limits),
     )))  # fmt: skip
     assert made[0] is not None
     length, expanded = made[0]

@@ -120,21 +120,26 @@ class Limits:
     max_zip_member_bytes: int = 64 * MiB
     #: zip deltas: the expanded form a home decodes, at most
     max_zip_expanded_bytes: int = 2048 * MiB
-    #: zip deltas (version 2): the changed members a home deflates again, in inflated bytes, at
-    #: most this fraction of the archive's length; the other changed members travel deflated.
-    #: In bytes, not seconds, on purpose: ``repo add`` may run on a faster or slower machine
-    #: than the homes, and deltas should not depend on its load. From the goal of rebuilding at
-    #: 200 MB/s of archive or more (1/200 s per MB): zlib level 6 deflates wheels' binaries at
-    #: about 25 MB/s of input per core, 42 MB/s in 2 threads on a 2-core machine, so deflating
-    #: 0.16 of the archive takes 0.16/42 s per MB, three quarters of the time, the rest for
-    #: decoding and inflating the old members. 0.16 is where the three wheels of the bench meet
-    #: both goals of issue 18 (at most 0.7x rsync's bytes, 200 MB/s) on 2 cores at rest; on a
-    #: busy machine the rate drops first. More saves bytes at that rate's expense
+    #: zip deltas (version 2): the changed members a home deflates again, in deflated bytes (what
+    #: zlib writes; its time goes with that, about 0.1 s per MB here for binaries and text
+    #: alike), at most this fraction of the archive's length; the other changed members travel
+    #: deflated. In bytes, not seconds, on purpose: ``repo add`` may run on a faster or slower
+    #: machine than the homes, and deltas should not depend on its load. From the goals of
+    #: issue 18 (at most 0.7x rsync's bytes, rebuilding at 200 MB/s or more): 0.055 gives
+    #: pandas' wheel 0.697x at 240-250 MB/s on 2 cores at rest, numpy's 0.57x at 250; 0.05
+    #: misses the bytes (0.702x), and each 0.005 more costs about 15 MB/s
     #: (bench/README.md, "Deltas": the trade-off on three wheels)
-    zip_redeflate_fraction: float = 0.16
+    zip_redeflate_fraction: float = 0.055
     #: ... and at least this many bytes, whatever the archive's length: about 10 ms of deflating,
     #: which a small archive's rebuild can afford whatever its rate
-    zip_redeflate_min_bytes: int = 256 * 1024
+    zip_redeflate_min_bytes: int = 96 * 1024
+    #: zip deltas (version 2): zstd level of both frames, for archives up to the length below:
+    #: 19 makes pandas' delta 1.2% smaller than ``delta_level`` and the frame of the re-deflated
+    #: members' contents 15% smaller, so fewer members need deflating for the same bytes; it
+    #: encodes at about 3 MB/s (base plus target), 8 s for a 13 MB wheel; decoding is as fast
+    zip_delta_level: int = 19
+    #: ... longer archives use ``delta_level``: a GiB would take minutes at 19
+    zip_delta_level_max_bytes: int = 64 * MiB
     #: zip deltas: threads rebuilding an archive at a home, about its cores (at least 2: one
     #: decodes the archive's frame while the others deflate members, then all deflate;
     #: CPython's zlib releases the GIL)

@@ -245,3 +245,62 @@ def test_a_malformed_version_2_zip_delta_is_refused(tmp_path: Path, damage: obje
     (tmp_path / "good").write_bytes(_container(header, frames))
     _apply(tmp_path / "good", tmp_path / "old.zip", tmp_path / "out", len(new), expanded)
     assert (tmp_path / "out").read_bytes() == new
+
+
+def _members_of(delta: Path) -> list[list[int]]:
+    """The members a version 2 delta re-deflates, from its header."""
+    import json
+
+    import zstandard
+
+    data = delta.read_bytes()
+    n = int.from_bytes(data[len(DELTA_MAGIC) : len(DELTA_MAGIC) + 8], "big")
+    head = data[len(DELTA_MAGIC) + 8 : len(DELTA_MAGIC) + 8 + n]
+    members: list[list[int]] = json.loads(zstandard.ZstdDecompressor().decompress(head))["members"]
+    return members
+
+
+def test_the_budget_counts_deflated_bytes_not_inflated_ones(tmp_path: Path) -> None:
+    """zlib's time goes with what it writes: a member that inflates to 40 times its length
+    costs its deflated length, so it fits a budget its inflated length would not."""
+    import io
+    import random
+    import zipfile
+
+    def archive(edit: bytes) -> bytes:
+        rng = random.Random(5)
+        text = b"".join(b"line %d of a log that repeats\n" % (i % 50) for i in range(8000))
+        noise = bytes(rng.randrange(48, 58) for _ in range(20_000))  # deflates to about half
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(zipfile.ZipInfo("text", (2020, 1, 1, 0, 0, 0)), edit + text,
+                       zipfile.ZIP_DEFLATED)  # fmt: skip
+            z.writestr(zipfile.ZipInfo("noise", (2020, 1, 1, 0, 0, 0)), edit + noise,
+                       zipfile.ZIP_DEFLATED)  # fmt: skip
+        return buf.getvalue()
+
+    old, new = archive(b"v1"), archive(b"version two, longer")
+    (tmp_path / "old.zip").write_bytes(old)
+    (tmp_path / "new.zip").write_bytes(new)
+    infos = {i.filename: i for i in zipfile.ZipFile(tmp_path / "new.zip").infolist()}
+    text, noise = infos["text"], infos["noise"]
+    assert text.file_size > 20 * text.compress_size and noise.compress_size > 4 * text.compress_size
+    made = make_delta(
+        tmp_path / "old.zip", tmp_path / "new.zip", tmp_path / "d", max_length=len(new) * 2,
+        max_member_bytes=1 << 20, budget=text.compress_size + 100, level=9,
+    )  # fmt: skip
+    assert made is not None
+    # Only the text member is re-deflated: its deflated length fits, the noise's does not.
+    assert [m[1] for m in _members_of(tmp_path / "d")] == [text.file_size]
+    _apply(tmp_path / "d", tmp_path / "old.zip", tmp_path / "out", len(new), made[1])
+    assert (tmp_path / "out").read_bytes() == new
+
+
+def test_both_frames_take_the_zip_delta_level_up_to_its_bound() -> None:
+    from steppatch import evolve
+    from steppatch.limits import Limits
+    from steppatch.repo._deltas import zip_frame_levels
+
+    limits = evolve(Limits(), zip_delta_level=17, delta_level=4, zip_delta_level_max_bytes=1000)
+    assert zip_frame_levels(1000, limits) == (17, 17)
+    assert zip_frame_levels(1001, limits) == (4, 4)

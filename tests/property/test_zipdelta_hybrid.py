@@ -100,10 +100,15 @@ archives = st.tuples(
 
 
 @SETTINGS
-@given(pair=archives, budget=st.sampled_from([0, 5_000, 40_000, 10**9]))
+@given(
+    pair=archives,
+    budget=st.sampled_from([0, 5_000, 40_000, 10**9]),
+    frame_levels=st.sampled_from([None, (19, 19), (3, 19)]),
+)
 def test_any_pair_of_archives_round_trips(
     pair: tuple[list[tuple[int, int, int]], list[tuple[str, int]], list[tuple[int, int, int]]],
     budget: int,
+    frame_levels: tuple[int, int] | None,
 ) -> None:
     old, new = _pair(*pair)
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +118,7 @@ def test_any_pair_of_archives_round_trips(
         made = make_delta(
             d / "old.zip", d / "new.zip", d / "delta", max_length=len(new) * 2 + 4096,
             max_member_bytes=LIMITS.max_zip_member_bytes, budget=budget, level=9,
+            frame_levels=frame_levels,
         )  # fmt: skip
         assert made is not None
         length, expanded = made

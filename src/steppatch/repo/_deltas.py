@@ -22,7 +22,7 @@ from steppatch.model import Encoded, Manifest, ObjectTransfers
 from steppatch.store import ObjectStore, hash_file
 from steppatch.zipdelta import apply_delta, is_zip, make_delta
 
-__all__ = ["compute_transfers", "redeflate_budget"]
+__all__ = ["compute_transfers", "redeflate_budget", "zip_frame_levels"]
 
 
 def _store(deltas: ObjectStore, tmp: Path, length: int) -> str:
@@ -74,8 +74,15 @@ def _encoded(
 
 
 def redeflate_budget(size: int, limits: Limits) -> int:
-    """How many inflated bytes a home may deflate again rebuilding an archive of ``size``."""
+    """How many deflated bytes a home may write deflating members again, rebuilding an archive
+    of ``size``."""
     return max(int(size * limits.zip_redeflate_fraction), limits.zip_redeflate_min_bytes)
+
+
+def zip_frame_levels(size: int, limits: Limits) -> tuple[int, int]:
+    """The zstd levels of a zip delta's two frames for an archive of ``size`` bytes."""
+    level = limits.zip_delta_level if size <= limits.zip_delta_level_max_bytes else None
+    return (level, level) if level is not None else (limits.delta_level, limits.delta_level)
 
 
 def _zip_delta(
@@ -100,6 +107,7 @@ def _zip_delta(
             objects.path(base), objects.path(target), work / "delta",
             max_length=max_length, max_member_bytes=limits.max_zip_member_bytes,
             budget=redeflate_budget(size, limits), level=limits.delta_level,
+            frame_levels=zip_frame_levels(size, limits),
         )  # fmt: skip
         if made is None:
             return None
