@@ -105,7 +105,8 @@ def ours(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
 def zstd_patch(old: Path, new: Path, work: Path) -> tuple[int, float, float]:
     out = work / "p.zst"
     enc = timed(lambda: subprocess.run(
-        ["zstd", "-q", "-f", "-3", f"--patch-from={old}", str(new), "-o", str(out)], check=True
+        ["zstd", "-q", "-f", "-3", f"--patch-from={old}", str(new), "-o", str(out)], check=True,
+        stderr=subprocess.DEVNULL,  # "long mode automatically triggered", every run
     ))  # fmt: skip
     length = out.stat().st_size
     dec = timed(lambda: subprocess.run(
