@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from steppatch import _record as record
+from steppatch._fs import checkpoint
 from steppatch._json import JsonProblem, parse_json
 from steppatch.errors import DeltaError
 
@@ -612,6 +613,7 @@ def apply_delta(
                 m, at = queue.pop()
                 pending.append((m, pool.submit(_deflated, view[at : at + m[1]], m[2])))
                 held += m[3]
+            checkpoint("zip-rebuilding")  # the crash tests: work files and threads busy
             whole.result()
             if fo is None:
                 fo = stack.enter_context(open(out, "r+b"))

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from packaging.version import Version
 
+from steppatch import Home
 from steppatch.delta import encode
 from steppatch.errors import DeltaError
 from steppatch.formats import parse_transfers
@@ -304,3 +309,37 @@ def test_both_frames_take_the_zip_delta_level_up_to_its_bound() -> None:
     limits = evolve(Limits(), zip_delta_level=17, delta_level=4, zip_delta_level_max_bytes=1000)
     assert zip_frame_levels(1000, limits) == (17, 17)
     assert zip_frame_levels(1001, limits) == (4, 4)
+
+
+_KILL_SCRIPT = """
+import sys
+from steppatch import Home
+Home.open(sys.argv[1]).apply([sys.argv[2]])
+"""
+
+
+def test_sigkill_while_rebuilding_an_archive_leaves_old_or_new(tmp_path: Path) -> None:
+    """Killed with members deflating in threads and the rebuild's work files on disk: the home
+    is still on the old version, and the next apply rebuilds and leaves nothing behind."""
+    old, new = jar_bytes(4), jar_bytes(4, changed=9)
+    repo, item = published_jar_upgrade(tmp_path, old, new)
+    assert any(d.expanded is not None for d in item.deltas)
+    home = home_for(repo, tmp_path / "home")
+    home.apply(["to:app/1.0/app-1.0.spr"])
+    root = home.files.root
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT, str(root), "to:app/1.1/app-1.1.spr"],
+        env={**os.environ, "STEPPATCH_TEST_KILL_AT": "zip-rebuilding"},
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    partial = root / ".steppatch/cache/objects/.partial"
+    left = sorted(p.name.rsplit(".", 1)[-1] for p in partial.glob("*.decode-*"))
+    assert "prefix" in left and "plain" in left  # killed mid-rebuild, its work files there
+    again = Home.open(root)
+    assert again.status().versions() == {"app": Version("1.0")}
+    assert (root / "current/lib/app.jar").read_bytes() == old
+    assert not again.verify().changed
+    again.apply(["to:app/1.1/app-1.1.spr"])
+    assert (root / "current/lib/app.jar").read_bytes() == new
+    assert not partial.exists() or not list(partial.glob("*.decode-*"))
