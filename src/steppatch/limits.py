@@ -126,8 +126,8 @@ class Limits:
     #: deflated. In bytes, not seconds, on purpose: ``repo add`` may run on a faster or slower
     #: machine than the homes, and deltas should not depend on its load. From the goals of
     #: issue 18 (at most 0.7x rsync's bytes, rebuilding at 200 MB/s or more): 0.055 gives
-    #: pandas' wheel 0.697x at 240-250 MB/s on 2 cores at rest, numpy's 0.57x at 250; 0.05
-    #: misses the bytes (0.702x), and each 0.005 more costs about 15 MB/s
+    #: pandas' wheel 0.697x rebuilt at 200-250 MB/s on 2 cores, numpy's 0.57x at 230-250;
+    #: 0.05 misses the bytes (0.702x), and each 0.005 more costs about 15 MB/s
     #: (bench/README.md, "Deltas": the trade-off on three wheels)
     zip_redeflate_fraction: float = 0.055
     #: ... and at least this many bytes, whatever the archive's length: about 10 ms of deflating,

@@ -81,8 +81,9 @@ def redeflate_budget(size: int, limits: Limits) -> int:
 
 def zip_frame_levels(size: int, limits: Limits) -> tuple[int, int]:
     """The zstd levels of a zip delta's two frames for an archive of ``size`` bytes."""
-    level = limits.zip_delta_level if size <= limits.zip_delta_level_max_bytes else None
-    return (level, level) if level is not None else (limits.delta_level, limits.delta_level)
+    slow = size <= limits.zip_delta_level_max_bytes
+    level = limits.zip_delta_level if slow else limits.delta_level
+    return level, level
 
 
 def _zip_delta(
