@@ -243,7 +243,8 @@ def repo_add(
 
     repo = Repository.open(directory, keys=keys)
     for source in sources:
-        result = repo.add(source)
+        with render.progress_bar() as progress:
+            result = repo.add(source, progress=progress)
         verb = "Added" if result.added else "Already published, unchanged:"
         render.out.print(f"{verb} {result.name} {result.version} -> to:{result.recipe}")
 

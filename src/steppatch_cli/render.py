@@ -569,7 +569,8 @@ def mirror_upgrade_json(result: MirrorUpgrade) -> dict[str, Any]:
 def progress_bar(enabled: bool = True) -> Iterator[Any]:
     """A callback for :class:`steppatch.Home` progress, drawn on stderr when it is a terminal.
 
-    Downloads show bytes, rate and time left; staging shows entries.
+    Downloads show bytes, rate and time left; making deltas (``repo add``), bytes; staging,
+    entries.
     """
     if not (enabled and err.is_terminal):
         yield None
@@ -601,6 +602,8 @@ def progress_bar(enabled: bool = True) -> Iterator[Any]:
             if stage == "download":
                 rate = done / elapsed / 2**20 if elapsed > 0 else 0.0
                 detail = f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB at {rate:.1f} MiB/s"
+            elif stage == "deltas":
+                detail = f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB of new objects"
             else:
                 detail = f"{done}/{total}"
             if stage not in tasks:

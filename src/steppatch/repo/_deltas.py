@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from steppatch.delta import decode, encode
@@ -136,9 +136,13 @@ def compute_transfers(
     objects: ObjectStore,
     deltas: ObjectStore,
     limits: Limits,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Mapping[str, ObjectTransfers]:
     """The transfers of ``manifest``'s new objects (every object already in ``objects``), from
-    the objects its ``previous`` manifests (newest first) held at the same paths."""
+    the objects its ``previous`` manifests (newest first) held at the same paths.
+
+    ``progress("deltas", done, total)``: the new objects' bytes done, after each object (an
+    archive's zip delta can take seconds at level 19)."""
     held: set[str] = set()
     at_path: dict[str, list[str]] = {}
     for old in previous:
@@ -149,11 +153,20 @@ def compute_transfers(
             if e.sha256 not in bases:
                 bases.append(e.sha256)
     result: dict[str, ObjectTransfers] = {}
+    todo: dict[str, int] = {}
+    for entry in manifest.files():
+        assert entry.sha256 is not None
+        if entry.sha256 not in held and entry.size >= limits.delta_min_object_bytes:
+            todo.setdefault(entry.sha256, entry.size)
+    total, done = sum(todo.values()), 0
     for entry in manifest.files():
         sha, size = entry.sha256, entry.size
         assert sha is not None
-        if sha in held or sha in result or size < limits.delta_min_object_bytes:
-            continue
+        if todo.pop(sha, None) is None:
+            continue  # held before, too small, or done (two paths, one object)
+        if progress is not None:
+            progress("deltas", done, total)
+        done += size
         compressed = _encoded(
             deltas, objects, sha, size, None, int(size * limits.compressed_keep_fraction), limits
         )
@@ -184,4 +197,6 @@ def compute_transfers(
                 found.append(zipped)
         if compressed is not None or found:
             result[sha] = ObjectTransfers(size, compressed, tuple(found))
+    if progress is not None and total:
+        progress("deltas", total, total)
     return result

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from packaging.version import Version
@@ -244,12 +244,15 @@ class Repository:
             self._ring = KeyRing.load(self.key_dir)
         return self._ring
 
-    def add(self, source_dir: Path | str) -> AddResult:
+    def add(
+        self, source_dir: Path | str, progress: Callable[[str, int, int], None] | None = None
+    ) -> AddResult:
         """Publish the component version in ``source_dir``.
 
         The same name and version with identical content is a no-op (``added`` is false); with
         different content :class:`RepositoryConflict` is raised and nothing is written. Raises
-        :class:`~steppatch.errors.ComponentSourceError` for a bad source.
+        :class:`~steppatch.errors.ComponentSourceError` for a bad source. ``progress(stage,
+        done, total)``: stage ``"deltas"``, bytes of new objects whose deltas are made.
         """
         source = read_source(Path(source_dir), self.limits)
         manifest_bytes = dump_manifest(source.manifest)
@@ -280,7 +283,7 @@ class Repository:
                     f"{_difference(existing, entry)}; publish a new version instead"
                 )
             self._write_objects(source)
-            entry = record.evolve(entry, transfers=self._write_transfers(source))
+            entry = record.evolve(entry, transfers=self._write_transfers(source, progress))
             self._write_file(entry.manifest.path, manifest_bytes)
             recipe_bytes = dump_recipe(component_recipe(source.name, source.version))
             recipes = dict(self.index.recipes)
@@ -379,12 +382,14 @@ class Repository:
                 continue
         return found
 
-    def _write_transfers(self, source: ComponentSource) -> FileRef | None:
+    def _write_transfers(
+        self, source: ComponentSource, progress: Callable[[str, int, int], None] | None
+    ) -> FileRef | None:
         """Compute and store the deltas and compressed forms of the new version's objects;
         write its transfers document. ``None`` when nothing is cheaper than the objects."""
         previous = self._previous_manifests(source.name, source.version)
         objects = compute_transfers(
-            source.manifest, previous, self.objects, self.deltas, self.limits
+            source.manifest, previous, self.objects, self.deltas, self.limits, progress
         )
         if not objects:
             return None
