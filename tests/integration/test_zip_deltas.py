@@ -362,3 +362,27 @@ def test_repo_add_reports_the_deltas_it_makes_as_progress(tmp_path: Path) -> Non
     assert calls[0] == ("deltas", 0, total) and calls[-1] == ("deltas", total, total)
     assert [c[1] for c in calls] == sorted(c[1] for c in calls) and len(calls) == 3
     assert {c[0] for c in calls} == {"deltas"} and {c[2] for c in calls} == {total}
+
+
+def test_each_frame_keeps_the_shortest_of_its_levels(tmp_path: Path) -> None:
+    """Level 19 can lose to level 9 (it looks only 8 MiB back): both are tried, the shorter
+    kept, nothing else left beside it; ``None`` when no level is short enough."""
+    from steppatch.zipdelta import _encode_shortest
+
+    base, data = tmp_path / "base", tmp_path / "data"
+    base.write_bytes(jar_bytes(8))
+    data.write_bytes(jar_bytes(8, changed=1))
+    lengths = {
+        lv: encode(data, tmp_path / f"at{lv}", base=base, max_length=1 << 30, level=lv)
+        for lv in (1, 19)
+    }
+    assert lengths[1] != lengths[19]
+    best = min(lengths, key=lambda lv: lengths[lv] or 0)
+    for levels in ((19, 1), (1, 19)):  # the shorter wins, first or second
+        out = tmp_path / "out"
+        n = _encode_shortest(data, out, prefix=base, max_length=1 << 30, levels=levels)
+        assert n == min(lengths.values()) == out.stat().st_size
+        assert out.read_bytes() == (tmp_path / f"at{best}").read_bytes()
+    none = _encode_shortest(data, tmp_path / "o2", prefix=base, max_length=5, levels=(19, 1))
+    assert none is None
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", "o2"))) == ["out"]
