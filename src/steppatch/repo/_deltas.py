@@ -81,8 +81,8 @@ def redeflate_budget(size: int, limits: Limits) -> int:
 
 def zip_frame_levels(size: int, limits: Limits) -> tuple[int, int]:
     """The zstd levels of a zip delta's two frames for an archive of ``size`` bytes."""
-    slow = size <= limits.zip_delta_level_max_bytes
-    level = limits.zip_delta_level if slow else limits.delta_level
+    small = size <= limits.zip_delta_level_max_bytes
+    level = limits.zip_delta_level if small else limits.delta_level
     return level, level
 
 
