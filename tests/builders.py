@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from steppatch import Home, Repository
+from steppatch.zipdelta import make_delta
 
 #: a file's content, ("link", target), or ("dir", mode)
 Spec = bytes | tuple[str, str] | tuple[str, int]
@@ -92,3 +93,25 @@ def jar_bytes(seed: int, changed: int | None = None) -> bytes:
         z.writestr(zipfile.ZipInfo("META-INF/raw", (2020, 1, 1, 0, 0, 0)), b"x" * 5000,
                    zipfile.ZIP_STORED)  # fmt: skip
     return buf.getvalue()
+
+
+def zip_delta_between(
+    d: Path,
+    old: bytes,
+    new: bytes,
+    *,
+    name: str = "d",
+    budget: int = 1 << 20,
+    max_length: int | None = None,
+    max_member_bytes: int = 1 << 20,
+    frame_levels: tuple[int, int] | None = None,
+) -> tuple[int, int] | None:
+    """The version 2 zip delta from the archive ``old`` to ``new`` (written as ``d / "old.zip"``
+    and ``d / "new.zip"``) at ``d / name``, as ``make_delta`` returns it (zstd level 9; no
+    longer than ``new`` unless ``max_length`` says)."""
+    (d / "old.zip").write_bytes(old)
+    (d / "new.zip").write_bytes(new)
+    return make_delta(
+        d / "old.zip", d / "new.zip", d / name, max_length=max_length or len(new),
+        max_member_bytes=max_member_bytes, budget=budget, level=9, frame_levels=frame_levels,
+    )  # fmt: skip

@@ -1,8 +1,18 @@
-"""Damaging bytes for the property tests: a byte flipped, the end cut off, a byte inserted."""
+"""Damaging bytes for the property tests (a byte flipped, the end cut off, a byte inserted),
+and fetching an object through a damaged delta."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from hypothesis import strategies as st
+
+from steppatch.model import Encoded
+from steppatch.remote import MetadataStore, RepositoryClient, RoutedResult
+from steppatch.routes import Fetch, Route
+from steppatch.store import ObjectStore
+from steppatch.transport import FileFetcher
 
 Damage = tuple[str, int, int]
 
@@ -26,3 +36,29 @@ def damaged(data: bytes, how: Damage) -> bytes:
     if kind == "cut":
         return data[:at]
     return data[:at] + bytes([value]) + data[at:]
+
+
+def fetch_by_damaged_delta(
+    d: Path, target: bytes, base: Path, good: bytes, bad: bytes, *, signed: bool,
+    expanded: int | None = None,
+) -> tuple[ObjectStore, RoutedResult, Path]:  # fmt: skip
+    """Fetch ``target`` into ``d / "store"`` by its delta from the file ``base`` (a zip delta
+    when ``expanded`` is given), from a repository at ``d / "repo"`` that holds ``target``
+    whole and serves ``bad`` as the delta. The metadata names ``bad`` when ``signed`` (a
+    repository that published a bad delta), else ``good``. The store, the result, and where
+    the served delta lies."""
+    repo = d / "repo"
+    tsha = hashlib.sha256(target).hexdigest()
+    (repo / "objects" / tsha[:2]).mkdir(parents=True, exist_ok=True)
+    (repo / "objects" / tsha[:2] / tsha).write_bytes(target)
+    named = bad if signed else good
+    dsha = hashlib.sha256(named).hexdigest()
+    served = repo / "deltas" / dsha[:2] / dsha
+    served.parent.mkdir(parents=True)
+    served.write_bytes(bad)
+    bsha = hashlib.sha256(base.read_bytes()).hexdigest()
+    client = RepositoryClient(FileFetcher(repo), MetadataStore(d / "meta"))
+    store = ObjectStore(d / "store")
+    fetch = Fetch(tsha, len(target), Route.DELTA, Encoded(dsha, len(named), bsha, expanded))
+    result = client.fetch_routed([fetch], store, ObjectStore(d / "scratch"), lambda sha: base)
+    return store, result, served

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.version import Version
@@ -25,10 +26,9 @@ from steppatch.zipdelta import (
     apply_zip_delta,
     expand,
     is_delta2,
-    make_delta,
     rebuild,
 )
-from tests.builders import component, home_for, jar_bytes, repository
+from tests.builders import component, home_for, jar_bytes, repository, zip_delta_between
 
 
 def test_expand_and_rebuild_give_the_archive_back(tmp_path: Path) -> None:
@@ -174,24 +174,25 @@ def _apply(delta: Path, base: Path, out: Path, length: int, expanded: int) -> No
 
 def _v2(tmp_path: Path) -> tuple[bytes, dict[str, object], bytes, int]:
     """A version 2 delta between two jars: the old jar, its header, its frames, expanded."""
+    old, new = jar_bytes(7), jar_bytes(7, changed=5)
+    made = zip_delta_between(tmp_path, old, new)
+    assert made is not None
+    header, frames = _read_v2(tmp_path / "d")
+    assert header["members"] and header["pieces"]
+    return new, header, frames, made[1]
+
+
+def _read_v2(delta: Path) -> tuple[dict[str, Any], bytes]:
+    """A version 2 delta's header, decoded, and the frames that follow it."""
     import json
 
     import zstandard
 
-    old, new = jar_bytes(7), jar_bytes(7, changed=5)
-    (tmp_path / "old.zip").write_bytes(old)
-    (tmp_path / "new.zip").write_bytes(new)
-    made = make_delta(
-        tmp_path / "old.zip", tmp_path / "new.zip", tmp_path / "d",
-        max_length=len(new), max_member_bytes=1 << 20, budget=1 << 20, level=9,
-    )  # fmt: skip
-    assert made is not None
-    data = (tmp_path / "d").read_bytes()
+    data = delta.read_bytes()
     n = int.from_bytes(data[len(DELTA_MAGIC) : len(DELTA_MAGIC) + 8], "big")
     head = data[len(DELTA_MAGIC) + 8 : len(DELTA_MAGIC) + 8 + n]
     header = json.loads(zstandard.ZstdDecompressor().decompress(head))
-    assert header["members"] and header["pieces"]
-    return new, header, data[len(DELTA_MAGIC) + 8 + n :], made[1]
+    return header, data[len(DELTA_MAGIC) + 8 + n :]
 
 
 def _container(header: object, frames: bytes, raw_head: bytes | None = None) -> bytes:
@@ -252,19 +253,6 @@ def test_a_malformed_version_2_zip_delta_is_refused(tmp_path: Path, damage: obje
     assert (tmp_path / "out").read_bytes() == new
 
 
-def _members_of(delta: Path) -> list[list[int]]:
-    """The members a version 2 delta re-deflates, from its header."""
-    import json
-
-    import zstandard
-
-    data = delta.read_bytes()
-    n = int.from_bytes(data[len(DELTA_MAGIC) : len(DELTA_MAGIC) + 8], "big")
-    head = data[len(DELTA_MAGIC) + 8 : len(DELTA_MAGIC) + 8 + n]
-    members: list[list[int]] = json.loads(zstandard.ZstdDecompressor().decompress(head))["members"]
-    return members
-
-
 def test_the_budget_counts_deflated_bytes_not_inflated_ones(tmp_path: Path) -> None:
     """zlib's time goes with what it writes: a member that inflates to 40 times its length
     costs its deflated length, so it fits a budget its inflated length would not."""
@@ -285,18 +273,15 @@ def test_the_budget_counts_deflated_bytes_not_inflated_ones(tmp_path: Path) -> N
         return buf.getvalue()
 
     old, new = archive(b"v1"), archive(b"version two, longer")
-    (tmp_path / "old.zip").write_bytes(old)
-    (tmp_path / "new.zip").write_bytes(new)
-    infos = {i.filename: i for i in zipfile.ZipFile(tmp_path / "new.zip").infolist()}
+    infos = {i.filename: i for i in zipfile.ZipFile(io.BytesIO(new)).infolist()}
     text, noise = infos["text"], infos["noise"]
     assert text.file_size > 20 * text.compress_size and noise.compress_size > 4 * text.compress_size
-    made = make_delta(
-        tmp_path / "old.zip", tmp_path / "new.zip", tmp_path / "d", max_length=len(new) * 2,
-        max_member_bytes=1 << 20, budget=text.compress_size + 100, level=9,
-    )  # fmt: skip
+    made = zip_delta_between(
+        tmp_path, old, new, max_length=len(new) * 2, budget=text.compress_size + 100
+    )
     assert made is not None
     # Only the text member is re-deflated: its deflated length fits, the noise's does not.
-    assert [m[1] for m in _members_of(tmp_path / "d")] == [text.file_size]
+    assert [m[1] for m in _read_v2(tmp_path / "d")[0]["members"]] == [text.file_size]
     _apply(tmp_path / "d", tmp_path / "old.zip", tmp_path / "out", len(new), made[1])
     assert (tmp_path / "out").read_bytes() == new
 
@@ -372,12 +357,13 @@ def test_each_frame_keeps_the_shortest_of_its_levels(tmp_path: Path) -> None:
     base, data = tmp_path / "base", tmp_path / "data"
     base.write_bytes(jar_bytes(8))
     data.write_bytes(jar_bytes(8, changed=1))
-    lengths = {
-        lv: encode(data, tmp_path / f"at{lv}", base=base, max_length=1 << 30, level=lv)
-        for lv in (1, 19)
-    }
+    lengths: dict[int, int] = {}
+    for lv in (1, 19):
+        n = encode(data, tmp_path / f"at{lv}", base=base, max_length=1 << 30, level=lv)
+        assert n is not None
+        lengths[lv] = n
     assert lengths[1] != lengths[19]
-    best = min(lengths, key=lambda lv: lengths[lv] or 0)
+    best = min(lengths, key=lengths.__getitem__)
     for levels in ((19, 1), (1, 19)):  # the shorter wins, first or second
         out = tmp_path / "out"
         n = _encode_shortest(data, out, prefix=base, max_length=1 << 30, levels=levels)

@@ -18,12 +18,8 @@ from hypothesis import strategies as st
 from steppatch import delta
 from steppatch.delta import decode, encode
 from steppatch.errors import DeltaError
-from steppatch.model import Encoded
-from steppatch.remote import MetadataStore, RepositoryClient
-from steppatch.routes import Fetch, Route
-from steppatch.store import ObjectStore
-from steppatch.transport import FileFetcher
-from tests.damage import damaged, damages
+from steppatch.routes import Fetch
+from tests.damage import damaged, damages, fetch_by_damaged_delta
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -90,12 +86,8 @@ def test_a_damaged_delta_always_falls_back(
     base = os.urandom(6000)
     target = _apply(base, changes) or b"x"
     tsha = hashlib.sha256(target).hexdigest()
-    bsha = hashlib.sha256(base).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        repo = d / "repo"
-        (repo / "objects" / tsha[:2]).mkdir(parents=True)
-        (repo / "objects" / tsha[:2] / tsha).write_bytes(target)
         _write(d, "base", base)
         _write(d, "target", target)
         length = encode(d / "target", d / "delta", base=d / "base", max_length=len(target) + 64)
@@ -104,15 +96,8 @@ def test_a_damaged_delta_always_falls_back(
         bad = damaged(good, how)
         if bad == good:
             return
-        named = bad if signed else good
-        dsha = hashlib.sha256(named).hexdigest()
-        (repo / "deltas" / dsha[:2]).mkdir(parents=True)
-        (repo / "deltas" / dsha[:2] / dsha).write_bytes(bad)
-        client = RepositoryClient(FileFetcher(repo), MetadataStore(d / "meta"))
-        store = ObjectStore(d / "store")
-        fetch = Fetch(tsha, len(target), Route.DELTA, Encoded(dsha, len(named), bsha))
-        result = client.fetch_routed(
-            [fetch], store, ObjectStore(d / "scratch"), lambda sha: d / "base"
+        store, result, served = fetch_by_damaged_delta(
+            d, target, d / "base", good, bad, signed=signed
         )
         assert store.has(tsha)
         assert (d / "store").joinpath(store.path(tsha)).read_bytes() == target
@@ -121,8 +106,7 @@ def test_a_damaged_delta_always_falls_back(
         else:
             # Only possible when the damage left the decoded output the target's very bytes.
             try:
-                decode(d / "repo" / "deltas" / dsha[:2] / dsha, d / "o", base=d / "base",
-                       length=len(target))  # fmt: skip
+                decode(served, d / "o", base=d / "base", length=len(target))
             except DeltaError:
                 raise AssertionError("an undecodable delta was used") from None
             assert (d / "o").read_bytes() == target

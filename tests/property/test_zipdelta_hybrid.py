@@ -20,13 +20,10 @@ from hypothesis import strategies as st
 import steppatch.zipdelta as zd
 from steppatch.errors import DeltaError
 from steppatch.limits import Limits
-from steppatch.model import Encoded
-from steppatch.remote import MetadataStore, RepositoryClient
-from steppatch.routes import Fetch, Route
-from steppatch.store import ObjectStore
-from steppatch.transport import FileFetcher
-from steppatch.zipdelta import DELTA_MAGIC, apply_zip_delta, make_delta
-from tests.damage import damaged, damages
+from steppatch.routes import Fetch
+from steppatch.zipdelta import DELTA_MAGIC, apply_zip_delta
+from tests.builders import zip_delta_between
+from tests.damage import damaged, damages, fetch_by_damaged_delta
 
 SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -113,12 +110,9 @@ def test_any_pair_of_archives_round_trips(
     old, new = _pair(*pair)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        (d / "old.zip").write_bytes(old)
-        (d / "new.zip").write_bytes(new)
-        made = make_delta(
-            d / "old.zip", d / "new.zip", d / "delta", max_length=len(new) * 2 + 4096,
-            max_member_bytes=LIMITS.max_zip_member_bytes, budget=budget, level=9,
-            frame_levels=frame_levels,
+        made = zip_delta_between(
+            d, old, new, name="delta", budget=budget, max_length=len(new) * 2 + 4096,
+            max_member_bytes=LIMITS.max_zip_member_bytes, frame_levels=frame_levels,
         )  # fmt: skip
         assert made is not None
         length, expanded = made
@@ -142,17 +136,12 @@ def test_a_damaged_zip_delta_always_falls_back(
     """``signed``: the damaged bytes are the ones the metadata names (a repository that
     published a bad delta), so only applying it and the archive's hash can catch them."""
     old, new = _pair(*pair)
-    tsha, bsha = hashlib.sha256(new).hexdigest(), hashlib.sha256(old).hexdigest()
+    tsha = hashlib.sha256(new).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        repo = d / "repo"
-        (repo / "objects" / tsha[:2]).mkdir(parents=True)
-        (repo / "objects" / tsha[:2] / tsha).write_bytes(new)
-        (d / "old.zip").write_bytes(old)
-        (d / "new.zip").write_bytes(new)
-        made = make_delta(
-            d / "old.zip", d / "new.zip", d / "delta", max_length=len(new) * 2 + 4096,
-            max_member_bytes=LIMITS.max_zip_member_bytes, budget=40_000, level=9,
+        made = zip_delta_between(
+            d, old, new, name="delta", budget=40_000, max_length=len(new) * 2 + 4096,
+            max_member_bytes=LIMITS.max_zip_member_bytes,
         )  # fmt: skip
         assert made is not None
         expanded = made[1]
@@ -168,22 +157,15 @@ def test_a_damaged_zip_delta_always_falls_back(
             pass
         else:
             assert (d / "out").stat().st_size == len(new)
-        named = bad if signed else good
-        dsha = hashlib.sha256(named).hexdigest()
-        (repo / "deltas" / dsha[:2]).mkdir(parents=True)
-        (repo / "deltas" / dsha[:2] / dsha).write_bytes(bad)
-        client = RepositoryClient(FileFetcher(repo), MetadataStore(d / "meta"))
-        store = ObjectStore(d / "store")
-        fetch = Fetch(tsha, len(new), Route.DELTA, Encoded(dsha, len(named), bsha, expanded))
-        result = client.fetch_routed(
-            [fetch], store, ObjectStore(d / "scratch"), lambda sha: d / "old.zip"
+        store, result, served = fetch_by_damaged_delta(
+            d, new, d / "old.zip", good, bad, signed=signed, expanded=expanded
         )
         assert store.path(tsha).read_bytes() == new
         if result.fallbacks:
             assert result.done == (Fetch(tsha, len(new)),)
         else:
             # Only possible when the damage left the rebuilt archive the very bytes.
-            _apply(repo / "deltas" / dsha[:2] / dsha, d / "old.zip", d / "o", len(new), expanded)
+            _apply(served, d / "old.zip", d / "o", len(new), expanded)
             assert (d / "o").read_bytes() == new
 
 
@@ -193,12 +175,7 @@ def test_an_older_reader_refuses_a_version_2_delta_with_a_typed_error(
     """A reader that knows only version 1 takes the delta for a version 1 frame: it refuses
     it (``DeltaError``), which sends the home to its other routes."""
     old, new = _pair([(1, 20_000, 6), (2, 9_000, 9)], [("change", 500)], [])
-    (tmp_path / "old.zip").write_bytes(old)
-    (tmp_path / "new.zip").write_bytes(new)
-    made = make_delta(
-        tmp_path / "old.zip", tmp_path / "new.zip", tmp_path / "d",
-        max_length=len(new), max_member_bytes=1 << 20, budget=1 << 20, level=9,
-    )  # fmt: skip
+    made = zip_delta_between(tmp_path, old, new)
     assert made is not None
     monkeypatch.setattr(zd, "is_delta2", lambda path: False)  # a version 1 reader
     with pytest.raises(DeltaError):
